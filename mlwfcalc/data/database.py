@@ -1,0 +1,117 @@
+"""The labelled set on disk: an ASE SQLite database (inspect it with ``ase db FILE``).
+
+One row per geometry. Converged rows carry ASE's energy (eV) and forces (eV/A) and, in
+``row.data``, the Kohn-Sham matrix ``fock`` (Hartree, PySCF AO order) and ``dipole`` (e*Bohr).
+Failed rows carry ``status="failed"`` and a ``reason`` and are never used for training.
+The PySCF settings live in the database metadata; a database is only ever extended with the
+settings it was made with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.db import connect
+from ase.units import Bohr, Hartree
+
+from ..validation import InputError
+
+if TYPE_CHECKING:
+    from .labelling import LabelResult
+
+#: Settings that must agree for two labelling runs to share one database.
+SETTINGS_KEYS = ("method", "xc", "basis", "grid_level", "conv_tol", "max_cycle")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """PySCF settings of a labelling run (restricted Kohn-Sham, spherical AOs)."""
+
+    xc: str = "pbe"
+    basis: str = "def2-svp"
+    grid_level: int = 3
+    conv_tol: float = 1e-10
+    max_cycle: int = 100
+    method: str = "RKS"
+
+    def __post_init__(self):
+        object.__setattr__(self, "xc", self.xc.lower())
+        object.__setattr__(self, "basis", self.basis.lower().replace(" ", ""))
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> "LabelSettings":
+        return cls(**{k: metadata[k] for k in SETTINGS_KEYS})
+
+
+def geometry_key(numbers: np.ndarray, positions: np.ndarray) -> str:
+    """Content key of a geometry: SHA-1 of the atomic numbers and positions rounded to 1e-6 A."""
+    digest = hashlib.sha1(np.asarray(numbers, dtype=np.int64).tobytes())
+    digest.update(np.round(np.asarray(positions, dtype=float), 6).astype(np.float64).tobytes())
+    return digest.hexdigest()[:20]
+
+
+class LabelDatabase:
+    """Writer/reader for a labelled set. Creates the file, or checks its settings on reopening."""
+
+    def __init__(self, path: str | Path, settings: LabelSettings | None = None):
+        self.path = Path(path)
+        exists = self.path.exists()
+        try:
+            self._db = connect(str(self.path), type="db", append=True)
+            metadata = self._db.metadata if exists else {}
+        except Exception as err:
+            raise InputError(f"cannot open label database {self.path} ({type(err).__name__}: {err}); "
+                             "give an ASE SQLite file written by `mlwfcalc label`") from None
+        if exists and not all(k in metadata for k in SETTINGS_KEYS):
+            raise InputError(f"{self.path} is not an mlwfcalc label database (no labelling settings in its metadata)")
+        if exists:
+            stored = LabelSettings.from_metadata(metadata)
+            if settings is not None and stored != settings:
+                diff = {k: (getattr(stored, k), getattr(settings, k)) for k in SETTINGS_KEYS
+                        if getattr(stored, k) != getattr(settings, k)}
+                raise InputError(f"{self.path} was labelled with other settings ({', '.join(f'{k}: {a} there, {b} now' for k, (a, b) in diff.items())}); "
+                                 "use the same settings or a new database file")
+            self.settings = stored
+        elif settings is None:
+            raise InputError(f"label database {self.path} does not exist")
+        else:
+            import pyscf
+
+            from .. import __version__
+            self._db.metadata = {**asdict(settings), "program": "mlwfcalc", "version": __version__,
+                                 "pyscf_version": pyscf.__version__,
+                                 "units": {"energy": "eV", "forces": "eV/A", "positions": "A",
+                                           "fock": "Hartree", "dipole": "e*Bohr"},
+                                 "ao_order": "pyscf-spherical"}
+            self.settings = settings
+
+    def keys(self) -> set[str]:
+        """Geometry keys of every row (done or failed)."""
+        return {row.geometry_key for row in self._db.select(columns=["key_value_pairs"])}
+
+    def write(self, result: "LabelResult") -> None:
+        """Write one row in one transaction (atomic: a killed process leaves no partial row)."""
+        frame = result.frame
+        atoms = Atoms(frame.numbers, positions=frame.positions)
+        info = dict(geometry_key=frame.key, source=frame.source, frame=frame.index,
+                    cycles=result.cycles, scf_seconds=round(result.seconds, 3))
+        if result.converged:
+            atoms.calc = SinglePointCalculator(atoms, energy=result.energy * Hartree,
+                                               forces=result.forces * Hartree / Bohr)
+            self._db.write(atoms, status="ok", **info, data={"fock": result.fock, "dipole": result.dipole})
+        else:
+            self._db.write(atoms, status="failed", reason=result.reason, **info)
+
+    def rows(self, status: str = "ok"):
+        """Rows with the given status, in a deterministic order (source, then frame index)."""
+        rows = list(self._db.select(status=status))
+        return sorted(rows, key=lambda r: (r.source, r.frame, r.geometry_key))
+
+    def count(self, status: str | None = None) -> int:
+        return self._db.count(status=status) if status else self._db.count()

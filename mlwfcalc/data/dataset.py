@@ -1,0 +1,95 @@
+"""Training samples (torch tensors, atomic units) from a label database, and reproducible splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase.units import Bohr, Hartree
+
+from ..validation import InputError
+from .database import LabelDatabase
+
+
+@dataclass
+class Sample:
+    """One labelled molecule in atomic units (float64).
+
+    Attributes:
+        numbers: ``(n_atoms,)`` atomic numbers.
+        positions: ``(n_atoms, 3)`` Bohr.
+        fock: ``(nao, nao)`` Hartree, PySCF AO order.
+        energy: ``()`` total energy, Hartree.
+        forces: ``(n_atoms, 3)`` Hartree/Bohr.
+        key: the geometry key in the database.
+    """
+
+    numbers: torch.Tensor
+    positions: torch.Tensor
+    fock: torch.Tensor
+    energy: torch.Tensor
+    forces: torch.Tensor
+    key: str
+
+
+class LabelledDataset(torch.utils.data.Dataset):
+    """All converged rows of a label database, loaded into memory in a deterministic order.
+
+    Failed rows are never included. ``dataset.settings`` holds the PySCF settings (basis, xc, ...).
+    """
+
+    def __init__(self, path: str | Path):
+        db = LabelDatabase(path)
+        self.settings = db.settings
+        self.path = Path(path)
+        self.samples = [self._sample(row) for row in db.rows("ok")]
+        if not self.samples:
+            raise InputError(f"{path} holds no converged geometry to train on")
+
+    @staticmethod
+    def _sample(row) -> Sample:
+        f64 = torch.float64
+        return Sample(numbers=torch.tensor(row.numbers, dtype=torch.long),
+                      positions=torch.as_tensor(row.positions / Bohr, dtype=f64),
+                      fock=torch.tensor(row.data["fock"], dtype=f64),
+                      energy=torch.tensor(row.energy / Hartree, dtype=f64),
+                      forces=torch.as_tensor(row.forces * Bohr / Hartree, dtype=f64),
+                      key=row.geometry_key)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]
+
+    @property
+    def elements(self) -> list[int]:
+        return sorted({int(z) for s in self.samples for z in s.numbers})
+
+
+def split_indices(n: int, sizes: Sequence[float | int], seed: int = 0) -> list[np.ndarray]:
+    """Reproducible random split of ``range(n)``.
+
+    Args:
+        n: number of samples.
+        sizes: one entry per part, each a count (int) or a fraction (float in (0, 1]); the last
+            part may be ``-1`` for "all the rest".
+        seed: the same seed and ``n`` always give the same parts.
+
+    Returns:
+        Sorted index arrays, one per part, disjoint.
+    """
+    counts = [int(round(s * n)) if isinstance(s, float) else int(s) for s in sizes]
+    if counts and counts[-1] == -1:
+        counts[-1] = n - sum(counts[:-1])
+    if any(c < 0 for c in counts) or sum(counts) > n:
+        raise InputError(f"split sizes {list(sizes)} do not fit {n} samples")
+    order = np.random.default_rng(seed).permutation(n)
+    parts, start = [], 0
+    for c in counts:
+        parts.append(np.sort(order[start:start + c]))
+        start += c
+    return parts

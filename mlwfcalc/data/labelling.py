@@ -1,0 +1,199 @@
+"""Label geometries with PySCF restricted Kohn-Sham: energy, forces, Kohn-Sham matrix F, dipole.
+
+Geometries run in parallel worker processes; only the parent writes to the database, one row per
+geometry in its own transaction, so a killed run loses at most the geometries in flight and a
+restart labels exactly those that are missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import signal
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.io import read
+from ase.units import Bohr
+from tqdm.auto import tqdm
+
+from ..basis import BasisLayout
+from ..validation import InputError, check_closed_shell, check_not_periodic, check_positions
+from .database import LabelDatabase, LabelSettings, geometry_key
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One geometry to label. ``where`` names it in messages (``frame 3 of water.xyz``)."""
+
+    source: str
+    index: int
+    numbers: np.ndarray
+    positions: np.ndarray  # Angstrom
+    charge: int = 0
+    spin: int = 0  # 2S
+    pbc: tuple[bool, bool, bool] = (False, False, False)
+
+    @property
+    def where(self) -> str:
+        return f"frame {self.index} of {self.source}"
+
+    @property
+    def key(self) -> str:
+        return geometry_key(self.numbers, self.positions)
+
+
+@dataclass
+class LabelResult:
+    """What one PySCF run produced (atomic units). ``reason`` is set when it failed."""
+
+    frame: Frame
+    converged: bool
+    cycles: int = 0
+    seconds: float = 0.0
+    energy: float | None = None  # Hartree
+    forces: np.ndarray | None = None  # Hartree/Bohr, (n_atoms, 3)
+    fock: np.ndarray | None = None  # Hartree, (nao, nao), PySCF AO order
+    dipole: np.ndarray | None = None  # e*Bohr, origin 0
+    reason: str | None = None
+
+
+@dataclass
+class LabelSummary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = (f"labelled {self.done}, failed {self.failed}, already in the database {self.skipped}, "
+                f"time {self.seconds:.1f} s")
+        return "\n".join([text] + [f"  failed: {f}" for f in self.failures])
+
+
+def read_frames(paths: Sequence[str | Path]) -> list[Frame]:
+    """Read every frame of xyz/extxyz files (any ASE-readable format); InputError if unreadable."""
+    frames = []
+    for path in paths:
+        try:
+            images = read(str(path), index=":")
+        except Exception as err:
+            raise InputError(f"cannot read {path} ({type(err).__name__}: {err}); give an xyz or extxyz file") from None
+        if not images:
+            raise InputError(f"{path} holds no geometry")
+        frames.extend(frame_of(atoms, str(path), index) for index, atoms in enumerate(images))
+    return frames
+
+
+def frame_of(atoms: Atoms, source: str, index: int) -> Frame:
+    """A Frame from an ASE Atoms; charge and spin (2S) come from ``atoms.info`` when present."""
+    return Frame(source=source, index=index, numbers=atoms.numbers.copy(), positions=atoms.positions.copy(),
+                 charge=int(atoms.info.get("charge", 0)), spin=int(atoms.info.get("spin", 0)),
+                 pbc=tuple(bool(p) for p in atoms.pbc))
+
+
+def validate_frames(frames: Iterable[Frame], basis: str) -> None:
+    """Check every frame before any work starts, so that bad input writes no row at all.
+
+    Order: periodicity, coordinates, basis coverage of the elements, closed shell.
+    """
+    for frame in frames:
+        check_not_periodic(frame.pbc, where=frame.where)
+        check_positions(frame.positions, where=frame.where)
+        try:
+            BasisLayout(basis, frame.numbers)
+        except InputError as err:
+            raise InputError(f"{frame.where}: {err}") from None
+        check_closed_shell(frame.numbers, frame.charge, frame.spin, where=frame.where)
+
+
+def label_frame(frame: Frame, settings: LabelSettings) -> LabelResult:
+    """Run RKS + nuclear gradient on one frame. Never raises: failures come back with a reason."""
+    from pyscf import dft
+
+    start = time.perf_counter()
+    try:
+        layout = BasisLayout(settings.basis, frame.numbers)
+        mol = layout.make_mole(frame.numbers, frame.positions / Bohr)
+        mf = dft.RKS(mol, xc=settings.xc)
+        mf.grids.level = settings.grid_level
+        mf.conv_tol = settings.conv_tol
+        mf.max_cycle = settings.max_cycle
+        mf.verbose = 0
+        energy = mf.kernel()
+        cycles = int(getattr(mf, "cycles", -1))
+        if not mf.converged:
+            return LabelResult(frame, False, cycles, time.perf_counter() - start,
+                               reason=f"SCF not converged within max_cycle={settings.max_cycle} (conv_tol "
+                                      f"{settings.conv_tol:g})")
+        fock = mf.get_fock()
+        gradient = mf.nuc_grad_method().set(verbose=0).kernel()
+        dipole = mf.dip_moment(unit="AU", verbose=0)
+        return LabelResult(frame, True, cycles, time.perf_counter() - start, energy=float(energy),
+                           forces=-np.asarray(gradient), fock=np.asarray(fock), dipole=np.asarray(dipole))
+    except Exception as err:  # recorded as a failed row, never used for training
+        return LabelResult(frame, False, 0, time.perf_counter() - start, reason=f"{type(err).__name__}: {err}")
+
+
+def _init_worker(threads: int) -> None:
+    """Worker set-up: PySCF thread count, and die with the parent (Linux) so a killed run leaves no orphans."""
+    from pyscf import lib
+
+    lib.num_threads(threads)
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not Linux
+        pass
+
+
+def label_frames(frames: Sequence[Frame], database: str | Path, settings: LabelSettings | None = None, *,
+                 workers: int | None = None, threads_per_worker: int = 1, progress: bool = True) -> LabelSummary:
+    """Label ``frames`` into the ASE database ``database``, resuming where an earlier run stopped.
+
+    Geometries already in the database (same geometry key, done or failed) are skipped; duplicate
+    geometries within ``frames`` are labelled once.
+
+    Args:
+        frames: geometries, for example from :func:`read_frames`.
+        database: path of an ASE SQLite database (created if missing).
+        settings: PySCF settings; a database labelled with other settings is refused.
+        workers: parallel processes (default: CPU count // threads_per_worker).
+        threads_per_worker: PySCF OpenMP threads per process.
+    """
+    settings = settings or LabelSettings()
+    validate_frames(frames, settings.basis)
+    start = time.perf_counter()
+    db = LabelDatabase(database, settings)
+    done_keys = db.keys()
+    summary = LabelSummary()
+    todo, seen = [], set(done_keys)
+    for frame in frames:
+        if frame.key in seen:
+            summary.skipped += 1
+            continue
+        seen.add(frame.key)
+        todo.append(frame)
+    workers = max(1, workers or (multiprocessing.cpu_count() // max(1, threads_per_worker)))
+    if todo:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
+                                 initializer=_init_worker, initargs=(threads_per_worker,)) as pool:
+            futures = [pool.submit(label_frame, frame, settings) for frame in todo]
+            with tqdm(total=len(todo), desc="labelling", unit="geom", disable=not progress) as bar:
+                for future in as_completed(futures):
+                    result = future.result()
+                    db.write(result)
+                    if result.converged:
+                        summary.done += 1
+                    else:
+                        summary.failed += 1
+                        summary.failures.append(f"{result.frame.where}: {result.reason}")
+                    bar.update()
+    summary.seconds = time.perf_counter() - start
+    return summary

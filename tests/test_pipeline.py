@@ -1,0 +1,139 @@
+"""`mlwfcalc sample` then `mlwfcalc label`, end to end: resume after SIGKILL, failures, the loader."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from ase.io import read
+from ase.units import Bohr
+
+from mlwfcalc.cli import main
+from mlwfcalc.data import LabelDatabase, LabelledDataset, LabelSettings, split_indices
+from mlwfcalc.data.labelling import label_frames, read_frames
+from mlwfcalc.validation import InputError
+
+TINY = ["--grid-level", "1", "--conv-tol", "1e-8"]
+
+
+def _rows(db_path) -> int:
+    if not os.path.exists(db_path):
+        return 0
+    try:
+        with sqlite3.connect(db_path, timeout=5) as con:
+            return con.execute("select count(*) from systems").fetchone()[0]
+    except sqlite3.OperationalError:  # table not created yet
+        return 0
+
+
+@pytest.fixture(scope="module")
+def frames_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sample") / "water.extxyz"
+    assert main(["sample", "H2O", "-o", str(path), "--frames", "8", "--interval", "5",
+                 "--equilibration", "20", "--seed", "3", "-q"]) == 0
+    return path
+
+
+def test_sample_writes_distinct_md_frames(frames_file):
+    frames = read(frames_file, index=":")
+    assert len(frames) == 8
+    assert all(f.get_chemical_formula() == "H2O" for f in frames)
+    steps = [f.info["md_step"] for f in frames]
+    assert steps == [20 + 5 * (i + 1) for i in range(8)]
+    assert np.abs(frames[0].positions - frames[-1].positions).max() > 1e-3
+    assert main(["sample", "H2O", "-o", str(frames_file)]) == 2  # refuses to overwrite existing frames
+    assert len(read(frames_file, index=":")) == 8
+
+
+def test_label_killed_halfway_resumes_to_exactly_eight_rows(frames_file, tmp_path):
+    db = tmp_path / "labels.db"
+    cmd = [sys.executable, "-m", "mlwfcalc.cli", "label", str(frames_file), "-o", str(db), "--workers", "1",
+           "-q", *TINY]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while _rows(db) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = _rows(db)
+    assert 0 < killed_at < 8, f"kill came at {killed_at} rows; the test needs a run killed halfway"
+
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"labelled {8 - killed_at}, failed 0, already in the database {killed_at}" in result.stdout
+    database = LabelDatabase(db)
+    assert database.count() == 8 and database.count("ok") == 8
+    assert len(database.keys()) == 8
+
+    dataset = LabelledDataset(db)
+    assert len(dataset) == 8 and dataset.elements == [1, 8]
+    frames = read(frames_file, index=":")
+    first = dataset[0]
+    assert torch.allclose(first.positions, torch.as_tensor(frames[0].positions / Bohr))  # (source, frame) order
+    assert first.fock.shape == (24, 24) and torch.allclose(first.fock, first.fock.T, atol=1e-10)
+    assert -76.5 < float(first.energy) < -76.0  # Hartree: PBE/def2-SVP water
+    assert first.forces.shape == (3, 3) and torch.abs(first.forces.sum(0)).max() < 1e-3  # Hartree/Bohr, no net force
+
+    # a different setting on the same file is refused rather than mixed in
+    bad = subprocess.run([*cmd[:-4], "--grid-level", "2", "--conv-tol", "1e-8"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "other settings" in bad.stderr and "grid_level: 1 there, 2 now" in bad.stderr
+
+
+def test_unconverged_geometry_is_recorded_as_failed_and_never_loaded(frames_file, tmp_path):
+    db = tmp_path / "failed.db"
+    frames = read_frames([frames_file])[:2]
+    summary = label_frames(frames, db, LabelSettings(max_cycle=2, grid_level=1), workers=1, progress=False)
+    assert summary.failed == 2 and summary.done == 0
+    assert "SCF not converged within max_cycle=2" in str(summary)
+    database = LabelDatabase(db)
+    assert database.count("failed") == 2
+    assert all("max_cycle=2" in row.reason for row in database.rows("failed"))
+    with pytest.raises(InputError, match="no converged geometry"):
+        LabelledDataset(db)
+
+
+def test_split_is_reproducible_and_disjoint():
+    a = split_indices(100, [0.8, 0.1, -1], seed=5)
+    b = split_indices(100, [0.8, 0.1, -1], seed=5)
+    assert [len(p) for p in a] == [80, 10, 10]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len(set(np.concatenate(a).tolist())) == 100
+    assert not np.array_equal(split_indices(100, [0.8, -1], seed=6)[0], a[0])
+    with pytest.raises(InputError):
+        split_indices(10, [8, 5])
+
+
+BAD_INPUTS = {
+    "unknown element": ("3\n\nO 0 0 0\nH 0 0 0.96\nOg 0.9 0 -0.3\n", "frame 0 of .*no functions for element Og"),
+    "overlapping atoms": ("3\n\nO 0 0 0\nH 0 0 0.96\nH 0 0 0.99\n" * 1, "frame 0 of .*atoms 1 and 2 overlap"),
+    "NaN coordinates": ("3\n\nO 0 0 0\nH 0 0 0.96\nH 0.9 0 -0.3\n3\n\nO 0 0 0\nH nan 0 0.96\nH 0.9 0 -0.3\n",
+                        "frame 1 of .*atom 1 has non-finite coordinates"),
+    "odd electrons": ("2\n\nO 0 0 0\nH 0 0 0.97\n", "frame 0 of .*9 electrons .* not a closed shell"),
+    "charged": ('3\ncharge=1 pbc="F F F"\nO 0 0 0\nH 0 0 0.96\nH 0.9 0 -0.3\n',
+                "frame 0 of .*total charge 1 is not supported"),
+    "unreadable file": ("this is not\na geometry file\n", "cannot read .*give an xyz or extxyz file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_clear_line_and_writes_nothing(case, tmp_path, capsys):
+    text, pattern = BAD_INPUTS[case]
+    path = tmp_path / "input.xyz"
+    path.write_text(text)
+    db = tmp_path / "out.db"
+    assert main(["label", str(path), "-o", str(db), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mlwfcalc label: error: ")
+    import re
+    assert re.search(pattern, err), err
+    assert _rows(db) == 0
+
+
+def test_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["label", str(tmp_path / "nope.xyz"), "-o", str(tmp_path / "x.db")]) == 2
+    assert "cannot read" in capsys.readouterr().err
