@@ -1,7 +1,19 @@
-"""mlwfcalc: machine-learned Kohn-Sham Hamiltonians as an ASE calculator and a PySCF warm start."""
+"""mlwfcalc: machine-learned Kohn-Sham Hamiltonians as an ASE calculator and a PySCF warm start.
+
+    model = mlwfcalc.load_model("path/to/model", device="auto")
+    result = model.predict(atoms)   # fock, overlap, mo_energy, mo_coeff, mo_occ, density_matrix, mol
+"""
 
 __version__ = "0.1.0"
 
 from .validation import InputError  # noqa: E402
 
-__all__ = ["InputError", "__version__"]
+
+def load_model(name_or_path, device="auto", dtype=None):
+    """Load a model directory or shipped model name; see :func:`mlwfcalc.predictor.load_model`."""
+    from .predictor import load_model as _load
+
+    return _load(name_or_path, device=device, dtype=dtype)
+
+
+__all__ = ["InputError", "__version__", "load_model"]

@@ -35,6 +35,50 @@ def _cmd_label(args) -> None:
     print(summary)
 
 
+def _cmd_train(args) -> None:
+    from .nn.model import ModelConfig
+    from .training import TrainConfig, Trainer
+
+    overrides = {k: getattr(args, k) for k in ("dataset", "output", "seed", "batch_size", "max_steps", "max_minutes",
+                                               "lr", "val_every", "dtype", "threads", "n_train", "n_val")}
+    model_overrides = {k: getattr(args, k) for k in ("channels", "num_layers", "lmax", "cutoff", "target")
+                       if getattr(args, k) is not None}
+    if args.config:
+        config = TrainConfig.from_toml(args.config, **overrides)
+    else:
+        if not args.dataset or not args.output:
+            raise InputError("give DATASET and -o OUTPUT, or --config FILE.toml")
+        config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    if args.no_normalisation:
+        config.normalise_outputs = False
+    from .data.database import LabelDatabase
+    config.model = ModelConfig(**{**config.model.to_dict(), **model_overrides,
+                                  "basis": LabelDatabase(config.dataset).settings.basis})
+    trainer = Trainer(config, progress=not args.quiet)
+    print(f"model: {trainer.model.num_parameters():,} parameters; {len(trainer.data.train_index)} train / "
+          f"{len(trainer.data.val_index)} validation molecules; starting at step {trainer.step}")
+    summary = trainer.run()
+    print(f"step {summary['step']}: best validation MAE of F {summary['best_val_mae_uha']:.1f} micro-Hartree; "
+          f"{summary['seconds_per_step'] * 1000:.0f} ms/step; best model in {config.output}/best")
+
+
+def _cmd_evaluate(args) -> None:
+    from .data.dataset import LabelledDataset
+    from .evaluation import evaluate, write_report
+    from .predictor import load_model
+
+    model = load_model(args.model, device=args.device)
+    dataset = LabelledDataset(args.dataset)
+    report = evaluate(model, dataset, progress=not args.quiet, parity_plot=args.plot)
+    print(f"model {args.model} on {args.dataset}\n{report.table()}")
+    write_report(report, args.json, {"model": str(args.model), "dataset": str(args.dataset)})
+    print(f"wrote {args.json}" + (f" and {args.plot}" if args.plot else ""))
+
+
+def _number(text: str):
+    return float(text) if "." in text else int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlwfcalc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +109,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="PySCF threads per process (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("train", help="train a Hamiltonian model (resumes a run directory that has a checkpoint)")
+    p.add_argument("dataset", nargs="?", help="label database from `mlwfcalc label`")
+    p.add_argument("-o", "--output", help="run directory (checkpoints, log.csv, learning_curve.png, best/)")
+    p.add_argument("--config", help="TOML file with TrainConfig keys and a [model] table; flags override it")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--n-train", type=_number, help="training molecules (count, or fraction like 0.9)")
+    p.add_argument("--n-val", type=_number, help="validation molecules (count or fraction)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-steps", type=int, help="total steps; the learning-rate schedule spans them")
+    p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--channels", type=int, help="model: multiplicity of natural-parity irreps")
+    p.add_argument("--num-layers", type=int, help="model: message-passing layers")
+    p.add_argument("--lmax", type=int, help="model: highest l of features")
+    p.add_argument("--cutoff", type=float, help="model: pair cutoff, Bohr")
+    p.add_argument("--target", choices=["fock", "fock-hcore"], help="model: learn F, or F - H_core (delta)")
+    p.add_argument("--no-normalisation", action="store_true", help="do not fit per-element output shifts/scales")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy of a model on a label database (F, orbitals, gap)")
+    p.add_argument("model", help="model directory or shipped model name")
+    p.add_argument("dataset", help="label database; every converged row is evaluated")
+    p.add_argument("--json", default="evaluation.json", help="where to write the metrics (default evaluation.json)")
+    p.add_argument("--plot", default="parity.png", help="parity plot PNG (default parity.png)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

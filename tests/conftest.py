@@ -25,3 +25,22 @@ def water():
 @pytest.fixture
 def ethanol():
     return molecule("CH3CH2OH")
+
+
+@pytest.fixture(scope="session")
+def water_db(tmp_path_factory):
+    """8 water geometries (500 K GFN2-xTB MD) labelled with PySCF PBE/def2-SVP at a coarse grid."""
+    from ase.io import write
+
+    from mlwfcalc.data import LabelSettings
+    from mlwfcalc.data.labelling import label_frames, read_frames
+    from mlwfcalc.data.sampling import sample_md
+
+    folder = tmp_path_factory.mktemp("water_db")
+    sample_md(molecule("H2O"), folder / "frames.extxyz", n_frames=8, interval=10, equilibration=20, seed=11,
+              progress=False)
+    db = folder / "water.db"
+    summary = label_frames(read_frames([folder / "frames.extxyz"]), db, LabelSettings(grid_level=1, conv_tol=1e-9),
+                           workers=2, progress=False)
+    assert summary.done == 8
+    return db

@@ -1,0 +1,129 @@
+"""Model files: ``model.safetensors`` (weights) + ``config.json`` (everything to rebuild and to check).
+
+Nothing is ever unpickled. Loading rebuilds the network from the JSON config and refuses, with a
+clear error, a config of another format version, a basis layout that no longer matches, and a
+weights file with a missing, unexpected, mis-shaped or non-finite tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from ase.data import chemical_symbols
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .nn.model import HamiltonianModel, ModelConfig
+from .validation import InputError
+
+FORMAT = "mlwfcalc-model"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+#: Where shipped models live (inside the package source tree: ``models/<name>/``).
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def model_config_dict(model: HamiltonianModel, functional: str, training: dict | None = None) -> dict:
+    """The JSON config of a model: architecture, chemistry and provenance."""
+    layout = model.layout
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mlwfcalc_version": __version__,
+        "model": model.config.to_dict(),
+        "basis": model.config.basis,
+        "functional": functional.lower(),
+        "method": "RKS",
+        "elements": [chemical_symbols[z] for z in model.config.elements],
+        "charges": [0],
+        "spins": [0],
+        "shells": {chemical_symbols[z]: list(layout.element(z).shells) for z in model.config.elements},
+        "units": {"positions": "Bohr", "fock": "Hartree"},
+        "ao_convention": "pyscf-spherical; model frame (y, z, x); p shells [1, 2, 0]",
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "training": training or {},
+    }
+
+
+def save_model(model: HamiltonianModel, directory: str | Path, functional: str, training: dict | None = None,
+               state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory``; ``state`` overrides the weights (EMA)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state or model.state_dict()).items()}
+    tmp = directory / (WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    tmp.replace(directory / WEIGHTS)
+    (directory / CONFIG).write_text(json.dumps(model_config_dict(model, functional, training), indent=2) + "\n")
+    return directory
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A directory holding a model: a path, or the name of a shipped model in ``models/``."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    shipped = MODELS_DIR / str(name_or_path)
+    if shipped.is_dir():
+        return shipped
+    available = ", ".join(sorted(p.name for p in MODELS_DIR.glob("*") if (p / CONFIG).exists())) or "none"
+    raise InputError(f"no model at {name_or_path!r}: give a directory with {WEIGHTS} and {CONFIG}, "
+                     f"or a shipped model name (available: {available})")
+
+
+def read_config(directory: Path) -> dict:
+    """Read and check ``config.json``; InputError names what is wrong."""
+    try:
+        config = json.loads((directory / CONFIG).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{directory} has no {CONFIG}; a model directory holds {WEIGHTS} and {CONFIG}") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{directory / CONFIG} is not valid JSON ({err}); the model file is corrupt") from None
+    if config.get("format") != FORMAT:
+        raise InputError(f"{directory / CONFIG} is not an mlwfcalc model config (format {config.get('format')!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{directory / CONFIG} has format version {config.get('format_version')}, this mlwfcalc "
+                         f"{__version__} reads version {FORMAT_VERSION}; install the mlwfcalc that wrote it or retrain")
+    try:
+        ModelConfig(**config["model"])
+    except (KeyError, TypeError) as err:
+        raise InputError(f"{directory / CONFIG}: incompatible model section ({err}); retrain or use the matching "
+                         "mlwfcalc version") from None
+    return config
+
+
+def load_network(name_or_path: str | Path, device: str | torch.device = "cpu",
+                 dtype: torch.dtype | None = None) -> tuple[HamiltonianModel, dict]:
+    """Rebuild a :class:`HamiltonianModel` from a model directory. Returns ``(network, config dict)``."""
+    directory = resolve_model_path(name_or_path)
+    config = read_config(directory)
+    network = HamiltonianModel(ModelConfig(**config["model"]), dtype=torch.float64)
+    shells = {chemical_symbols[z]: list(network.layout.element(z).shells) for z in network.config.elements}
+    if config.get("shells") != shells:
+        raise InputError(f"{directory}: the basis layout in {CONFIG} ({config.get('shells')}) differs from "
+                         f"PySCF's {network.config.basis} here ({shells}); the model cannot be used with this PySCF")
+    try:
+        tensors = load_file(str(directory / WEIGHTS))
+    except FileNotFoundError:
+        raise InputError(f"{directory} has no {WEIGHTS}") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InputError(f"{directory / WEIGHTS} is corrupt or not a safetensors file ({err})") from None
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise InputError(f"{directory / WEIGHTS} does not match its config: missing tensors {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}; the model file is corrupt or from another version")
+    for key, value in tensors.items():
+        if value.shape != expected[key].shape:
+            raise InputError(f"{directory / WEIGHTS}: tensor {key} has shape {tuple(value.shape)}, the config "
+                             f"needs {tuple(expected[key].shape)}; the model file is corrupt")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InputError(f"{directory / WEIGHTS}: tensor {key} holds NaN or infinite values; the model is corrupt")
+    network.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    dtype = dtype or getattr(torch, config.get("dtype", "float32"))
+    return network.to(device=device, dtype=dtype).eval(), config

@@ -1,0 +1,358 @@
+"""Training: loss, optimiser, learning-rate schedule, EMA, validation, checkpoints, resume, logs.
+
+A run lives in one directory::
+
+    run/checkpoint.safetensors  model, EMA and optimiser tensors (no pickle anywhere)
+    run/checkpoint.json         step, best validation error, optimiser param groups, configs
+    run/log.csv                 one row per validation
+    run/learning_curve.png      training and validation MAE against step
+    run/best/                   the best model so far (EMA weights): model.safetensors + config.json
+
+A run killed at any moment resumes from its last checkpoint with the same optimiser state; the
+batch order is a function of (seed, epoch) and the learning rate a function of the step, so a
+resumed run follows the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .data.dataset import LabelledDataset, split_indices
+from .io import save_model
+from .nn.graph import Batch, make_batch, pad_matrices
+from .nn.model import HamiltonianModel, ModelConfig
+from .validation import InputError
+
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (a TOML file's keys; ``[model]`` holds :class:`ModelConfig` keys).
+
+    Attributes:
+        dataset: label database (``mlwfcalc label`` output).
+        output: run directory.
+        n_train, n_val: split sizes (counts, or fractions of the dataset); the split is seeded.
+        batch_size: molecules per step.
+        max_steps: total optimiser steps (the schedule spans them).
+        max_minutes: stop (with a checkpoint) after this wall time; resume later to go on.
+        lr, lr_min, warmup_steps: linear warm-up to ``lr``, then cosine decay to ``lr_min``.
+        optimizer: ``"adamw"`` or ``"amsgrad"`` (AdamW with the AMSGrad variant).
+        ema_decay: exponential moving average of weights used for validation and export.
+        clip_grad: gradient-norm clipping.
+        loss_unit: Hartree; loss = mean((e/unit)^2) + mean(|e/unit|) over all matrix elements e.
+        val_every: validate, log and checkpoint every this many steps.
+        normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
+        dtype: ``"float32"`` or ``"float64"``.
+    """
+
+    dataset: str = ""
+    output: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    n_train: float = 0.9
+    n_val: float = 0.1
+    batch_size: int = 16
+    max_steps: int = 20000
+    max_minutes: float | None = None
+    lr: float = 3e-3
+    lr_min: float = 1e-5
+    warmup_steps: int = 200
+    optimizer: str = "amsgrad"
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    clip_grad: float = 10.0
+    loss_unit: float = 1e-3
+    val_every: int = 250
+    normalise_outputs: bool = True
+    dtype: str = "float32"
+    threads: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
+        if self.optimizer not in ("adamw", "amsgrad"):
+            raise InputError(f"optimizer {self.optimizer!r}: choose adamw or amsgrad")
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype {self.dtype!r}: choose float32 or float64")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise InputError(f"cannot read training config {path} ({err})") from None
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise InputError(f"{path}: {err}") from None
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay from ``lr`` to ``lr_min`` at ``max_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+class TrainingData:
+    """The split dataset, with per-sample core Hamiltonians when the model learns F - H_core."""
+
+    def __init__(self, dataset: LabelledDataset, config: TrainConfig, layout):
+        self.dataset = dataset
+        self.config = config
+        self.layout = layout
+        self.train_index, self.val_index = split_indices(len(dataset), [config.n_train, config.n_val], config.seed)
+        if len(self.train_index) < config.batch_size:
+            raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
+        self.hcore = None
+        if config.model.target == "fock-hcore":
+            self.hcore = []
+            for s in dataset.samples:
+                mol = layout.make_mole(s.numbers.tolist(), s.positions.numpy())
+                self.hcore.append(torch.as_tensor(mol.intor("int1e_kin") + mol.intor("int1e_nuc")))
+
+    def batch(self, indices) -> tuple[Batch, torch.Tensor]:
+        """``(Batch, target F (B, nmax, nmax))`` in float64."""
+        samples = [self.dataset[int(i)] for i in indices]
+        hcore = [self.hcore[int(i)] for i in indices] if self.hcore is not None else None
+        batch = make_batch(self.layout, [s.numbers for s in samples], [s.positions for s in samples],
+                           self.config.model.cutoff, hcore)
+        return batch, pad_matrices([s.fock for s in samples])
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The training indices in the order of ``epoch`` (a pure function of seed and epoch)."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return self.train_index[torch.randperm(len(self.train_index), generator=generator).numpy()]
+
+    def step_indices(self, step: int) -> np.ndarray:
+        per_epoch = len(self.train_index) // self.config.batch_size
+        epoch, k = divmod(step, per_epoch)
+        return self.epoch_order(epoch)[k * self.config.batch_size:(k + 1) * self.config.batch_size]
+
+
+def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, MAE in Hartree)`` over the valid entries: mean((e/unit)^2) + mean(|e/unit|)."""
+    error = (pred - target)[mask]
+    mae = error.abs().mean()
+    return (error / unit).pow(2).mean() + mae / unit, mae
+
+
+class Trainer:
+    """Runs (or resumes) one training run; see the module docstring for the files it writes."""
+
+    def __init__(self, config: TrainConfig, progress: bool = True):
+        self.config = config
+        self.progress = progress
+        self.output = Path(config.output)
+        self.dtype = getattr(torch, config.dtype)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        dataset = LabelledDataset(config.dataset)
+        self.settings = dataset.settings
+        if dataset.settings.basis != config.model.basis.lower():
+            raise InputError(f"dataset {config.dataset} is in basis {dataset.settings.basis}, the model config says "
+                             f"{config.model.basis}; set model.basis = \"{dataset.settings.basis}\"")
+        # the model covers at least every element of its training set
+        config.model.elements = sorted(set(config.model.elements) | set(dataset.elements))
+        torch.manual_seed(config.seed)
+        self.model = HamiltonianModel(config.model, dtype=self.dtype)
+        self.data = TrainingData(dataset, config, self.model.layout)
+        self.ema = HamiltonianModel(config.model, dtype=self.dtype)  # not deepcopy: e3nn's compiled modules
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           amsgrad=config.optimizer == "amsgrad")
+        self.step = 0
+        self.best_val = math.inf
+        self.history: list[dict] = []
+        if (self.output / CHECKPOINT_META).exists():
+            self._load_checkpoint()
+        elif config.normalise_outputs:
+            self._fit_normalisation()
+
+    # --- state -------------------------------------------------------------------------------
+    def _fit_normalisation(self) -> None:
+        """Fit the heads' shifts and scales on the whole training split (one float64 pass, no network)."""
+        batch, target = self.data.batch(self.data.train_index)
+        if batch.hcore is not None:
+            target = target - batch.hcore
+        self.model.fit_normalisation(batch, target)
+        self.ema.load_state_dict(self.model.state_dict())
+
+    def _checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        for index, state in self.optimizer.state_dict()["state"].items():
+            for name, value in state.items():
+                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+    def save_checkpoint(self) -> None:
+        """Atomic: tensors and metadata are written to temporary files, then renamed."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        meta = {"step": self.step, "best_val_mae": self.best_val, "config": self.config.to_dict(),
+                "param_groups": self.optimizer.state_dict()["param_groups"]}
+        tmp_tensors = self.output / (CHECKPOINT + ".tmp")
+        save_file(self._checkpoint_tensors(), str(tmp_tensors), metadata={"step": str(self.step)})
+        tmp_meta = self.output / (CHECKPOINT_META + ".tmp")
+        tmp_meta.write_text(json.dumps(meta, indent=1))
+        tmp_tensors.replace(self.output / CHECKPOINT)
+        tmp_meta.replace(self.output / CHECKPOINT_META)
+
+    def _load_checkpoint(self) -> None:
+        meta = json.loads((self.output / CHECKPOINT_META).read_text())
+        saved = TrainConfig(**meta["config"])
+        for key in ("dataset", "seed", "n_train", "n_val", "batch_size", "max_steps", "model", "dtype"):
+            if getattr(saved, key) != getattr(self.config, key):
+                raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
+                                 f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
+        tensors = load_file(str(self.output / CHECKPOINT))
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        self.step = int(meta["step"])
+        self.best_val = float(meta["best_val_mae"])
+        log = self.output / "log.csv"
+        if log.exists():
+            with open(log) as handle:
+                self.history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)
+                                if int(float(row["step"])) <= self.step]
+
+    # --- loop --------------------------------------------------------------------------------
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for p_ema, p in zip(self.ema.parameters(), self.model.parameters()):
+                p_ema.mul_(decay).add_(p, alpha=1 - decay)
+
+    @torch.no_grad()
+    def validate(self, model: HamiltonianModel | None = None, indices=None) -> float:
+        """MAE of F (Hartree) over all matrix elements of the validation molecules (EMA weights)."""
+        model = model or self.ema
+        indices = self.data.val_index if indices is None else indices
+        total, count = 0.0, 0
+        for start in range(0, len(indices), 64):
+            batch, target = self.data.batch(indices[start:start + 64])
+            pred = model(batch.to(dtype=self.dtype)).to(torch.float64)
+            mask = batch.ao_mask()
+            total += float((pred - target)[mask].abs().sum())
+            count += int(mask.sum())
+        return total / max(count, 1)
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimiser step; returns (loss, batch MAE in Hartree)."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, self.step)
+        batch, target = self.data.batch(self.data.step_indices(self.step))
+        batch = batch.to(dtype=self.dtype)
+        pred = self.model(batch)
+        loss, mae = matrix_loss(pred, target.to(self.dtype), batch.ao_mask(), self.config.loss_unit)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)
+        self.optimizer.step()
+        self._update_ema()
+        self.step += 1
+        return float(loss.detach()), float(mae.detach())
+
+    def run(self, stop_at_step: int | None = None) -> dict:
+        """Train until ``max_steps`` (or ``stop_at_step``, or ``max_minutes``); returns a summary."""
+        config = self.config
+        end = min(config.max_steps, stop_at_step or config.max_steps)
+        start_time, start_step = time.perf_counter(), self.step
+        running = []
+        with tqdm(total=config.max_steps, initial=self.step, desc="training", unit="step",
+                  disable=not self.progress) as bar:
+            while self.step < end:
+                loss, mae = self.train_step()
+                running.append((loss, mae))
+                bar.update()
+                timed_out = config.max_minutes is not None and \
+                    time.perf_counter() - start_time > 60 * config.max_minutes
+                if self.step % config.val_every == 0 or self.step == end or timed_out:
+                    self._validate_and_save(running, time.perf_counter() - start_time, self.step - start_step)
+                    bar.set_postfix(val_mae_uHa=f"{self.history[-1]['val_mae_uha']:.1f}")
+                    running = []
+                if timed_out:
+                    break
+        return {"step": self.step, "best_val_mae_uha": self.best_val * 1e6,
+                "seconds": time.perf_counter() - start_time,
+                "seconds_per_step": (time.perf_counter() - start_time) / max(1, self.step - start_step)}
+
+    def _validate_and_save(self, running, seconds, steps) -> None:
+        val = self.validate()
+        row = {"step": self.step, "lr": learning_rate(self.config, self.step - 1),
+               "train_loss": float(np.mean([r[0] for r in running])),
+               "train_mae_uha": 1e6 * float(np.mean([r[1] for r in running])),
+               "val_mae_uha": 1e6 * val, "seconds_per_step": seconds / max(1, steps)}
+        self.history.append(row)
+        if val < self.best_val:
+            self.best_val = val
+            self.export(self.output / "best")
+        self.save_checkpoint()
+        self._write_log()
+
+    def export(self, directory: Path) -> Path:
+        """Write the EMA model as a model directory with its training summary."""
+        training = {"dataset": str(self.config.dataset), "n_train": len(self.data.train_index),
+                    "n_val": len(self.data.val_index), "step": self.step, "val_mae_uha": self.best_val * 1e6,
+                    "xc": self.settings.xc, "grid_level": self.settings.grid_level,
+                    "conv_tol": self.settings.conv_tol, "train_config": self.config.to_dict()}
+        return save_model(self.ema, directory, functional=self.settings.xc, training=training)
+
+    def _write_log(self) -> None:
+        path = self.output / "log.csv"
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
+            writer.writeheader()
+            writer.writerows(self.history)
+        plot_learning_curve(self.history, self.output / "learning_curve.png")
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> None:
+    """Training and validation MAE of F (micro-Hartree, log scale) against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [h["train_mae_uha"] for h in history], label="train (batch mean)")
+    ax.plot(steps, [h["val_mae_uha"] for h in history], label="validation (EMA)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MAE of F (micro-Hartree)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

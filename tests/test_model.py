@@ -1,0 +1,74 @@
+"""The equivariant network: symmetry of F under rotations, inversion, translations and permutations."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from ase.units import Bohr
+
+from mlwfcalc.nn import HamiltonianModel, ModelConfig, make_batch
+
+from conftest import random_rotation
+
+TINY = dict(elements=[1, 6, 8], channels=4, num_layers=2, num_radial=4, radial_hidden=8)
+
+
+def _fock(model, atoms, positions=None):
+    dtype = next(model.parameters()).dtype
+    positions = atoms.positions / Bohr if positions is None else positions
+    batch = make_batch(model.layout, [torch.as_tensor(atoms.numbers)], [torch.as_tensor(positions, dtype=dtype)],
+                       model.config.cutoff)
+    with torch.no_grad():
+        return model(batch)[0].to(torch.float64).numpy()
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("name", ["H2O", "CH3CH2OH"])
+def test_rotation_inversion_translation_equivariance(name, dtype, tolerance):
+    torch.manual_seed(0)
+    model = HamiltonianModel(ModelConfig(**TINY), dtype=dtype)
+    atoms = molecule(name)
+    f0 = _fock(model, atoms)
+    scale = np.abs(f0).max()
+    assert scale > 1e-3 and np.allclose(f0, f0.T)
+    for seed, improper in [(1, False), (2, True), (3, True)]:
+        rotation = random_rotation(seed, improper)
+        shift = np.array([0.7, -1.3, 2.1])
+        f1 = _fock(model, atoms, atoms.positions / Bohr @ rotation.T + shift)
+        d = model.layout.wigner_D(atoms.numbers, rotation)
+        assert np.abs(f1 - d @ f0 @ d.T).max() / scale < tolerance
+    f_translated = _fock(model, atoms, atoms.positions / Bohr + 5.0)
+    assert np.abs(f_translated - f0).max() / scale < tolerance
+
+
+def test_permuting_atoms_permutes_blocks():
+    torch.manual_seed(1)
+    model = HamiltonianModel(ModelConfig(**TINY), dtype=torch.float64)
+    atoms = molecule("CH3CH2OH")
+    order = np.random.default_rng(0).permutation(len(atoms))
+    f0 = _fock(model, atoms)
+    f1 = _fock(model, atoms[order])
+    slices = model.layout.ao_slices(atoms.numbers)
+    ao_order = np.concatenate([np.arange(slices[i].start, slices[i].stop) for i in order])
+    assert np.abs(f1 - f0[np.ix_(ao_order, ao_order)]).max() < 1e-12
+
+
+def test_batched_molecules_match_single_ones():
+    torch.manual_seed(2)
+    model = HamiltonianModel(ModelConfig(**TINY), dtype=torch.float64)
+    mols = [molecule("H2O"), molecule("CH3CH2OH"), molecule("CH4")]
+    batch = make_batch(model.layout, [torch.as_tensor(m.numbers) for m in mols],
+                       [torch.as_tensor(m.positions / Bohr) for m in mols], model.config.cutoff)
+    with torch.no_grad():
+        together = model(batch)
+    for k, m in enumerate(mols):
+        n = model.layout.nao(m.numbers)
+        assert np.abs(together[k, :n, :n].numpy() - _fock(model, m)).max() < 1e-12
+        assert float(together[k, n:].abs().sum()) == 0.0 and float(together[k, :, n:].abs().sum()) == 0.0  # padding
+
+
+def test_lmax_too_small_for_basis_is_refused():
+    from mlwfcalc.validation import InputError
+
+    with pytest.raises(InputError, match="lmax=2 is too small"):
+        HamiltonianModel(ModelConfig(**{**TINY, "lmax": 2}))

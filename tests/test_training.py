@@ -1,0 +1,118 @@
+"""Training: overfitting a few waters, exact resume, model files, predict, evaluate."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from safetensors.torch import load_file, save_file
+
+import mlwfcalc
+from mlwfcalc.data import LabelledDataset
+from mlwfcalc.evaluation import evaluate
+from mlwfcalc.nn import ModelConfig
+from mlwfcalc.training import TrainConfig, Trainer
+from mlwfcalc.validation import InputError
+
+TINY_MODEL = dict(channels=4, num_layers=1, num_radial=4, radial_hidden=8)
+
+
+def _config(db, out, **kw):
+    base = dict(dataset=str(db), output=str(out), model=ModelConfig(**TINY_MODEL), n_train=4, n_val=4,
+                batch_size=4, max_steps=30, val_every=10, warmup_steps=5, lr=1e-2, threads=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_tiny_model_overfits_four_waters(water_db, tmp_path):
+    trainer = Trainer(_config(water_db, tmp_path / "run", max_steps=300, val_every=300, lr_min=1e-4), progress=False)
+    first = trainer.train_step()[0]
+    trainer.run(stop_at_step=290)
+    last = np.mean([trainer.train_step()[0] for _ in range(10)])  # the final steps on the same 4 molecules
+    assert last < first / 100, (first, last)
+    trainer.run()
+    assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "log.csv").read_text().startswith("step,")
+
+
+def test_killed_and_resumed_run_gives_identical_weights(water_db, tmp_path):
+    straight = Trainer(_config(water_db, tmp_path / "a"), progress=False)
+    straight.run()
+    first = Trainer(_config(water_db, tmp_path / "b"), progress=False)
+    first.run(stop_at_step=20)
+    del first
+    resumed = Trainer(_config(water_db, tmp_path / "b"), progress=False)
+    assert resumed.step == 20
+    resumed.run()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    for key, value in straight.optimizer.state_dict()["state"][0].items():
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(resumed.optimizer.state_dict()["state"][0][key]))
+    with pytest.raises(InputError, match="resume with the same settings"):
+        Trainer(_config(water_db, tmp_path / "b", seed=5), progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained_model(water_db, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    trainer = Trainer(_config(water_db, out, max_steps=20, n_train=6, n_val=2), progress=False)
+    trainer.run()
+    return out / "best"
+
+
+def test_predict_gives_consistent_orbitals_and_density(trained_model):
+    model = mlwfcalc.load_model(trained_model, device="cpu")
+    atoms = molecule("H2O")
+    result = model.predict(atoms)
+    assert result.fock.shape == result.overlap.shape == result.density_matrix.shape == (24, 24)
+    assert result.mol.nao == 24 and result.mol.basis == "def2-svp"
+    assert result.mo_occ.sum() == 10 and np.all(np.diff(result.mo_energy) >= 0)
+    assert abs(np.trace(result.density_matrix @ result.overlap) - 10) < 1e-8
+    c = result.mo_coeff
+    assert np.allclose(c.T @ result.overlap @ c, np.eye(c.shape[1]), atol=1e-8)
+    assert np.allclose(result.fock @ c, result.overlap @ c * result.mo_energy, atol=1e-6)
+    with pytest.raises(InputError, match="element.*C.*not supported"):
+        model.predict(molecule("CH4"))
+
+
+def test_evaluate_reports_the_same_fock_error_as_predict(trained_model, water_db):
+    model = mlwfcalc.load_model(trained_model, device="cpu")
+    dataset = LabelledDataset(water_db)
+    report = evaluate(model, dataset, progress=False)
+    from ase import Atoms
+    from ase.units import Bohr
+    errors = [np.abs(model.predict(Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr)).fock
+                     - s.fock.numpy()).mean() for s in dataset]
+    assert report.fock_mae_uha == pytest.approx(1e6 * np.mean(errors), rel=1e-4)
+    assert 0 < report.orbital_cosine_percent <= 100 and report.orbital_energy_mae_uha > 0
+
+
+def _copy_model(src, dst):
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_bad_model_files_are_refused_clearly(trained_model, tmp_path):
+    missing = _copy_model(trained_model, tmp_path / "missing")
+    tensors = load_file(str(missing / "model.safetensors"))
+    tensors.pop(sorted(tensors)[0])
+    save_file(tensors, str(missing / "model.safetensors"))
+    with pytest.raises(InputError, match="missing tensors"):
+        mlwfcalc.load_model(missing, device="cpu")
+
+    corrupt = _copy_model(trained_model, tmp_path / "corrupt")
+    (corrupt / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(InputError, match="corrupt"):
+        mlwfcalc.load_model(corrupt, device="cpu")
+
+    old = _copy_model(trained_model, tmp_path / "old")
+    config = json.loads((old / "config.json").read_text())
+    config["format_version"] = 99
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="format version 99"):
+        mlwfcalc.load_model(old, device="cpu")
+
+    with pytest.raises(InputError, match="no model at"):
+        mlwfcalc.load_model(tmp_path / "nowhere", device="cpu")
