@@ -75,6 +75,41 @@ def _cmd_evaluate(args) -> None:
     print(f"wrote {args.json}" + (f" and {args.plot}" if args.plot else ""))
 
 
+def _cmd_predict(args) -> None:
+    import time
+
+    import numpy as np
+    from ase.units import Hartree
+    from pyscf import dft
+
+    from .data.sampling import load_start_structure
+    from .predictor import load_model
+
+    model = load_model(args.model, device=args.device)
+    atoms = load_start_structure(args.structure)
+    model.predict(atoms)  # warm-up (first call builds e3nn kernels)
+    start = time.perf_counter()
+    result = model.predict(atoms)
+    seconds = time.perf_counter() - start
+    n_occ = int((result.mo_occ > 0).sum())
+    print(f"{atoms.get_chemical_formula()} with {args.model}: {result.mol.nao} AOs ({model.basis}), "
+          f"{n_occ} occupied orbitals, predicted in {1000 * seconds:.1f} ms on {model.device}")
+    print(f"HOMO {result.mo_energy[n_occ - 1] * Hartree:.3f} eV, LUMO {result.mo_energy[n_occ] * Hartree:.3f} eV, "
+          f"gap {result.homo_lumo_gap * Hartree:.3f} eV")
+    if args.compare:
+        mf = dft.RKS(result.mol, xc=model.functional)
+        mf.conv_tol, mf.verbose = 1e-10, 0
+        start = time.perf_counter()
+        mf.kernel()
+        scf_seconds = time.perf_counter() - start
+        fock = mf.get_fock()
+        occ_error = np.abs(result.mo_energy[:n_occ] - mf.mo_energy[:n_occ]).mean()
+        print(f"PySCF {model.functional.upper()} SCF ({scf_seconds:.2f} s, {mf.cycles} cycles): MAE of F "
+              f"{1e6 * np.abs(result.fock - fock).mean():.1f} micro-Hartree, occupied orbital energies "
+              f"{1e6 * occ_error:.1f} micro-Hartree, gap error "
+              f"{1000 * Hartree * abs(result.homo_lumo_gap - (mf.mo_energy[n_occ] - mf.mo_energy[n_occ - 1])):.2f} meV")
+
+
 def _number(text: str):
     return float(text) if "." in text else int(text)
 
@@ -141,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict F and orbitals of one molecule; --compare checks against PySCF")
+    p.add_argument("structure", help="xyz/extxyz file (last frame) or an ase.build.molecule name such as H2O")
+    p.add_argument("--model", default="water-pbe-def2svp", help="model directory or shipped model name")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--compare", action="store_true", help="also run PySCF SCF and report the errors")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

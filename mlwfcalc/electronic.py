@@ -59,3 +59,94 @@ def solve_orbitals(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
     occupations = torch.zeros_like(energies)
     occupations[: n_electrons // 2] = 2.0
     return Orbitals(energies=energies, coefficients=x @ c_orth, occupations=occupations)
+
+
+def energy_weighted_density_matrix(orbitals: Orbitals) -> torch.Tensor:
+    """``W = C diag(occ * e) C^T`` ``(nao, nao)``, Hartree; ``dE_band/dS = -W``."""
+    c = orbitals.coefficients
+    return (c * (orbitals.occupations * orbitals.energies)) @ c.T
+
+
+class _BandEnergy(torch.autograd.Function):
+    """``E_band = sum_i occ_i e_i = tr(P F)`` with the exact Hellmann-Feynman backward.
+
+    ``dE/dF = P`` and ``dE/dS = -W`` hold for the occupied subspace as a whole, so the gradient stays
+    finite when eigenvalues are degenerate (where ``eigh``'s own backward divides by zero).
+    """
+
+    @staticmethod
+    def forward(ctx, fock, overlap, n_electrons, threshold):
+        with torch.no_grad():
+            orbitals = solve_orbitals(fock, overlap, n_electrons, threshold)
+            density = orbitals.density_matrix()
+            weighted = energy_weighted_density_matrix(orbitals)
+        ctx.save_for_backward(density, weighted)
+        return (orbitals.occupations * orbitals.energies).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        density, weighted = ctx.saved_tensors
+        return grad * density, -grad * weighted, None, None
+
+
+def band_energy(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
+                threshold: float = OVERLAP_THRESHOLD) -> torch.Tensor:
+    """Closed-shell band energy ``2 sum_occ e_i`` (Hartree), differentiable in ``fock`` and ``overlap``."""
+    return _BandEnergy.apply(fock, overlap, n_electrons, threshold)
+
+
+def dipole_moment(mol, density: torch.Tensor) -> torch.Tensor:
+    """Dipole ``(3,)`` in e*Bohr about the origin: ``sum_A Z_A R_A - tr(P r)`` (PySCF integrals)."""
+    with mol.with_common_orig((0.0, 0.0, 0.0)):
+        r = torch.as_tensor(mol.intor_symmetric("int1e_r", comp=3), dtype=density.dtype, device=density.device)
+    nuclear = torch.as_tensor(mol.atom_charges() @ mol.atom_coords(), dtype=density.dtype, device=density.device)
+    return nuclear - torch.einsum("xij,ji->x", r, density)
+
+
+def _per_atom(mol, diagonal: torch.Tensor) -> torch.Tensor:
+    """Sum an AO-diagonal ``(nao,)`` over each atom's AOs -> ``(n_atoms,)``."""
+    slices = mol.aoslice_by_atom()
+    return torch.stack([diagonal[int(s[2]):int(s[3])].sum() for s in slices])
+
+
+def mulliken_charges(mol, density: torch.Tensor, overlap: torch.Tensor) -> torch.Tensor:
+    """Mulliken charges ``(n_atoms,)`` in e: ``Z_A - sum_{mu in A} (P S)_{mu mu}``."""
+    z = torch.as_tensor(mol.atom_charges(), dtype=density.dtype, device=density.device)
+    return z - _per_atom(mol, (density * overlap).sum(1))
+
+
+def lowdin_charges(mol, density: torch.Tensor, overlap: torch.Tensor) -> torch.Tensor:
+    """Lowdin charges ``(n_atoms,)`` in e: ``Z_A - sum_{mu in A} (S^1/2 P S^1/2)_{mu mu}``."""
+    s, u = torch.linalg.eigh(overlap)
+    half = (u * s.clamp_min(0).sqrt()) @ u.T
+    z = torch.as_tensor(mol.atom_charges(), dtype=density.dtype, device=density.device)
+    return z - _per_atom(mol, torch.diagonal(half @ density @ half))
+
+
+def electron_density(mol, density, points_bohr) -> "np.ndarray":
+    """Electron density (electrons/Bohr^3) ``(n_points,)`` of AO density matrix ``density`` at ``(n_points, 3)`` Bohr."""
+    import numpy as np
+    from pyscf.dft import numint
+
+    ao = numint.eval_ao(mol, np.asarray(points_bohr, dtype=float))
+    return numint.eval_rho(mol, ao, np.asarray(density, dtype=float))
+
+
+def write_density_cube(mol, density, path, spacing_bohr: float = 0.1, margin_bohr: float = 5.0) -> None:
+    """Write the electron density as a Gaussian cube file (PySCF ``cubegen``), Bohr grid ``spacing_bohr``."""
+    import numpy as np
+    from pyscf.tools import cubegen
+
+    cubegen.density(mol, str(path), np.asarray(density, dtype=float), resolution=spacing_bohr, margin=margin_bohr)
+
+
+def write_orbital_cube(mol, coefficients, index: int, path, spacing_bohr: float = 0.1,
+                       margin_bohr: float = 5.0) -> None:
+    """Write molecular orbital ``index`` (0-based column of ``coefficients``) as a Gaussian cube file."""
+    import numpy as np
+    from pyscf.tools import cubegen
+
+    coefficients = np.asarray(coefficients, dtype=float)
+    if not 0 <= index < coefficients.shape[1]:
+        raise IndexError(f"orbital index {index} outside 0..{coefficients.shape[1] - 1}")
+    cubegen.orbital(mol, str(path), coefficients[:, index], resolution=spacing_bohr, margin=margin_bohr)

@@ -8,6 +8,7 @@ weights file with a missing, unexpected, mis-shaped or non-finite tensor.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -23,8 +24,9 @@ FORMAT = "mlwfcalc-model"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-#: Where shipped models live (inside the package source tree: ``models/<name>/``).
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: Where shipped models live: ``models/<name>/`` next to the package source (an editable or source
+#: install), or the directory named by the environment variable ``MLWFCALC_MODELS``.
+MODELS_DIR = Path(os.environ.get("MLWFCALC_MODELS", Path(__file__).resolve().parent.parent / "models"))
 
 
 def model_config_dict(model: HamiltonianModel, functional: str, training: dict | None = None) -> dict:

@@ -1,0 +1,108 @@
+"""The electronic layer against PySCF: orbitals, density matrix, dipole, charges, cube files, band energy."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from ase.io.cube import read_cube_data
+from ase.units import Bohr
+from pyscf import dft
+from pyscf.scf.hf import mulliken_pop
+
+from mlwfcalc.basis import BasisLayout
+from mlwfcalc.electronic import (band_energy, dipole_moment, electron_density, lowdin_charges, mulliken_charges,
+                                 solve_orbitals, write_density_cube, write_orbital_cube)
+
+
+@pytest.fixture(scope="module")
+def water_scf():
+    atoms = molecule("H2O")
+    mol = BasisLayout("def2-svp", atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr)
+    mf = dft.RKS(mol, xc="pbe")
+    mf.conv_tol, mf.verbose = 1e-11, 0
+    mf.kernel()
+    assert mf.converged
+    return mf
+
+
+def _tensors(mf):
+    return torch.as_tensor(mf.get_fock()), torch.as_tensor(mf.get_ovlp())
+
+
+def test_orbitals_and_density_from_the_exact_fock_reproduce_pyscf(water_scf):
+    fock, overlap = _tensors(water_scf)
+    orbitals = solve_orbitals(fock, overlap, water_scf.mol.nelectron)
+    # PySCF's own answer for the same F (mf.mo_energy belongs to the previous cycle's Fock)
+    mo_energy, mo_coeff = water_scf.eig(fock.numpy(), overlap.numpy())
+    mo_occ = water_scf.get_occ(mo_energy, mo_coeff)
+    assert np.abs(orbitals.energies.numpy() - mo_energy).max() < 1e-8
+    assert np.abs(orbitals.density_matrix().numpy() - water_scf.make_rdm1(mo_coeff, mo_occ)).max() < 1e-8
+    assert np.array_equal(orbitals.occupations.numpy(), mo_occ)
+
+
+def test_dipole_and_charges_match_pyscf(water_scf):
+    mol = water_scf.mol
+    fock, overlap = _tensors(water_scf)
+    density = torch.as_tensor(water_scf.make_rdm1())
+    reference_dipole = water_scf.dip_moment(unit="AU", verbose=0)
+    assert np.abs(dipole_moment(mol, density).numpy() - reference_dipole).max() < 1e-8
+    assert np.linalg.norm(reference_dipole) > 0.1  # water has a dipole: the test is not trivially zero
+    _, reference_mulliken = water_scf.mulliken_pop(verbose=0)
+    assert np.abs(mulliken_charges(mol, density, overlap).numpy() - reference_mulliken).max() < 1e-10
+    # Lowdin charges are Mulliken charges of S^1/2 P S^1/2 in an orthonormal basis
+    s, u = np.linalg.eigh(overlap.numpy())
+    half = (u * np.sqrt(s)) @ u.T
+    _, reference_lowdin = mulliken_pop(mol, half @ density.numpy() @ half, s=np.eye(mol.nao), verbose=0)
+    lowdin = lowdin_charges(mol, density, overlap).numpy()
+    assert np.abs(lowdin - reference_lowdin).max() < 1e-10
+    assert abs(lowdin.sum()) < 1e-8 and lowdin[0] < 0  # neutral, oxygen negative
+
+
+def test_density_cube_integrates_to_the_electron_count(water_scf, tmp_path):
+    path = tmp_path / "density.cube"
+    write_density_cube(water_scf.mol, water_scf.make_rdm1(), path)
+    data, atoms = read_cube_data(str(path))
+    assert len(atoms) == 3
+    voxel = abs(np.linalg.det(atoms.cell / Bohr)) / data.size
+    assert abs(data.sum() * voxel - 10) < 1e-2
+    homo = tmp_path / "homo.cube"
+    write_orbital_cube(water_scf.mol, water_scf.mo_coeff, 4, homo)
+    orbital, _ = read_cube_data(str(homo))
+    assert abs((orbital**2).sum() * voxel - 1) < 1e-2  # normalised orbital
+    points = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 30.0]])
+    rho = electron_density(water_scf.mol, water_scf.make_rdm1(), points + water_scf.mol.atom_coord(0))
+    assert rho[0] > 100 and rho[1] < 1e-12  # at the oxygen nucleus, and far away
+
+
+def test_band_energy_gradients_are_p_and_minus_w(water_scf):
+    fock, overlap = _tensors(water_scf)
+    fock.requires_grad_(True)
+    overlap.requires_grad_(True)
+    energy = band_energy(fock, overlap, 10)
+    mo_energy, _ = water_scf.eig(fock.detach().numpy(), overlap.detach().numpy())
+    assert float(energy.detach()) == pytest.approx(2 * mo_energy[:5].sum(), abs=1e-9)
+    energy.backward()
+    rng = np.random.default_rng(0)
+    for matrix, grad in [(fock, fock.grad), (overlap, overlap.grad)]:
+        direction = torch.as_tensor(rng.standard_normal(matrix.shape))
+        direction = 1e-3 * (direction + direction.T) / 2
+        h = 1e-4
+        with torch.no_grad():
+            args = [fock, overlap]
+            which = 0 if matrix is fock else 1
+            plus, minus = list(args), list(args)
+            plus[which] = matrix + h * direction
+            minus[which] = matrix - h * direction
+            numeric = (band_energy(*plus, 10) - band_energy(*minus, 10)) / (2 * h)
+        assert float((grad * direction).sum()) == pytest.approx(float(numeric), rel=1e-6, abs=1e-12)
+
+
+def test_band_energy_backward_is_finite_at_degenerate_eigenvalues():
+    # three-fold degenerate occupied level and a degenerate pair across the gap: eigh's backward gives NaN/inf
+    fock = torch.diag(torch.tensor([-1.0, -0.5, -0.5, -0.5, 0.3, 0.3], dtype=torch.float64)).requires_grad_(True)
+    overlap = torch.eye(6, dtype=torch.float64, requires_grad=True)
+    energy = band_energy(fock, overlap, 8)
+    energy.backward()
+    assert float(energy.detach()) == pytest.approx(2 * (-1.0 - 1.5))
+    assert torch.isfinite(fock.grad).all() and torch.isfinite(overlap.grad).all()
+    assert torch.allclose(fock.grad, torch.diag(torch.tensor([2.0, 2, 2, 2, 0, 0], dtype=torch.float64)))
