@@ -150,3 +150,35 @@ def write_orbital_cube(mol, coefficients, index: int, path, spacing_bohr: float 
     if not 0 <= index < coefficients.shape[1]:
         raise IndexError(f"orbital index {index} outside 0..{coefficients.shape[1] - 1}")
     cubegen.orbital(mol, str(path), coefficients[:, index], resolution=spacing_bohr, margin=margin_bohr)
+
+
+class _Overlap(torch.autograd.Function):
+    """AO overlap of ``mol`` as a function of its nuclear positions, with PySCF's exact derivative."""
+
+    @staticmethod
+    def forward(ctx, positions, mol):
+        ctx.mol = mol
+        return torch.as_tensor(mol.intor_symmetric("int1e_ovlp"), dtype=positions.dtype, device=positions.device)
+
+    @staticmethod
+    def backward(ctx, grad):
+        mol = ctx.mol
+        # <d mu / dr | nu>: the derivative of S_{mu nu} by the position of mu's atom is minus this
+        ip = torch.as_tensor(mol.intor("int1e_ipovlp", comp=3), dtype=grad.dtype, device=grad.device)
+        per_ao = -(ip * (grad + grad.T)).sum(2)  # (3, nao)
+        starts = torch.as_tensor(mol.aoslice_by_atom()[:, 2], device=grad.device)
+        atom_of_ao = torch.repeat_interleave(torch.arange(mol.natm, device=grad.device),
+                                             torch.diff(torch.cat([starts, starts.new_tensor([mol.nao])])))
+        forces = torch.zeros(mol.natm, 3, dtype=grad.dtype, device=grad.device).index_add_(0, atom_of_ao, per_ao.T)
+        return forces, None
+
+
+def overlap_matrix(mol, positions: torch.Tensor) -> torch.Tensor:
+    """``S`` ``(nao, nao)`` of ``mol``, differentiable in ``positions`` ``(n_atoms, 3)`` (Bohr).
+
+    ``mol`` must sit at ``positions``; the derivative uses PySCF's ``int1e_ipovlp`` (exact, no finite
+    differences). Use it for forces through anything that depends on the overlap.
+    """
+    if positions.shape != (mol.natm, 3):
+        raise ValueError(f"positions {tuple(positions.shape)} do not match the Mole's {mol.natm} atoms")
+    return _Overlap.apply(positions, mol)

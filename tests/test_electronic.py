@@ -106,3 +106,26 @@ def test_band_energy_backward_is_finite_at_degenerate_eigenvalues():
     assert float(energy.detach()) == pytest.approx(2 * (-1.0 - 1.5))
     assert torch.isfinite(fock.grad).all() and torch.isfinite(overlap.grad).all()
     assert torch.allclose(fock.grad, torch.diag(torch.tensor([2.0, 2, 2, 2, 0, 0], dtype=torch.float64)))
+
+
+def test_overlap_derivative_matches_finite_differences():
+    from mlwfcalc.electronic import overlap_matrix
+
+    atoms = molecule("CH3CH2OH")
+    layout = BasisLayout("def2-svp", atoms.numbers)
+    positions = torch.as_tensor(atoms.positions / Bohr, dtype=torch.float64)
+    weights = torch.as_tensor(np.random.default_rng(1).standard_normal((72, 72)))  # not symmetric on purpose
+
+    def energy(p):
+        return (overlap_matrix(layout.make_mole(atoms.numbers, p.detach().numpy()), p) * weights).sum()
+
+    p = positions.clone().requires_grad_(True)
+    energy(p).backward()
+    h = 1e-4
+    for atom, axis in [(0, 0), (2, 1), (5, 2), (8, 0)]:
+        plus, minus = positions.clone(), positions.clone()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        numeric = (energy(plus) - energy(minus)) / (2 * h)
+        assert float(p.grad[atom, axis]) == pytest.approx(float(numeric), rel=1e-6, abs=1e-8)
+    assert abs(float(p.grad.sum())) < 1e-9  # translation invariance of S
