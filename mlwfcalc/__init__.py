@@ -16,4 +16,11 @@ def load_model(name_or_path, device="auto", dtype=None):
     return _load(name_or_path, device=device, dtype=dtype)
 
 
-__all__ = ["InputError", "__version__", "load_model"]
+def list_models():
+    """Shipped models (name, path, basis, functional, elements); see :func:`mlwfcalc.io.list_models`."""
+    from .io import list_models as _list
+
+    return _list()
+
+
+__all__ = ["InputError", "__version__", "list_models", "load_model"]

@@ -110,6 +110,20 @@ def _cmd_predict(args) -> None:
               f"{1000 * Hartree * abs(result.homo_lumo_gap - (mf.mo_energy[n_occ] - mf.mo_energy[n_occ - 1])):.2f} meV")
 
 
+def _cmd_models(args) -> None:
+    from .io import MODELS_DIR, list_models
+
+    models = list_models()
+    if not models:
+        print(f"no models in {MODELS_DIR}")
+    for m in models:
+        if "error" in m:
+            print(f"{m['name']}: unusable ({m['error']})")
+        else:
+            print(f"{m['name']}: {m['functional'].upper()}/{m['basis']}, elements {' '.join(m['elements'])}, "
+                  f"path {m['path']}")
+
+
 def _number(text: str):
     return float(text) if "." in text else int(text)
 
@@ -183,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--compare", action="store_true", help="also run PySCF SCF and report the errors")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("models", help="list the shipped models")
+    p.set_defaults(func=_cmd_models)
     return parser
 
 

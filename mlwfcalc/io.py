@@ -77,6 +77,21 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
                      f"or a shipped model name (available: {available})")
 
 
+def list_models() -> list[dict]:
+    """Shipped models: one dict per model directory with ``name``, ``path`` and its config's key facts."""
+    models = []
+    for directory in sorted(p for p in MODELS_DIR.glob("*") if (p / CONFIG).exists()):
+        try:
+            config = read_config(directory)
+        except InputError as err:
+            models.append({"name": directory.name, "path": str(directory), "error": str(err)})
+            continue
+        models.append({"name": directory.name, "path": str(directory), "basis": config["basis"],
+                       "functional": config["functional"], "elements": config["elements"],
+                       "val_mae_uha": config.get("training", {}).get("val_mae_uha")})
+    return models
+
+
 def read_config(directory: Path) -> dict:
     """Read and check ``config.json``; InputError names what is wrong."""
     try:

@@ -211,11 +211,6 @@ class HamiltonianModel(nn.Module):
         self.offsite = nn.ModuleDict({f"{zi}-{zj}": BlockHead(hidden, lay[zi], lay[zj])
                                       for zi in config.elements for zj in config.elements})
 
-    def check_elements(self, numbers: torch.Tensor) -> None:
-        from ..validation import check_elements
-
-        check_elements(numbers.tolist(), self.config.elements, what=f"this model")
-
     def _geometry(self, batch: Batch):
         positions = to_model_frame(batch.positions)
         vectors = positions[batch.edge_dst] - positions[batch.edge_src]
