@@ -116,3 +116,29 @@ def test_bad_model_files_are_refused_clearly(trained_model, tmp_path):
 
     with pytest.raises(InputError, match="no model at"):
         mlwfcalc.load_model(tmp_path / "nowhere", device="cpu")
+
+
+def test_train_evaluate_predict_from_the_command_line(water_db, tmp_path, capsys):
+    from mlwfcalc.cli import main
+
+    config = tmp_path / "train.toml"
+    config.write_text(f'dataset = "{water_db}"\noutput = "{tmp_path / "run"}"\nn_train = 6\nn_val = 2\n'
+                      'batch_size = 3\nmax_steps = 6\nval_every = 3\nwarmup_steps = 2\nthreads = 2\n\n'
+                      '[model]\nchannels = 4\nnum_layers = 1\nnum_radial = 4\nradial_hidden = 8\n')
+    assert main(["train", "--config", str(config), "--max-steps", "4", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "6 train / 2 validation molecules" in out and "step 4:" in out
+    saved = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert saved["step"] == 4 and saved["config"]["max_steps"] == 4 and saved["config"]["model"]["channels"] == 4
+
+    report, plot = tmp_path / "eval.json", tmp_path / "parity.png"
+    assert main(["evaluate", str(tmp_path / "run" / "best"), str(water_db), "--json", str(report),
+                 "--plot", str(plot), "--device", "cpu", "-q"]) == 0
+    metrics = json.loads(report.read_text())
+    assert metrics["n_molecules"] == 8 and metrics["fock_mae_uha"] > 0 and plot.stat().st_size > 1000
+    assert "MAE of F, all matrix elements" in capsys.readouterr().out
+
+    assert main(["predict", "H2O", "--model", str(tmp_path / "run" / "best"), "--device", "cpu"]) == 0
+    assert "gap" in capsys.readouterr().out
+    assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read training config" in capsys.readouterr().err
