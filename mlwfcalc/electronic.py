@@ -182,3 +182,39 @@ def overlap_matrix(mol, positions: torch.Tensor) -> torch.Tensor:
     if positions.shape != (mol.natm, 3):
         raise ValueError(f"positions {tuple(positions.shape)} do not match the Mole's {mol.natm} atoms")
     return _Overlap.apply(positions, mol)
+
+
+def density_matrix(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int, tolerance: float = 1e-13,
+                   max_iterations: int = 100) -> torch.Tensor:
+    """Closed-shell density matrix ``(nao, nao)`` as a smooth function of F and S, for training on forces.
+
+    ``S = L L^T`` (Cholesky), ``F' = L^-1 F L^-T``, ``P' = 1 - sign(F' - mu)`` by Newton-Schulz
+    iteration (``X <- X (3 - X^2) / 2``) with ``mu`` mid-gap, then ``P = L^-T P' L^-1``. Only matrix
+    products and triangular solves: autograd differentiates it to any order, and the result depends on
+    the occupied subspace alone, so degenerate orbital energies do no harm (``eigh``'s backward divides
+    by their differences). Needs a HOMO-LUMO gap; converges in about log2(spectral width / gap) + 5 steps.
+    """
+    if n_electrons % 2:
+        raise ValueError(f"{n_electrons} electrons: a closed-shell density needs an even count")
+    n_occ = n_electrons // 2
+    with torch.no_grad():
+        energies = solve_orbitals(fock, overlap, n_electrons).energies
+        gap = float(energies[n_occ] - energies[n_occ - 1])
+        if gap < 1e-8:
+            raise ValueError(f"HOMO-LUMO gap {gap:.2e} Hartree: the closed-shell density is not defined")
+        mu = 0.5 * (energies[n_occ] + energies[n_occ - 1])
+        width = torch.maximum(energies[-1] - mu, mu - energies[0])
+    identity = torch.eye(len(fock), dtype=fock.dtype, device=fock.device)
+    lower = torch.linalg.cholesky(overlap)
+    half = torch.linalg.solve_triangular(lower, fock, upper=False)
+    orthogonal = torch.linalg.solve_triangular(lower, half.T, upper=False)  # L^-1 F L^-T (symmetric)
+    sign = (orthogonal - mu * identity) / width
+    tolerance = max(tolerance, 100 * torch.finfo(fock.dtype).eps)
+    for _ in range(max_iterations):
+        previous = sign
+        sign = 0.5 * sign @ (3 * identity - sign @ sign)
+        if float((sign - previous).detach().abs().max()) < tolerance:
+            break
+    projector = identity - sign  # 2 x the occupied projector in the orthonormal basis
+    half = torch.linalg.solve_triangular(lower.T, projector, upper=True)
+    return torch.linalg.solve_triangular(lower.T, half.T, upper=True)

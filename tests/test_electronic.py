@@ -129,3 +129,28 @@ def test_overlap_derivative_matches_finite_differences():
         numeric = (energy(plus) - energy(minus)) / (2 * h)
         assert float(p.grad[atom, axis]) == pytest.approx(float(numeric), rel=1e-6, abs=1e-8)
     assert abs(float(p.grad.sum())) < 1e-9  # translation invariance of S
+
+
+def test_smooth_density_matrix_matches_eigh_and_has_second_derivatives(water_scf):
+    from mlwfcalc.electronic import density_matrix
+
+    fock, overlap = _tensors(water_scf)
+    reference = solve_orbitals(fock, overlap, 10).density_matrix()
+    assert float((density_matrix(fock, overlap, 10) - reference).abs().max()) < 1e-12
+    # tr(P F) differentiated through the iteration gives the Hellmann-Feynman gradients P and -W
+    f = fock.clone().requires_grad_(True)
+    s = overlap.clone().requires_grad_(True)
+    (density_matrix(f, s, 10) * f).sum().backward()
+    f_hf, s_hf = fock.clone().requires_grad_(True), overlap.clone().requires_grad_(True)
+    band_energy(f_hf, s_hf, 10).backward()
+    assert float((f.grad - f_hf.grad).abs().max()) < 1e-9
+    assert float((s.grad - s_hf.grad).abs().max()) < 1e-8
+    # second derivatives exist and are right where eigenvalues are degenerate
+    def smooth(fo, ov):
+        fo, ov = (fo + fo.T) / 2, (ov + ov.T) / 2
+        return density_matrix(fo, ov, 4)
+
+    degenerate = torch.diag(torch.tensor([-1.0, -1.0, 0.5, 0.5, 0.9], dtype=torch.float64)).requires_grad_(True)
+    ov = (torch.eye(5, dtype=torch.float64) + 0.05 * torch.ones(5, 5, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(smooth, (degenerate, ov), atol=1e-6)
+    assert torch.autograd.gradgradcheck(smooth, (degenerate, ov), atol=1e-5)
