@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
-from ase.units import Bohr, Hartree
+from ase.units import Bohr, Debye, Hartree
 from tqdm.auto import tqdm
 
 from .data.dataset import LabelledDataset
-from .electronic import solve_orbitals
+from .electronic import dipole_moment, solve_orbitals
 from .predictor import HamiltonianPredictor
 from .validation import InputError
 
@@ -34,6 +34,7 @@ class EvaluationReport:
     orbital_cosine_percent: float
     homo_lumo_gap_mae_uha: float
     homo_lumo_gap_mae_mev: float
+    dipole_mae_debye: float
 
     def table(self) -> str:
         rows = [("molecules", f"{self.n_molecules}"),
@@ -42,7 +43,8 @@ class EvaluationReport:
                 ("MAE of occupied orbital energies", f"{self.orbital_energy_mae_uha:.1f} micro-Hartree"),
                 ("mean |cosine| of occupied orbitals", f"{self.orbital_cosine_percent:.3f} %"),
                 ("MAE of HOMO-LUMO gap", f"{self.homo_lumo_gap_mae_uha:.1f} micro-Hartree "
-                                         f"({self.homo_lumo_gap_mae_mev:.2f} meV)")]
+                                         f"({self.homo_lumo_gap_mae_mev:.2f} meV)"),
+                ("mean |dipole error| (predicted density)", f"{self.dipole_mae_debye:.4f} Debye")]
         width = max(len(r[0]) for r in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -55,7 +57,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
         raise InputError(f"dataset {dataset.path} is in basis {settings.basis}, the model predicts {model.basis}")
     if settings.xc != model.functional:
         raise InputError(f"dataset {dataset.path} was labelled with {settings.xc}, the model with {model.functional}")
-    f_err, f_max, e_err, cosines, gap_err = [], 0.0, [], [], []
+    f_err, f_max, e_err, cosines, gap_err, dip_err = [], 0.0, [], [], [], []
     ref_sample, pred_sample = [], []
     rng = np.random.default_rng(0)
     for start in tqdm(range(0, len(dataset), batch_size), desc="evaluating", unit="batch", disable=not progress):
@@ -78,6 +80,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
             cosines.append(float(((cp * cr).sum(0).abs() / (cp.norm(dim=0) * cr.norm(dim=0))).mean()))
             gap = lambda o: float(o.energies[n] - o.energies[n - 1])  # noqa: E731
             gap_err.append(abs(gap(orb_p) - gap(orb_r)))
+            dipole = dipole_moment(mol, orb_p.density_matrix())
+            dip_err.append(float((dipole - sample.dipole).norm()))
             pick = rng.choice(ref.numel(), size=min(200, ref.numel()), replace=False)
             ref_sample.append(ref.reshape(-1)[pick].numpy())
             pred_sample.append(fock.reshape(-1)[pick].numpy())
@@ -85,7 +89,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                               fock_max_abs_uha=1e6 * f_max, orbital_energy_mae_uha=1e6 * float(np.mean(e_err)),
                               orbital_cosine_percent=100 * float(np.mean(cosines)),
                               homo_lumo_gap_mae_uha=1e6 * float(np.mean(gap_err)),
-                              homo_lumo_gap_mae_mev=1e3 * Hartree * float(np.mean(gap_err)))
+                              homo_lumo_gap_mae_mev=1e3 * Hartree * float(np.mean(gap_err)),
+                              dipole_mae_debye=Bohr / Debye * float(np.mean(dip_err)))
     if parity_plot:
         _parity_plot(np.concatenate(ref_sample), np.concatenate(pred_sample), report, parity_plot)
     return report

@@ -85,6 +85,7 @@ def test_evaluate_reports_the_same_fock_error_as_predict(trained_model, water_db
                      - s.fock.numpy()).mean() for s in dataset]
     assert report.fock_mae_uha == pytest.approx(1e6 * np.mean(errors), rel=1e-4)
     assert 0 < report.orbital_cosine_percent <= 100 and report.orbital_energy_mae_uha > 0
+    assert 0 < report.dipole_mae_debye < 5  # water's dipole is about 2 D; a 20-step model is rough but not absurd
 
 
 def _copy_model(src, dst):

@@ -24,6 +24,7 @@ class Sample:
         fock: ``(nao, nao)`` Hartree, PySCF AO order.
         energy: ``()`` total energy, Hartree.
         forces: ``(n_atoms, 3)`` Hartree/Bohr.
+        dipole: ``(3,)`` e*Bohr about the origin, from the converged SCF density.
         key: the geometry key in the database.
     """
 
@@ -32,6 +33,7 @@ class Sample:
     fock: torch.Tensor
     energy: torch.Tensor
     forces: torch.Tensor
+    dipole: torch.Tensor
     key: str
 
 
@@ -57,6 +59,7 @@ class LabelledDataset(torch.utils.data.Dataset):
                       fock=torch.tensor(row.data["fock"], dtype=f64),
                       energy=torch.tensor(row.energy / Hartree, dtype=f64),
                       forces=torch.as_tensor(row.forces * Bohr / Hartree, dtype=f64),
+                      dipole=torch.tensor(row.data["dipole"], dtype=f64),
                       key=row.geometry_key)
 
     def __len__(self) -> int:
