@@ -28,6 +28,6 @@ print(f"dipole: {dipole.round(4)} e*A = {(dipole ** 2).sum() ** 0.5 / Debye:.3f}
 print(f"Mulliken charges: {mulliken_charges(result.mol, density, overlap).numpy().round(4)}")
 print(f"Lowdin charges:   {lowdin_charges(result.mol, density, overlap).numpy().round(4)}")
 
-write_density_cube(result.mol, result.density_matrix, "water_density.cube")
-write_orbital_cube(result.mol, result.mo_coeff, n_occ - 1, "water_homo.cube")
+write_density_cube(result.mol, result.density_matrix, "water_density.cube", spacing_bohr=0.2)  # viewer quality
+write_orbital_cube(result.mol, result.mo_coeff, n_occ - 1, "water_homo.cube", spacing_bohr=0.2)
 print("wrote water_density.cube and water_homo.cube")
