@@ -14,7 +14,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from ..basis import ElementLayout
+from ..basis import ElementLayout, float64_default
 
 #: Smallest per-irrep scale, Hartree: coefficients that hardly vary are predicted from their mean.
 MIN_SCALE = 1e-6
@@ -45,20 +45,16 @@ def clebsch_gordan_map(layout_i: ElementLayout, layout_j: ElementLayout) -> torc
     start_i, start_j = shell_starts(layout_i), shell_starts(layout_j)
     to_pyscf_i, to_pyscf_j = layout_i.pyscf_to_irreps, layout_j.pyscf_to_irreps
     rows = []
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # e3nn builds wigner_3j in the default dtype
-    try:
+    with float64_default():
         for a, b, big_l, _ in block_irreps(layout_i, layout_j):
             l1, l2 = layout_i.shells[a], layout_j.shells[b]
             cg = o3.wigner_3j(l1, l2, big_l) * math.sqrt(2 * big_l + 1)  # (2l1+1, 2l2+1, 2L+1)
+            ii = torch.as_tensor(to_pyscf_i[start_i[a]:start_i[a] + 2 * l1 + 1])
+            jj = torch.as_tensor(to_pyscf_j[start_j[b]:start_j[b] + 2 * l2 + 1])
             for m in range(2 * big_l + 1):
                 block = torch.zeros(layout_i.nao, layout_j.nao, dtype=torch.float64)
-                ii = torch.as_tensor(to_pyscf_i[start_i[a]:start_i[a] + 2 * l1 + 1])
-                jj = torch.as_tensor(to_pyscf_j[start_j[b]:start_j[b] + 2 * l2 + 1])
                 block[ii[:, None], jj[None, :]] = cg[:, :, m]
                 rows.append(block.reshape(-1))
-    finally:
-        torch.set_default_dtype(previous)
     return torch.stack(rows)
 
 

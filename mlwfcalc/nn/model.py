@@ -21,7 +21,7 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
-from ..basis import BasisLayout, to_model_frame
+from ..basis import BasisLayout, float64_default, to_model_frame
 from ..validation import InputError
 from .blocks import BlockHead
 from .graph import Batch
@@ -180,12 +180,8 @@ class HamiltonianModel(nn.Module):
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32):
         """Build in float64 (e3nn computes its Clebsch-Gordan tables in the default dtype), then cast."""
         super().__init__()
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
-        try:
+        with float64_default():
             self._build(config)
-        finally:
-            torch.set_default_dtype(previous)
         self.to(dtype)
 
     def _build(self, config: ModelConfig) -> None:
