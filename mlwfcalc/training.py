@@ -54,6 +54,9 @@ class TrainConfig:
         clip_grad: gradient-norm clipping.
         loss_unit: Hartree; loss = mean((e/unit)^2) + mean(|e/unit|) over all matrix elements e.
         val_every: validate, log and checkpoint every this many steps.
+        orbital_loss_weight: adds ``weight * mean(|e_pred - e_ref| / loss_unit)`` over the occupied
+            orbitals and the LUMO (eigenvalues of F with the exact overlap; finite at degeneracies).
+        init_from: a model directory whose weights (and normalisation) start this run (fine-tuning).
         normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
         dtype: ``"float32"`` or ``"float64"``.
     """
@@ -76,6 +79,8 @@ class TrainConfig:
     clip_grad: float = 10.0
     loss_unit: float = 1e-3
     val_every: int = 250
+    orbital_loss_weight: float = 0.0
+    init_from: str | None = None
     normalise_outputs: bool = True
     dtype: str = "float32"
     threads: int | None = None
@@ -128,6 +133,15 @@ class TrainingData:
         self.train_index, self.val_index = split_indices(len(dataset), [config.n_train, config.n_val], config.seed)
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
+        self.orthogonaliser, self.reference_energies = None, None
+        if config.orbital_loss_weight > 0:
+            self.orthogonaliser, self.reference_energies = [], []
+            for s in dataset.samples:
+                mol = layout.make_mole(s.numbers.tolist(), s.positions.numpy())
+                inverse = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(mol.intor("int1e_ovlp"))))
+                n = mol.nelectron // 2 + 1  # occupied orbitals and the LUMO
+                self.orthogonaliser.append(inverse)
+                self.reference_energies.append(torch.linalg.eigvalsh(inverse @ s.fock @ inverse.T)[:n])
         self.hcore = None
         if config.model.target == "fock-hcore":
             self.hcore = []
@@ -142,6 +156,18 @@ class TrainingData:
         batch = make_batch(self.layout, [s.numbers for s in samples], [s.positions for s in samples],
                            self.config.model.cutoff, hcore)
         return batch, pad_matrices([s.fock for s in samples])
+
+    def orbital_energy_error(self, indices, fock: torch.Tensor) -> torch.Tensor:
+        """``(sum over orbitals of |e_pred - e_ref|, count)`` for the occupied orbitals and LUMO of a batch."""
+        total, count = fock.new_zeros(()), 0
+        for k, i in enumerate(indices):
+            inverse = self.orthogonaliser[int(i)].to(fock.dtype)
+            reference = self.reference_energies[int(i)]
+            n = inverse.shape[0]
+            energies = torch.linalg.eigvalsh(inverse @ fock[k, :n, :n] @ inverse.T)[:len(reference)]
+            total = total + (energies - reference.to(fock.dtype)).abs().sum()
+            count += len(reference)
+        return total, count
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The training indices in the order of ``epoch`` (a pure function of seed and epoch)."""
@@ -189,6 +215,8 @@ class Trainer:
         self.history: list[dict] = []
         if (self.output / CHECKPOINT_META).exists():
             self._load_checkpoint()
+        elif config.init_from:
+            self._initialise_from(config.init_from)
         elif config.normalise_outputs:
             self._fit_normalisation()
 
@@ -200,6 +228,17 @@ class Trainer:
             target = target - batch.hcore
         self.model.fit_normalisation(batch, target)
         self.ema.load_state_dict(self.model.state_dict())
+
+    def _initialise_from(self, model_dir: str) -> None:
+        """Start from another model's weights and normalisation; its architecture must be this run's."""
+        from .io import load_network
+
+        network, config = load_network(model_dir, dtype=self.dtype)
+        if ModelConfig(**config["model"]) != self.config.model:
+            raise InputError(f"init_from {model_dir}: its model config {config['model']} differs from this run's "
+                             f"{self.config.model.to_dict()}; use the same [model] settings")
+        self.model.load_state_dict(network.state_dict())
+        self.ema.load_state_dict(network.state_dict())
 
     def _checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -271,10 +310,14 @@ class Trainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step)
-        batch, target = self.data.batch(self.data.step_indices(self.step))
+        indices = self.data.step_indices(self.step)
+        batch, target = self.data.batch(indices)
         batch = batch.to(dtype=self.dtype)
         pred = self.model(batch)
         loss, mae = matrix_loss(pred, target.to(self.dtype), batch.ao_mask(), self.config.loss_unit)
+        if self.config.orbital_loss_weight > 0:
+            total, count = self.data.orbital_energy_error(indices, pred)
+            loss = loss + self.config.orbital_loss_weight * total / count / self.config.loss_unit
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)

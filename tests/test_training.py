@@ -143,3 +143,24 @@ def test_train_evaluate_predict_from_the_command_line(water_db, tmp_path, capsys
     assert "gap" in capsys.readouterr().out
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "cannot read training config" in capsys.readouterr().err
+
+
+def test_orbital_energy_loss_trains_and_init_from_starts_from_a_model(water_db, trained_model, tmp_path):
+    trainer = Trainer(_config(water_db, tmp_path / "orb", max_steps=12, n_train=6, n_val=2, orbital_loss_weight=1.0,
+                              init_from=str(trained_model)), progress=False)
+    source = mlwfcalc.load_model(trained_model, device="cpu").network.state_dict()
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, source[key].to(value.dtype)), key
+    indices = trainer.data.step_indices(0)
+    batch, _ = trainer.data.batch(indices)
+    with torch.no_grad():
+        before = trainer.data.orbital_energy_error(indices, trainer.model(batch.to(dtype=torch.float32)))
+    losses = [trainer.train_step()[0] for _ in range(12)]
+    assert all(np.isfinite(losses))
+    with torch.no_grad():
+        after = trainer.data.orbital_energy_error(indices, trainer.model(batch.to(dtype=torch.float32)))
+    assert before[1] == after[1] == 4 * 6  # 5 occupied + LUMO, 4 molecules in a batch
+    assert float(after[0]) < float(before[0])
+    with pytest.raises(InputError, match="differs from this run"):
+        Trainer(_config(water_db, tmp_path / "bad", init_from=str(trained_model),
+                        model=ModelConfig(**{**TINY_MODEL, "channels": 8})), progress=False)
