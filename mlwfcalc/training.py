@@ -133,20 +133,19 @@ class TrainingData:
         self.train_index, self.val_index = split_indices(len(dataset), [config.n_train, config.n_val], config.seed)
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
-        self.orthogonaliser, self.reference_energies = None, None
-        if config.orbital_loss_weight > 0:
-            self.orthogonaliser, self.reference_energies = [], []
-            for s in dataset.samples:
-                mol = layout.make_mole(s.numbers.tolist(), s.positions.numpy())
+        orbital_loss = config.orbital_loss_weight > 0
+        delta = config.model.target == "fock-hcore"
+        self.orthogonaliser = [] if orbital_loss else None
+        self.reference_energies = [] if orbital_loss else None
+        self.hcore = [] if delta else None
+        for s in dataset.samples if (orbital_loss or delta) else []:  # one PySCF Mole per sample
+            mol = layout.make_mole(s.numbers.tolist(), s.positions.numpy())
+            if orbital_loss:
                 inverse = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(mol.intor("int1e_ovlp"))))
                 n = mol.nelectron // 2 + 1  # occupied orbitals and the LUMO
                 self.orthogonaliser.append(inverse)
                 self.reference_energies.append(torch.linalg.eigvalsh(inverse @ s.fock @ inverse.T)[:n])
-        self.hcore = None
-        if config.model.target == "fock-hcore":
-            self.hcore = []
-            for s in dataset.samples:
-                mol = layout.make_mole(s.numbers.tolist(), s.positions.numpy())
+            if delta:
                 self.hcore.append(torch.as_tensor(mol.intor("int1e_kin") + mol.intor("int1e_nuc")))
 
     def batch(self, indices) -> tuple[Batch, torch.Tensor]:
