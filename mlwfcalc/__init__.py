@@ -2,11 +2,26 @@
 
     model = mlwfcalc.load_model("path/to/model", device="auto")
     result = model.predict(atoms)   # fock, overlap, mo_energy, mo_coeff, mo_occ, density_matrix, mol
+    atoms.calc = mlwfcalc.MLWFCalculator(model="water-pbe-def2svp")   # ASE
+    mlwfcalc.pyscf.warm_start(mf, model="water-pbe-def2svp")          # PySCF
 """
 
 __version__ = "0.1.0"
 
 from .validation import InputError  # noqa: E402
+
+
+def __getattr__(name):
+    """``MLWFCalculator`` and the ``pyscf`` front end are imported on first use (they pull in torch and PySCF)."""
+    if name == "MLWFCalculator":
+        from .calculator import MLWFCalculator
+
+        return MLWFCalculator
+    if name == "pyscf":
+        import importlib
+
+        return importlib.import_module(".pyscf", __name__)
+    raise AttributeError(f"module 'mlwfcalc' has no attribute {name!r}")
 
 
 def load_model(name_or_path, device="auto", dtype=None):
@@ -23,4 +38,4 @@ def list_models():
     return _list()
 
 
-__all__ = ["InputError", "__version__", "list_models", "load_model"]
+__all__ = ["InputError", "MLWFCalculator", "__version__", "list_models", "load_model"]

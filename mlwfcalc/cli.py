@@ -63,6 +63,66 @@ def _cmd_train(args) -> None:
           f"{summary['seconds_per_step'] * 1000:.0f} ms/step; best model in {config.output}/best")
 
 
+def _cmd_train_energy(args) -> None:
+    import json
+    import time
+
+    from .data.dataset import LabelledDataset, split_indices
+    from .energy_training import EnergyFitConfig, errors, fit_energy_head, precompute
+    from .io import save_energy_head
+    from .predictor import load_model
+
+    torch_threads(args.threads)
+    model = load_model(args.model, device=args.device)
+    dataset = LabelledDataset(args.dataset)
+    _check_labels(model, dataset)
+    training = model.config.get("training", {})
+    seed = training.get("train_config", {}).get("seed", 0) if args.seed is None else args.seed
+    n_train = args.n_train if args.n_train is not None else training.get("n_train", 0.9)
+    n_val = args.n_val if args.n_val is not None else training.get("n_val", 0.1)
+    train_index, val_index = split_indices(len(dataset), [n_train, n_val], seed)
+    config = EnergyFitConfig(term=args.term, hidden=[int(w) for w in args.hidden.split(",")],
+                             energy_weight=args.energy_weight, force_weight=args.force_weight, epochs=args.epochs,
+                             lr=args.lr, seed=seed)
+    start = time.perf_counter()
+    train = precompute(model, [dataset[int(i)] for i in train_index], config.term, progress=not args.quiet)
+    val = precompute(model, [dataset[int(i)] for i in val_index], config.term, progress=not args.quiet)
+    seconds_features = time.perf_counter() - start
+    head, history = fit_energy_head(train, val, model.elements, config, progress=not args.quiet)
+    summary = {"dataset": str(args.dataset), "n_train": len(train_index), "n_val": len(val_index), "seed": seed,
+               "fit": vars(config), "train": errors(head, train), "val": errors(head, val),
+               "seconds": round(time.perf_counter() - start, 1), "seconds_features": round(seconds_features, 1)}
+    if args.test:
+        test_set = LabelledDataset(args.test)
+        _check_labels(model, test_set)
+        summary["test_dataset"] = str(args.test)
+        summary["test"] = errors(head, precompute(model, test_set.samples, config.term, progress=not args.quiet))
+    for part in ("train", "val", "test"):
+        if part in summary:
+            e = summary[part]
+            print(f"{part:5s} ({e['n_molecules']} molecules): energy MAE {e['energy_mae_mev']:.2f} meV, "
+                  f"force MAE {e['force_mae_mev_per_a']:.1f} meV/A")
+    if args.dry_run:
+        print(json.dumps(history[-1]))
+        return
+    save_energy_head(head, model.path, summary)
+    print(f"energy head ({config.term}) written to {model.path}")
+
+
+def _check_labels(model, dataset) -> None:
+    settings = dataset.settings
+    if settings.basis != model.basis or settings.xc != model.functional:
+        raise InputError(f"dataset {dataset.path} is {settings.xc}/{settings.basis}, the model "
+                         f"{model.functional}/{model.basis}: fit the energy head on the model's own level of theory")
+
+
+def torch_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _cmd_evaluate(args) -> None:
     from .data.dataset import LabelledDataset
     from .evaluation import evaluate, write_report
@@ -109,6 +169,50 @@ def _cmd_predict(args) -> None:
               f"{1e6 * np.abs(result.fock - fock).mean():.1f} micro-Hartree, occupied orbital energies "
               f"{1e6 * occ_error:.1f} micro-Hartree, gap error "
               f"{1000 * Hartree * abs(result.homo_lumo_gap - (mf.mo_energy[n_occ] - mf.mo_energy[n_occ - 1])):.2f} meV")
+
+
+def _cmd_scf(args) -> None:
+    import time
+
+    from ase.io import read
+    from ase.units import Hartree
+    from pyscf import dft
+
+    from .pyscf import guess_dm, resolve_model
+
+    model = resolve_model(args.model, args.device)
+    try:
+        atoms = read(args.structure)
+    except (OSError, ValueError, StopIteration) as err:
+        raise InputError(f"cannot read {args.structure} ({err}); give an xyz or extxyz file") from None
+    from pyscf import gto
+
+    mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], unit="Angstrom",
+                basis=args.basis or model.basis, charge=args.charge, spin=args.spin, verbose=0)
+
+    def make():
+        mf = dft.RKS(mol, xc=args.xc or model.functional)
+        mf.grids.level, mf.conv_tol, mf.verbose = args.grid_level, args.conv_tol, 0
+        return mf
+
+    mf = make()
+    start = time.perf_counter()
+    dm0 = guess_dm(mf, model)
+    guess_seconds = time.perf_counter() - start
+    mf.kernel(dm0=dm0)
+    seconds = time.perf_counter() - start
+    status = "converged" if mf.converged else "NOT converged"
+    print(f"{atoms.get_chemical_formula()} {mf.xc.upper()}/{mol.basis}: E = {mf.e_tot:.10f} Hartree "
+          f"({mf.e_tot * Hartree:.6f} eV), {status} in {mf.cycles} cycles from the {args.model} guess, "
+          f"{seconds:.2f} s (guess {1000 * guess_seconds:.0f} ms)")
+    if args.compare:
+        reference = make()
+        start = time.perf_counter()
+        reference.kernel()
+        print(f"minao guess: {reference.cycles} cycles, {time.perf_counter() - start:.2f} s; energy difference "
+              f"{abs(reference.e_tot - mf.e_tot):.1e} Hartree")
+    if not mf.converged:
+        raise InputError(f"the SCF did not converge in {mf.max_cycle} cycles")
 
 
 def _cmd_models(args) -> None:
@@ -185,6 +289,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("train-energy", help="fit the energy head of a model to PySCF energies and forces")
+    p.add_argument("model", help="model directory or shipped model name (the head is written into it)")
+    p.add_argument("dataset", help="label database (same functional and basis as the model)")
+    p.add_argument("--term", choices=["band", "half-core"], default="half-core",
+                   help="electronic term: 1/2 tr[P(H_core + F)] (default, PhiSNet's) or tr(PF)")
+    p.add_argument("--hidden", default="128,128,128", help="MLP hidden widths, comma separated (default 128,128,128)")
+    p.add_argument("--energy-weight", type=float, default=1.0, help="loss weight on energy errors^2 (meV)")
+    p.add_argument("--force-weight", type=float, default=1.0, help="loss weight on force errors^2 (meV/A)")
+    p.add_argument("--epochs", type=int, default=800)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, help="split seed (default: the model's training seed)")
+    p.add_argument("--n-train", type=_number, help="default: the model's training split")
+    p.add_argument("--n-val", type=_number, help="default: the model's validation split")
+    p.add_argument("--test", help="a held-out label database to report test errors on")
+    p.add_argument("--dry-run", action="store_true", help="report errors, write nothing")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train_energy)
+
     p = sub.add_parser("evaluate", help="accuracy of a model on a label database (F, orbitals, gap)")
     p.add_argument("model", help="model directory or shipped model name")
     p.add_argument("dataset", help="label database; every converged row is evaluated")
@@ -200,6 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--compare", action="store_true", help="also run PySCF SCF and report the errors")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("scf", help="PySCF SCF warm-started from the model; --compare also runs the minao guess")
+    p.add_argument("structure", help="xyz/extxyz file (last frame is used)")
+    p.add_argument("--model", default="water-pbe-def2svp", help="model directory or shipped model name")
+    p.add_argument("--xc", help="functional (default: the model's)")
+    p.add_argument("--basis", help="basis (default: the model's; others get a projected guess)")
+    p.add_argument("--charge", type=int, default=0)
+    p.add_argument("--spin", type=int, default=0, help="2S")
+    p.add_argument("--grid-level", type=int, default=3, help="PySCF grids.level (default 3)")
+    p.add_argument("--conv-tol", type=float, default=1e-9, help="energy tolerance, Hartree (default 1e-9)")
+    p.add_argument("--compare", action="store_true", help="also run from PySCF's default (minao) guess")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_scf)
 
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=_cmd_models)

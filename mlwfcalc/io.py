@@ -7,6 +7,7 @@ weights file with a missing, unexpected, mis-shaped or non-finite tensor.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .energy import EnergyConfig, EnergyHead
 from .nn.model import HamiltonianModel, ModelConfig
 from .validation import InputError
 
@@ -24,6 +26,7 @@ FORMAT = "mlwfcalc-model"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+ENERGY_WEIGHTS = "energy.safetensors"
 #: Where shipped models live: ``models/<name>/`` next to the package source (an editable or source
 #: install), or the directory named by the environment variable ``MLWFCALC_MODELS``.
 MODELS_DIR = Path(os.environ.get("MLWFCALC_MODELS", Path(__file__).resolve().parent.parent / "models"))
@@ -113,6 +116,66 @@ def read_config(directory: Path) -> dict:
     return config
 
 
+def weights_fingerprint(directory: str | Path) -> str:
+    """SHA-256 of a model directory's network weights: ties an energy head to the network it was fitted on."""
+    return hashlib.sha256((Path(directory) / WEIGHTS).read_bytes()).hexdigest()
+
+
+def _load_tensors(path: Path, expected: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file and check it holds exactly ``expected``'s keys and shapes, all finite."""
+    try:
+        tensors = load_file(str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path.parent} has no {path.name}") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InputError(f"{path} is corrupt or not a safetensors file ({err})") from None
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise InputError(f"{path} does not match its config: missing tensors {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}; the {what} file is corrupt or from another version")
+    for key, value in tensors.items():
+        if value.shape != expected[key].shape:
+            raise InputError(f"{path}: tensor {key} has shape {tuple(value.shape)}, the config "
+                             f"needs {tuple(expected[key].shape)}; the {what} file is corrupt")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InputError(f"{path}: tensor {key} holds NaN or infinite values; the {what} is corrupt")
+    return {k: v.to(expected[k].dtype) for k, v in tensors.items()}
+
+
+def save_energy_head(head: EnergyHead, directory: str | Path, training: dict | None = None) -> Path:
+    """Add an energy head to a model directory: ``energy.safetensors`` + an ``"energy"`` section in ``config.json``."""
+    directory = resolve_model_path(directory)
+    config = read_config(directory)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
+    tmp = directory / (ENERGY_WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    tmp.replace(directory / ENERGY_WEIGHTS)
+    config["energy"] = {"config": head.config.to_dict(), "network_sha256": weights_fingerprint(directory),
+                        "units": {"energy": "Hartree", "forces": "Hartree/Bohr"}, "training": training or {}}
+    tmp = directory / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(directory / CONFIG)
+    return directory
+
+
+def load_energy_head(directory: Path, config: dict, device: str | torch.device = "cpu") -> EnergyHead | None:
+    """The model's energy head, or None when it has none; refuses a head fitted to other network weights."""
+    section = config.get("energy")
+    if section is None:
+        return None
+    try:
+        head = EnergyHead(EnergyConfig(**section["config"]))
+    except (KeyError, TypeError) as err:
+        raise InputError(f"{directory / CONFIG}: incompatible energy section ({err}); refit the energy head "
+                         "with `mlwfcalc train-energy`") from None
+    if section.get("network_sha256") != weights_fingerprint(directory):
+        raise InputError(f"{directory}: the energy head was fitted to other network weights than {WEIGHTS} holds; "
+                         "refit it with `mlwfcalc train-energy`")
+    head.load_state_dict(_load_tensors(directory / ENERGY_WEIGHTS, head.state_dict(), "energy head"))
+    return head.to(device).eval()
+
+
 def load_network(name_or_path: str | Path, device: str | torch.device = "cpu",
                  dtype: torch.dtype | None = None) -> tuple[HamiltonianModel, dict]:
     """Rebuild a :class:`HamiltonianModel` from a model directory. Returns ``(network, config dict)``."""
@@ -123,24 +186,7 @@ def load_network(name_or_path: str | Path, device: str | torch.device = "cpu",
     if config.get("shells") != shells:
         raise InputError(f"{directory}: the basis layout in {CONFIG} ({config.get('shells')}) differs from "
                          f"PySCF's {network.config.basis} here ({shells}); the model cannot be used with this PySCF")
-    try:
-        tensors = load_file(str(directory / WEIGHTS))
-    except FileNotFoundError:
-        raise InputError(f"{directory} has no {WEIGHTS}") from None
-    except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(f"{directory / WEIGHTS} is corrupt or not a safetensors file ({err})") from None
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise InputError(f"{directory / WEIGHTS} does not match its config: missing tensors {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}; the model file is corrupt or from another version")
-    for key, value in tensors.items():
-        if value.shape != expected[key].shape:
-            raise InputError(f"{directory / WEIGHTS}: tensor {key} has shape {tuple(value.shape)}, the config "
-                             f"needs {tuple(expected[key].shape)}; the model file is corrupt")
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise InputError(f"{directory / WEIGHTS}: tensor {key} holds NaN or infinite values; the model is corrupt")
-    network.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    tensors = _load_tensors(directory / WEIGHTS, network.state_dict(), "model")
+    network.load_state_dict(tensors)
     dtype = dtype or getattr(torch, config.get("dtype", "float32"))
     return network.to(device=device, dtype=dtype).eval(), config

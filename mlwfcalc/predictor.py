@@ -13,7 +13,8 @@ from ase.units import Bohr
 from pyscf import gto
 
 from .electronic import solve_orbitals
-from .io import load_network
+from .energy import EnergyHead, core_hamiltonian, reference_terms
+from .io import load_energy_head, load_network, resolve_model_path
 from .nn.graph import make_batch
 from .nn.model import HamiltonianModel
 from .validation import InputError, check_closed_shell, check_elements, check_not_periodic, check_positions
@@ -31,6 +32,8 @@ class Prediction:
         mo_occ: ``(nmo,)`` occupations (2 or 0).
         density_matrix: ``(nao, nao)`` AO density matrix P.
         mol: the PySCF Mole these matrices refer to.
+        energy: total energy (Hartree) from the energy head, or None (no head, or not asked).
+        forces: ``(n_atoms, 3)`` Hartree/Bohr, ``-dE/dR``, or None (not asked).
     """
 
     fock: np.ndarray
@@ -40,6 +43,8 @@ class Prediction:
     mo_occ: np.ndarray
     density_matrix: np.ndarray
     mol: gto.Mole
+    energy: float | None = None
+    forces: np.ndarray | None = None
 
     @property
     def homo_lumo_gap(self) -> float:
@@ -65,12 +70,17 @@ class HamiltonianPredictor:
         network: the trained :class:`HamiltonianModel`.
         config: the model's ``config.json`` content.
         device: where the network runs.
+        energy_head: the fitted :class:`~mlwfcalc.energy.EnergyHead`, or None (no energies from the model).
+        path: the model directory it was loaded from, if any.
     """
 
-    def __init__(self, network: HamiltonianModel, config: dict, device: torch.device):
+    def __init__(self, network: HamiltonianModel, config: dict, device: torch.device,
+                 energy_head: EnergyHead | None = None, path: Path | None = None):
         self.network = network
         self.config = config
         self.device = device
+        self.energy_head = energy_head
+        self.path = path
         self.layout = network.layout
         self.basis = network.config.basis
         self.functional = config.get("functional", "pbe")
@@ -95,24 +105,56 @@ class HamiltonianPredictor:
         """The PySCF Mole of ``atoms`` in the model's basis (Bohr inside)."""
         return self.layout.make_mole(atoms.numbers, atoms.positions / Bohr, charge=charge, spin=spin)
 
+    def _batch(self, molecules: Sequence[Atoms], positions: Sequence[torch.Tensor], moles: Sequence[gto.Mole]):
+        hcore = None
+        if self.network.config.target == "fock-hcore":  # differentiable: forces see dH_core/dR
+            hcore = [core_hamiltonian(m, p.to(torch.float64)) for m, p in zip(moles, positions)]
+        return make_batch(self.layout, [torch.as_tensor(a.numbers) for a in molecules], positions,
+                          self.network.config.cutoff, hcore).to(self.device, self.dtype)
+
     def predict_fock(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole] | None = None) -> list[torch.Tensor]:
         """Predicted F ``(nao, nao)`` per molecule, one batched forward pass, on ``self.device``."""
-        hcore = None
-        if self.network.config.target == "fock-hcore":
-            moles = moles or [self.make_mole(a) for a in molecules]
-            hcore = [torch.as_tensor(m.intor("int1e_kin") + m.intor("int1e_nuc")) for m in moles]
-        batch = make_batch(self.layout, [torch.as_tensor(a.numbers) for a in molecules],
-                           [torch.as_tensor(a.positions / Bohr) for a in molecules], self.network.config.cutoff,
-                           hcore).to(self.device, self.dtype)
+        moles = moles or [self.make_mole(a) for a in molecules]
+        positions = [torch.as_tensor(a.positions / Bohr) for a in molecules]
         with torch.no_grad():
-            fock = self.network(batch)
-        return [f[:n, :n] for f, n in zip(fock, batch.nao.tolist())]
+            fock = self.network(self._batch(molecules, positions, moles))
+        return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)]
 
-    def predict(self, atoms: Atoms | Sequence[Atoms], charge: int = 0, spin: int = 0) -> Prediction | list[Prediction]:
-        """Predict F and the orbitals, density matrix and overlap derived from it.
+    def fock_and_energy(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], forces: bool = False
+                        ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor] | None]:
+        """One batched pass: F per molecule (float64, CPU), total energies ``(B,)`` Hartree, forces or None.
+
+        Forces ``(n_k, 3)`` Hartree/Bohr are ``-dE/dR`` by autograd through the network, S(R) and, for the
+        half-core term, H_core(R). Needs an energy head.
+        """
+        if self.energy_head is None:
+            raise InputError(f"model {self.path or ''} has no energy head: fit one with `mlwfcalc train-energy`, "
+                             "or use the variational DFT energy (mode='variational')")
+        positions = [torch.as_tensor(a.positions / Bohr, dtype=torch.float64).requires_grad_(forces)
+                     for a in molecules]
+        with torch.set_grad_enabled(forces):
+            batch = self._batch(molecules, positions, moles)
+            fock, scalars = self.network.fock_and_scalars(batch)
+            atomic = self.energy_head(scalars, batch.numbers).to("cpu")
+            per_molecule = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
+            term = self.energy_head.config.term
+            focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
+            energies = per_molecule + torch.stack([
+                reference_terms(term, m, torch.as_tensor(a.numbers), p, f)
+                for a, m, p, f in zip(molecules, moles, positions, focks)])
+            gradients = torch.autograd.grad(energies.sum(), positions) if forces else None
+        return ([f.detach() for f in focks], energies.detach(),
+                [-g for g in gradients] if gradients is not None else None)
+
+    def predict(self, atoms: Atoms | Sequence[Atoms], charge: int = 0, spin: int = 0, energy: bool | None = None,
+                forces: bool = False) -> Prediction | list[Prediction]:
+        """Predict F and the orbitals, density matrix and overlap derived from it (and energy, forces).
 
         Args:
             atoms: one ASE Atoms (Angstrom) or a list (predicted in one batched pass).
+            charge, spin: must be a state the model was trained for (checked).
+            energy: also the total energy; default: when the model has an energy head.
+            forces: also the forces (implies ``energy``; one backward pass through the network).
 
         Returns:
             A :class:`Prediction` (or a list of them), numpy arrays in atomic units and PySCF AO order.
@@ -122,16 +164,22 @@ class HamiltonianPredictor:
         for k, a in enumerate(molecules):
             self.check_atoms(a, charge, spin, where=None if single else f"molecule {k}")
         moles = [self.make_mole(a, charge, spin) for a in molecules]
-        focks = self.predict_fock(molecules, moles)
+        energy = forces or (self.energy_head is not None if energy is None else energy)
+        if energy:
+            focks, energies, gradients = self.fock_and_energy(molecules, moles, forces)
+        else:
+            focks, energies, gradients = self.predict_fock(molecules, moles), None, None
         results = []
-        for mol, fock in zip(moles, focks):
+        for k, (mol, fock) in enumerate(zip(moles, focks)):
             fock = fock.detach().to("cpu", torch.float64)
             overlap = torch.as_tensor(mol.intor("int1e_ovlp"))
             orbitals = solve_orbitals(fock, overlap, mol.nelectron)
             results.append(Prediction(fock=fock.numpy(), overlap=overlap.numpy(),
                                       mo_energy=orbitals.energies.numpy(), mo_coeff=orbitals.coefficients.numpy(),
                                       mo_occ=orbitals.occupations.numpy(),
-                                      density_matrix=orbitals.density_matrix().numpy(), mol=mol))
+                                      density_matrix=orbitals.density_matrix().numpy(), mol=mol,
+                                      energy=float(energies[k]) if energies is not None else None,
+                                      forces=gradients[k].numpy() if gradients is not None else None))
         return results[0] if single else results
 
 
@@ -139,5 +187,6 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto",
                dtype: torch.dtype | None = None) -> HamiltonianPredictor:
     """Load a model directory or shipped model name; ``device`` is ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
     device = resolve_device(device)
-    network, config = load_network(name_or_path, device=device, dtype=dtype)
-    return HamiltonianPredictor(network, config, device)
+    path = resolve_model_path(name_or_path)
+    network, config = load_network(path, device=device, dtype=dtype)
+    return HamiltonianPredictor(network, config, device, load_energy_head(path, config, device), path)

@@ -44,3 +44,24 @@ def water_db(tmp_path_factory):
                            workers=2, progress=False)
     assert summary.done == 8
     return db
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A small random float64 model (H, C, O) with a random half-core energy head, saved as model files.
+
+    It learns F - H_core, so F is H_core plus a small random part: orbitals with a gap, as real ones.
+    """
+    import torch
+
+    from mlwfcalc.energy import EnergyConfig, EnergyHead
+    from mlwfcalc.io import save_energy_head, save_model
+    from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_model")
+    network = HamiltonianModel(ModelConfig(elements=[1, 6, 8], channels=4, num_layers=1, num_radial=4,
+                                           radial_hidden=8, target="fock-hcore"), dtype=torch.float64)
+    save_model(network, directory, "pbe", training={"grid_level": 1})
+    save_energy_head(EnergyHead(EnergyConfig(elements=[1, 6, 8], num_scalars=4, hidden=[8])), directory)
+    return directory

@@ -1,0 +1,112 @@
+"""Time per energy+forces call: mlwfcalc's ASE calculator against GFN2-xTB (tblite) and PySCF, one run.
+
+    python benchmarks/calculator_speed.py [--model water-pbe-def2svp] [--threads 2] [--repeats 10]
+
+Water uses the given (shipped) model. Ethanol and uracil use a randomly initialised model of the
+same architecture with a random energy head (the cost does not depend on the weights); the ML
+timings for them are therefore speed only. Each calculator gets one warm-up call, then the median
+over ``--repeats`` calls on slightly displaced geometries (so no cache is hit). PySCF runs the SCF
+from its default (minao) guess at the model's level of theory, then the analytic gradient.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from ase.build import molecule
+from ase.calculators.calculator import Calculator, all_changes
+from ase.units import Bohr, Hartree
+from pyscf import lib
+
+from mlwfcalc import MLWFCalculator
+from mlwfcalc.energy import EnergyConfig, EnergyHead
+from mlwfcalc.io import model_config_dict
+from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
+from mlwfcalc.predictor import HamiltonianPredictor, load_model
+from mlwfcalc.pyscf import reference_scf
+
+
+def uracil():
+    from ase.collections import s22
+
+    return s22["Uracil_dimer_h-bonded"][:12]
+
+
+def random_model(like: HamiltonianPredictor, elements: list[int], dtype) -> HamiltonianPredictor:
+    config = ModelConfig(**{**like.network.config.to_dict(), "elements": elements})
+    network = HamiltonianModel(config, dtype=dtype)
+    head = EnergyHead(EnergyConfig(elements=elements, num_scalars=config.channels))
+    return HamiltonianPredictor(network.eval(), {**model_config_dict(network, like.functional),
+                                                 "training": like.config.get("training", {})},
+                                torch.device("cpu"), head)
+
+
+def time_calls(atoms, calc, repeats: int) -> float:
+    """Median milliseconds of one energy+forces call."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    rng = np.random.default_rng(0)
+    atoms.get_forces()
+    times = []
+    for _ in range(repeats):
+        atoms.positions += 1e-3 * rng.standard_normal(atoms.positions.shape)
+        start = time.perf_counter()
+        atoms.get_potential_energy(), atoms.get_forces()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="water-pbe-def2svp")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--pyscf-repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    lib.num_threads(args.threads)
+    from tblite.ase import TBLite
+
+    shipped = load_model(args.model, device="cpu")
+    systems = [("water", molecule("H2O"), shipped), ("ethanol", molecule("CH3CH2OH"), None), ("uracil", uracil(), None)]
+    print(f"{args.threads} threads; median of {args.repeats} calls (PySCF: {args.pyscf_repeats}); milliseconds\n")
+    print("| molecule | mlwfcalc ml f32 | ml f64 | variational | tblite GFN2-xTB | PySCF SCF+grad | "
+          "PySCF / ml f32 | ml f32 / xTB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, atoms, model in systems:
+        elements = sorted(set(int(z) for z in atoms.numbers))
+        if model is None:
+            model = random_model(shipped, elements, torch.float32)
+        f32 = time_calls(atoms, MLWFCalculator(model), args.repeats)
+        f64_model = HamiltonianPredictor(model.network.to(torch.float64), model.config, model.device,
+                                         model.energy_head, model.path)
+        f64 = time_calls(atoms, MLWFCalculator(f64_model), args.repeats)
+        model.network.to(torch.float32)
+        variational = time_calls(atoms, MLWFCalculator(model, mode="variational"), args.pyscf_repeats) \
+            if name == "water" else float("nan")
+        xtb = time_calls(atoms, TBLite(method="GFN2-xTB", verbosity=0), args.repeats)
+        pyscf = time_calls(atoms, PySCFCalculator(model), args.pyscf_repeats)
+        print(f"| {name} | {f32:.1f} | {f64:.1f} | {variational:.0f} | {xtb:.1f} | {pyscf:.0f} | "
+              f"{pyscf / f32:.0f}x | {f32 / xtb:.0f}x |")
+
+
+class PySCFCalculator(Calculator):
+    """PySCF SCF from minao + analytic gradient at the model's level of theory, through ASE."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        mf = reference_scf(self.model, self.model.make_mole(self.atoms))
+        mf.kernel()
+        self.results = {"energy": mf.e_tot * Hartree, "forces": -mf.nuc_grad_method().kernel() * Hartree / Bohr}
+
+
+if __name__ == "__main__":
+    main()

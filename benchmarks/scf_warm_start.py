@@ -1,0 +1,135 @@
+"""SCF cycles and wall time from the model's guess against PySCF's guesses and the previous MD step.
+
+    python benchmarks/scf_warm_start.py --model water-pbe-def2svp --frames work/water-md500-s1.xyz \
+        [--n 20] [--md-steps 10] [--plot docs/scf_warm_start_water.png]
+
+Part 1, held-out geometries (every ``len/n``-th frame of ``--frames``): for each guess (minao, atom,
+huckel, sap, the model) the SCF at the model's level of theory (functional, grid level) with
+``conv_tol`` 1e-9; the model's wall time includes its inference and the PySCF overlap. Every run must
+end within 1e-8 Hartree of the minao energy (checked, reported).
+
+Part 2, along an MD trajectory: a short NVE run (0.5 fs steps, the model's ML forces) from the first
+frame; at each step the SCF from minao, from the model, and from the previous step's converged density.
+
+Prints Markdown tables (mean cycles, ratio to minao, mean wall time, ratio) and writes a bar plot.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from ase.io import read
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.verlet import VelocityVerlet
+from ase.units import fs
+from pyscf import lib
+
+from mlwfcalc import MLWFCalculator
+from mlwfcalc.pyscf import guess_dm, reference_scf, resolve_model
+
+GUESSES = ["minao", "atom", "huckel", "sap"]
+
+
+def run_scf(model, mol, guess, conv_tol):
+    """``(cycles, seconds, energy)`` of one SCF from ``guess`` (a PySCF key, "model", or a density)."""
+    mf = reference_scf(model, mol, conv_tol=conv_tol)
+    start = time.perf_counter()
+    if isinstance(guess, str) and guess != "model":
+        mf.init_guess = guess
+        mf.kernel()
+    else:
+        mf.kernel(dm0=guess_dm(mol, model) if isinstance(guess, str) else guess)
+    seconds = time.perf_counter() - start
+    if not mf.converged:
+        raise RuntimeError(f"SCF from {guess if isinstance(guess, str) else 'density'} did not converge")
+    return mf.cycles, seconds, mf.e_tot, mf
+
+
+def table(rows: dict[str, list[tuple[int, float]]], title: str) -> str:
+    ref_cycles = statistics.mean(c for c, _ in rows["minao"])
+    ref_seconds = statistics.mean(s for _, s in rows["minao"])
+    lines = [f"\n{title}\n", "| guess | mean cycles | cycles / minao | mean wall (s) | wall / minao |",
+             "|---|---|---|---|---|"]
+    for name, values in rows.items():
+        cycles = statistics.mean(c for c, _ in values)
+        seconds = statistics.mean(s for _, s in values)
+        lines.append(f"| {name} | {cycles:.2f} | {cycles / ref_cycles:.2f} | {seconds:.3f} | "
+                     f"{seconds / ref_seconds:.2f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="water-pbe-def2svp")
+    parser.add_argument("--frames", required=True, help="held-out geometries (extxyz)")
+    parser.add_argument("--n", type=int, default=20, help="geometries for part 1")
+    parser.add_argument("--md-steps", type=int, default=10, help="MD steps for part 2 (0: skip)")
+    parser.add_argument("--conv-tol", type=float, default=1e-9)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plot", help="bar plot PNG")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    lib.num_threads(args.threads)
+    model = resolve_model(args.model, "cpu")
+    frames = read(args.frames, index=":")
+    frames = frames[:: max(1, len(frames) // args.n)][: args.n]
+    run_scf(model, model.make_mole(frames[0]), "model", args.conv_tol)  # warm-up
+    rows = {g: [] for g in GUESSES + ["model"]}
+    worst = 0.0
+    for atoms in frames:
+        mol = model.make_mole(atoms)
+        energies = {}
+        for guess in rows:
+            cycles, seconds, energies[guess], _ = run_scf(model, mol, guess, args.conv_tol)
+            rows[guess].append((cycles, seconds))
+        worst = max(worst, max(abs(e - energies["minao"]) for e in energies.values()))
+    print(f"model {args.model}; {len(frames)} held-out geometries from {args.frames}; conv_tol {args.conv_tol}")
+    print(f"largest |E - E_minao| over all runs: {worst:.1e} Hartree")
+    print(table(rows, "Held-out geometries"))
+    md_rows = {}
+    if args.md_steps:
+        md_rows = {"minao": [], "model": [], "previous step": []}
+        atoms = frames[0].copy()
+        atoms.calc = MLWFCalculator(model)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=500, rng=np.random.default_rng(0))
+        dynamics = VelocityVerlet(atoms, timestep=0.5 * fs)
+        previous = run_scf(model, model.make_mole(atoms), "minao", args.conv_tol)[3].make_rdm1()
+        worst = 0.0
+        for _ in range(args.md_steps):
+            dynamics.run(1)
+            mol = model.make_mole(atoms)
+            energies = {}
+            for name, guess in (("minao", "minao"), ("model", "model"), ("previous step", previous)):
+                cycles, seconds, energies[name], mf = run_scf(model, mol, guess, args.conv_tol)
+                md_rows[name].append((cycles, seconds))
+            previous = mf.make_rdm1()
+            worst = max(worst, max(abs(e - energies["minao"]) for e in energies.values()))
+        print(f"\nMD: {args.md_steps} steps of 0.5 fs (NVE, 500 K start); largest |E - E_minao| {worst:.1e} Hartree")
+        print(table(md_rows, "Along an MD trajectory"))
+    if args.plot:
+        plot(rows, md_rows, args.plot, args.model)
+
+
+def plot(rows, md_rows, path, model_name):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if md_rows else 1, figsize=(10 if md_rows else 5, 3.8), squeeze=False)
+    for ax, data, title in zip(axes[0], [rows, md_rows], ["held-out geometries", "along MD (0.5 fs steps)"]):
+        names = list(data)
+        ax.bar(names, [statistics.mean(c for c, _ in data[n]) for n in names],
+               color=["C1" if n == "model" else "C0" for n in names])
+        ax.set_ylabel("mean SCF cycles")
+        ax.set_title(title)
+    fig.suptitle(f"SCF cycles to conv_tol 1e-9: {model_name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

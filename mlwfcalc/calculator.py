@@ -1,0 +1,224 @@
+"""The ASE calculator: energies, forces, dipoles, charges, orbitals and densities from a trained model.
+
+    from mlwfcalc import MLWFCalculator
+    atoms.calc = MLWFCalculator(model="water-pbe-def2svp")
+    atoms.get_potential_energy(); atoms.get_forces(); atoms.calc.get_eigenvalues()
+
+ASE units at this boundary (eV, Angstrom, e*Angstrom, e); atomic units everywhere inside.
+Also available as ``ase.calculators.calculator.get_calculator_class("mlwfcalc")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import (Calculator, PropertyNotImplementedError, all_changes,
+                                        external_calculators, register_calculator_class)
+from ase.units import Bohr, Hartree
+
+from .electronic import dipole_moment, mulliken_charges, write_density_cube, write_orbital_cube
+from .predictor import HamiltonianPredictor, Prediction, load_model
+from .validation import InputError
+
+MODES = ("ml", "variational", "scf")
+
+
+class MLWFCalculator(Calculator):
+    """ASE calculator on an mlwfcalc model.
+
+    Args:
+        model: a shipped model name, a model directory, or a loaded :class:`HamiltonianPredictor`.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (for a model given by name or path).
+        dtype: ``None`` (the model's, float32), ``torch.float32`` or ``torch.float64`` for the network;
+            energies and forces are always assembled in float64.
+        mode: how energies and forces are made (costs measured on 2 CPU cores, water / ethanol):
+
+            * ``"ml"`` (default): the model's energy head, ``E = E_nn + 1/2 tr[P(H_core + F)] + sum_i e_i``;
+              forces are its exact gradient (conservative, for MD). One network pass plus one backward pass,
+              tens of ms. Accuracy: the model card (water: about 0.3 meV and 8 meV/A).
+            * ``"variational"``: the PBE energy functional of PySCF at the predicted density; error second
+              order in the density error (water: well under 1 meV). Forces are PySCF's analytic nuclear
+              gradient at the predicted orbitals: not the exact derivative of this energy (error first
+              order in the density error), so not for NVE MD. One Fock build plus one gradient
+              (about 0.1 s / 2 s).
+            * ``"scf"``: a full PySCF SCF warm-started from the model's density, then the analytic gradient:
+              the exact DFT answer at the model's level of theory, in fewer cycles than from scratch
+              (about 0.3 s / 4 s).
+        charge, spin: total charge and 2S (PySCF's ``spin``); when None, ``atoms.info["charge"]`` and
+            ``atoms.info["spin"]`` are read, else 0. The model refuses states it was not trained for.
+        scf_conv_tol: energy convergence of the ``"scf"`` mode, Hartree.
+
+    Properties: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/A), ``dipole`` (e*A about the origin,
+    from the predicted or SCF density), ``charges`` (Mulliken, e). All are computed in one pass and cached.
+    ``calls`` counts the passes actually computed.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges"]
+    default_parameters = {"mode": "ml", "charge": None, "spin": None, "scf_conv_tol": 1e-9}
+
+    def __init__(self, model: str | Path | HamiltonianPredictor = "water-pbe-def2svp", device: str = "auto",
+                 dtype: torch.dtype | None = None, mode: str = "ml", charge: int | None = None,
+                 spin: int | None = None, scf_conv_tol: float = 1e-9, **kwargs):
+        super().__init__(mode=mode, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol, **kwargs)
+        if mode not in MODES:
+            raise InputError(f"unknown mode {mode!r}; choose one of {MODES}")
+        self.model = model if isinstance(model, HamiltonianPredictor) else load_model(model, device, dtype)
+        if mode == "ml" and self.model.energy_head is None:
+            raise InputError(f"model {self.model.path} has no energy head, which mode='ml' needs: use "
+                             "mode='variational' or 'scf', or fit one with `mlwfcalc train-energy`")
+        self.calls = 0
+        self.prediction: Prediction | None = None
+        self.scf = None
+
+    def state(self, atoms: Atoms) -> tuple[int, int]:
+        """``(charge, spin)`` for ``atoms``: the calculator's arguments first, then ``atoms.info``, else 0."""
+        charge = self.parameters.charge
+        spin = self.parameters.spin
+        charge = atoms.info.get("charge", 0) if charge is None else charge
+        spin = atoms.info.get("spin", 0) if spin is None else spin
+        return int(charge), int(spin)
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's checks plus charge and spin from ``atoms.info`` (ASE does not watch ``info``)."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and self.state(atoms) != self.state(self.atoms) and "info" not in changes:
+            changes.append("info")
+        return changes
+
+    def calculate(self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        charge, spin = self.state(atoms)
+        self.model.check_atoms(atoms, charge, spin)
+        mode = self.parameters.mode
+        self.scf = None
+        if mode == "ml":
+            prediction = self.model.predict(atoms, charge, spin, forces=True)
+            energy, forces = prediction.energy, prediction.forces
+        elif mode == "variational":
+            from .pyscf import reference_scf, variational_energy
+
+            prediction = self.model.predict(atoms, charge, spin, energy=False)
+            energy = variational_energy(self.model, prediction)
+            gradient = reference_scf(self.model, prediction.mol).nuc_grad_method().kernel(
+                mo_energy=prediction.mo_energy, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
+            forces = -gradient
+        else:
+            prediction, energy, forces = self._scf(atoms, charge, spin)
+        self.prediction = prediction
+        density = torch.as_tensor(prediction.density_matrix)
+        dipole = dipole_moment(prediction.mol, density).numpy() * Bohr
+        charges = mulliken_charges(prediction.mol, density, torch.as_tensor(prediction.overlap)).numpy()
+        self.results = {"energy": energy * Hartree, "free_energy": energy * Hartree,
+                        "forces": np.asarray(forces) * Hartree / Bohr, "dipole": dipole, "charges": charges}
+        self.calls += 1
+
+    def _scf(self, atoms: Atoms, charge: int, spin: int) -> tuple[Prediction, float, np.ndarray]:
+        from .pyscf import guess_dm, reference_scf
+
+        mol = self.model.make_mole(atoms, charge, spin)
+        mf = reference_scf(self.model, mol, conv_tol=self.parameters.scf_conv_tol)
+        mf.kernel(dm0=guess_dm(mol, self.model))
+        if not mf.converged:
+            raise RuntimeError(f"PySCF SCF did not converge in {mf.max_cycle} cycles from the model's guess "
+                               f"({atoms.get_chemical_formula()})")
+        forces = -mf.nuc_grad_method().kernel()
+        overlap = mf.get_ovlp()
+        self.scf = mf
+        prediction = Prediction(fock=mf.get_fock(), overlap=overlap, mo_energy=mf.mo_energy, mo_coeff=mf.mo_coeff,
+                                mo_occ=mf.mo_occ, density_matrix=mf.make_rdm1(), mol=mol, energy=float(mf.e_tot),
+                                forces=forces)
+        return prediction, float(mf.e_tot), forces
+
+    # --- orbitals and densities (ASE's DFT accessors, eV) -------------------------------------------
+
+    def _current(self) -> Prediction:
+        if self.atoms is None:
+            raise PropertyNotImplementedError("nothing computed yet: call atoms.get_potential_energy() first")
+        self.get_property("energy", self.atoms)
+        return self.prediction
+
+    def get_number_of_spins(self) -> int:
+        return 1
+
+    def get_spin_polarized(self) -> bool:
+        return False
+
+    def get_ibz_k_points(self) -> np.ndarray:
+        return np.zeros((1, 3))
+
+    def get_k_point_weights(self) -> np.ndarray:
+        return np.ones(1)
+
+    def get_number_of_bands(self) -> int:
+        return len(self._current().mo_energy)
+
+    def get_eigenvalues(self, kpt: int = 0, spin: int = 0) -> np.ndarray:
+        """Orbital energies (eV), ascending."""
+        self._check_kpt_spin(kpt, spin)
+        return self._current().mo_energy * Hartree
+
+    def get_occupation_numbers(self, kpt: int = 0, spin: int = 0) -> np.ndarray:
+        """2 for occupied orbitals, 0 for virtual ones (closed shell)."""
+        self._check_kpt_spin(kpt, spin)
+        return np.array(self._current().mo_occ, dtype=float)
+
+    def get_homo_lumo(self) -> tuple[float, float]:
+        """HOMO and LUMO energies, eV."""
+        p = self._current()
+        n = int((p.mo_occ > 0).sum())
+        return float(p.mo_energy[n - 1] * Hartree), float(p.mo_energy[n] * Hartree)
+
+    def get_fermi_level(self) -> float:
+        """Mid-gap between HOMO and LUMO, eV."""
+        return float(np.mean(self.get_homo_lumo()))
+
+    @staticmethod
+    def _check_kpt_spin(kpt: int, spin: int) -> None:
+        if kpt != 0 or spin != 0:
+            raise IndexError(f"a molecule has one k-point and one spin channel here (asked kpt={kpt}, spin={spin})")
+
+    # --- matrices and files (atomic units, PySCF AO order) ------------------------------------------
+
+    def get_mole(self):
+        """The PySCF Mole (model basis, Bohr inside) that the matrices refer to."""
+        return self._current().mol
+
+    def get_density_matrix(self) -> np.ndarray:
+        """``(nao, nao)`` AO density matrix."""
+        return self._current().density_matrix
+
+    def get_mo_coefficients(self) -> np.ndarray:
+        """``(nao, nmo)`` MO coefficients, columns in the order of :meth:`get_eigenvalues`."""
+        return self._current().mo_coeff
+
+    def get_fock_matrix(self) -> np.ndarray:
+        """``(nao, nao)`` Kohn-Sham matrix, Hartree (predicted; the SCF one in mode ``"scf"``)."""
+        return self._current().fock
+
+    def get_overlap_matrix(self) -> np.ndarray:
+        return self._current().overlap
+
+    def write_density_cube(self, path: str | Path, spacing: float = 0.1, margin: float = 5.0) -> None:
+        """Electron density as a Gaussian cube file; ``spacing`` and ``margin`` in Bohr."""
+        p = self._current()
+        write_density_cube(p.mol, p.density_matrix, path, spacing, margin)
+
+    def write_orbital_cube(self, index: int | str, path: str | Path, spacing: float = 0.1,
+                           margin: float = 5.0) -> None:
+        """Orbital ``index`` (0-based, or ``"homo"`` / ``"lumo"``) as a Gaussian cube file."""
+        p = self._current()
+        n_occ = int((p.mo_occ > 0).sum())
+        named = {"homo": n_occ - 1, "lumo": n_occ}
+        if isinstance(index, str):
+            if index.lower() not in named:
+                raise ValueError(f"orbital {index!r}: give an integer index, 'homo' or 'lumo'")
+            index = named[index.lower()]
+        write_orbital_cube(p.mol, p.mo_coeff, index, path, spacing, margin)
+
+
+if "mlwfcalc" not in external_calculators:
+    register_calculator_class("mlwfcalc", MLWFCalculator)

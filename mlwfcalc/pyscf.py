@@ -1,0 +1,163 @@
+"""PySCF front end: the model's density as an SCF starting point (same converged answer, fewer cycles).
+
+    from mlwfcalc.pyscf import guess_dm, warm_start
+    mf = dft.RKS(mol, xc="pbe")
+    warm_start(mf, model="water-pbe-def2svp")   # instance-level get_init_guess
+    mf.kernel()                                 # or: mf.kernel(dm0=guess_dm(mf, model=...))
+
+The model predicts F in its own basis at the Mole's geometry (read in Bohr, so the Mole's unit does
+not matter). When the Mole's basis differs (another basis set, or Cartesian d functions), the
+occupied orbitals are projected onto it (``pyscf.scf.addons.project_mo_nr2nr``) and
+re-orthonormalised in the new overlap, so the guess keeps exactly N electrons; projecting the
+density matrix itself (``project_dm_nr2nr``) loses a little of the electron count.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.units import Bohr
+from pyscf import gto, lib
+from pyscf.lo.orth import vec_lowdin
+from pyscf.scf import addons
+
+from .predictor import HamiltonianPredictor, load_model
+from .validation import InputError
+
+ModelLike = "str | Path | HamiltonianPredictor"
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(name: str, device: str) -> HamiltonianPredictor:
+    return load_model(name, device=device)
+
+
+def resolve_model(model: ModelLike, device: str = "auto") -> HamiltonianPredictor:
+    """A loaded model: as given, or loaded (once per process) from a name or path."""
+    if isinstance(model, HamiltonianPredictor):
+        return model
+    return _cached_model(str(model), str(device))
+
+
+def _split(mol_or_mf) -> tuple[gto.Mole, object | None]:
+    if isinstance(mol_or_mf, gto.Mole):
+        return mol_or_mf, None
+    mol = getattr(mol_or_mf, "mol", None)
+    if not isinstance(mol, gto.Mole):
+        raise InputError(f"guess_dm needs a PySCF Mole or SCF object, got {type(mol_or_mf).__name__}")
+    return mol, mol_or_mf
+
+
+def _is_unrestricted(mf) -> bool:
+    """True for UHF/UKS objects (CPU PySCF or gpu4pyscf, which mirror the class names)."""
+    return mf is not None and any(cls.__name__ == "UHF" for cls in type(mf).__mro__)
+
+
+def _is_gpu(mf) -> bool:
+    return mf is not None and type(mf).__module__.startswith("gpu4pyscf")
+
+
+def _check_functional(mf, model: HamiltonianPredictor) -> None:
+    if mf is None:
+        return
+    xc = getattr(mf, "xc", "hf")
+    if str(xc).replace(" ", "").lower() != model.functional.replace(" ", "").lower():
+        warnings.warn(f"the SCF uses {xc!r} but the model was trained on {model.functional!r}: the guess is "
+                      "still a good start, but expect more cycles than with the model's own functional",
+                      UserWarning, stacklevel=3)
+
+
+def model_orbitals(mol: gto.Mole, model: HamiltonianPredictor) -> tuple[np.ndarray, int]:
+    """Occupied orbitals ``(nao, n_occ)`` of the model's prediction, in ``mol``'s basis, and ``n_occ``.
+
+    Raises InputError for elements, charges or spins the model was not trained for.
+    """
+    numbers = [gto.charge(mol.atom_symbol(i)) for i in range(mol.natm)]
+    atoms = Atoms(numbers=numbers, positions=mol.atom_coords(unit="Bohr") * Bohr)
+    prediction = model.predict(atoms, charge=mol.charge, spin=mol.spin, energy=False)
+    n_occ = int((prediction.mo_occ > 0).sum())
+    occupied = prediction.mo_coeff[:, :n_occ]
+    model_mol = prediction.mol
+    if _same_basis(model_mol, mol):
+        return occupied, n_occ
+    projected = addons.project_mo_nr2nr(model_mol, occupied, mol)
+    return vec_lowdin(projected, mol.intor_symmetric("int1e_ovlp")), n_occ
+
+
+def _same_basis(a: gto.Mole, b: gto.Mole) -> bool:
+    return a.cart == b.cart and a.nao == b.nao and np.array_equal(a._bas[:, :4], b._bas[:, :4]) and \
+        np.allclose(a._env[a._bas[:, gto.PTR_EXP]], b._env[b._bas[:, gto.PTR_EXP]])
+
+
+def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto"):
+    """The model's density matrix for a PySCF Mole or SCF object, tagged with ``mo_coeff``/``mo_occ``.
+
+    Args:
+        mol_or_mf: a ``gto.Mole``, or an RHF/RKS/UHF/UKS object (PySCF or gpu4pyscf).
+        model: a loaded model, a model directory, or a shipped model name.
+        device: where a model given by name runs.
+
+    Returns:
+        ``(nao, nao)`` for restricted objects and Moles, ``(2, nao, nao)`` (alpha, beta) for
+        unrestricted ones, in the Mole's AO basis; a cupy array for gpu4pyscf objects.
+    """
+    mol, mf = _split(mol_or_mf)
+    model = resolve_model(model, device)
+    _check_functional(mf, model)
+    occupied, n_occ = model_orbitals(mol, model)
+    if _is_unrestricted(mf):
+        half = occupied @ occupied.T
+        dm = lib.tag_array(np.stack([half, half]), mo_coeff=np.stack([occupied, occupied]),
+                           mo_occ=np.ones((2, n_occ)))
+    else:
+        dm = lib.tag_array(2 * occupied @ occupied.T, mo_coeff=occupied, mo_occ=np.full(n_occ, 2.0))
+    if _is_gpu(mf):
+        import cupy
+
+        from gpu4pyscf.lib.cupy_helper import tag_array
+
+        dm = tag_array(cupy.asarray(dm), mo_coeff=cupy.asarray(dm.mo_coeff), mo_occ=cupy.asarray(dm.mo_occ))
+    return dm
+
+
+def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto"):
+    """Make ``mf.kernel()`` start from the model's density; returns ``mf``.
+
+    Replaces ``get_init_guess`` on this instance only (an ``init_guess`` string would be silently
+    mapped to minao by PySCF). A geometry change of ``mf.mol`` is seen: the guess is recomputed.
+    """
+    model = resolve_model(model, device)
+    guess_dm(mf, model)  # fail now, not inside kernel(), on elements or states the model does not know
+
+    def get_init_guess(mol=None, key="minao", **kwargs):
+        if mol is not None and mol is not mf.mol:
+            return guess_dm(type(mf)(mol), model)
+        return guess_dm(mf, model)
+
+    mf.get_init_guess = get_init_guess
+    return mf
+
+
+def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 1e-9):
+    """An RKS object at the model's level of theory (functional, grid level of its training labels)."""
+    from pyscf import dft
+
+    mf = dft.RKS(mol, xc=model.functional)
+    mf.grids.level = int(model.config.get("training", {}).get("grid_level", 3))
+    mf.conv_tol = conv_tol
+    mf.verbose = 0
+    return mf
+
+
+def variational_energy(model: HamiltonianPredictor, prediction) -> float:
+    """Kohn-Sham energy functional (Hartree) at the predicted density: one Fock build, no SCF.
+
+    ``E_KS[P]`` is stationary at the SCF density, so its error is second order in the density error.
+    """
+    mf = reference_scf(model, prediction.mol)
+    dm = lib.tag_array(prediction.density_matrix, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
+    return float(mf.energy_tot(dm=dm))

@@ -1,0 +1,170 @@
+"""Energies and forces from the predicted Hamiltonian: conservative forces, the energy head, the variational route."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import molecule
+from ase.calculators.fd import calculate_numerical_forces
+from ase.units import Bohr
+from pyscf import dft
+
+import mlwfcalc
+from mlwfcalc import MLWFCalculator
+from mlwfcalc.data import LabelledDataset
+from mlwfcalc.electronic import solve_orbitals
+from mlwfcalc.energy import EnergyConfig, EnergyHead, core_hamiltonian
+from mlwfcalc.energy_training import EnergyFitConfig, errors, fit_energy_head, head_energy_forces, precompute
+from mlwfcalc.io import save_model
+from mlwfcalc.predictor import Prediction
+from mlwfcalc.pyscf import reference_scf, variational_energy
+from mlwfcalc.validation import InputError
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return mlwfcalc.load_model(tiny_model_dir, device="cpu", dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", ["H2O", "CH3CH2OH"])
+@pytest.mark.parametrize("term", ["half-core", "band"])
+def test_forces_are_minus_the_energy_gradient(tiny, name, term):
+    """Autograd forces through network, S(R) and H_core(R) against central finite differences (float64)."""
+    tiny.energy_head.config.term = term
+    try:
+        atoms = molecule(name)
+        atoms.rattle(0.05, seed=3)
+        atoms.calc = MLWFCalculator(tiny)
+        forces = atoms.get_forces()
+        numerical = calculate_numerical_forces(atoms, eps=1e-4)
+    finally:
+        tiny.energy_head.config.term = "half-core"
+    assert np.abs(forces).max() > 0.1  # a real test: the random model has sizeable forces
+    assert np.abs(forces - numerical).max() < 1e-3, np.abs(forces - numerical).max()
+
+
+def test_core_hamiltonian_derivative_matches_finite_differences(ethanol):
+    layout = mlwfcalc.basis.BasisLayout("def2-svp", [1, 6, 8])
+    positions = torch.as_tensor(ethanol.positions / Bohr).requires_grad_(True)
+    mol = layout.make_mole(ethanol.numbers, positions.detach().numpy())
+    weights = torch.randn(mol.nao, mol.nao, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    (analytic,) = torch.autograd.grad((core_hamiltonian(mol, positions) * weights).sum(), positions)
+    h = 1e-5
+    for atom, axis in [(0, 0), (2, 1), (8, 2)]:
+        values = []
+        for step in (h, -h):
+            moved = positions.detach().clone()
+            moved[atom, axis] += step
+            m = layout.make_mole(ethanol.numbers, moved.numpy())
+            values.append(float(((torch.as_tensor(m.intor("int1e_kin") + m.intor("int1e_nuc"))) * weights).sum()))
+        assert abs((values[0] - values[1]) / (2 * h) - float(analytic[atom, axis])) < 1e-6
+
+
+def test_training_path_gives_the_models_own_forces(tiny, water_db):
+    """Precomputed features + Jacobians (training) reproduce the full autograd energy and forces (inference)."""
+    samples = LabelledDataset(water_db).samples[:3]
+    (data,) = precompute(tiny, samples, "half-core", progress=False)
+    energy, forces = (t.detach() for t in head_energy_forces(tiny.energy_head, data, create_graph=False))
+    for k, s in enumerate(samples):
+        p = tiny.predict(Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr), forces=True)
+        assert abs(p.energy - float(energy[k])) < 1e-9
+        assert np.abs(p.forces - forces[k].numpy()).max() < 1e-9
+
+
+def test_fitting_the_head_lowers_energy_and_force_errors(tiny, water_db):
+    samples = LabelledDataset(water_db).samples
+    train = precompute(tiny, samples[:6], "half-core", progress=False)
+    val = precompute(tiny, samples[6:], "half-core", progress=False)
+    config = EnergyFitConfig(hidden=[16], epochs=60, batch_size=6, lr=1e-2)
+    head, history = fit_energy_head(train, val, [1, 6, 8], config, progress=False)
+    baseline = EnergyHead(EnergyConfig(elements=[1, 6, 8], num_scalars=4, hidden=[16]))
+    counts = torch.tensor([[2, 0, 1]] * 6)
+    baseline.fit_statistics(train[0].scalars.reshape(-1, 4), train[0].numbers.reshape(-1), counts,
+                            train[0].energy - train[0].base_energy)
+    torch.nn.init.zeros_(baseline.mlps[0][-1].weight), torch.nn.init.zeros_(baseline.mlps[2][-1].weight)
+    before, after = errors(baseline, train), errors(head, train)
+    # a random network's forces are far off (~100 eV/A); a short fit must already remove a good part
+    assert after["force_mae_mev_per_a"] < 0.8 * before["force_mae_mev_per_a"], (before, after)
+    assert after["energy_rmse_mev"] < before["energy_rmse_mev"], (before, after)
+    assert history and history[-1]["epoch"] == 60
+
+
+def test_head_from_other_network_weights_is_refused(tiny_model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    network = mlwfcalc.load_model(copy, device="cpu").network
+    with torch.no_grad():
+        next(network.parameters()).add_(0.1)
+    config = json.loads((copy / "config.json").read_text())
+    save_model(network, copy, "pbe", training={"grid_level": 1})
+    (copy / "config.json").write_text(json.dumps({**json.loads((copy / "config.json").read_text()),
+                                                  "energy": config["energy"]}))
+    with pytest.raises(InputError, match="fitted to other network weights"):
+        mlwfcalc.load_model(copy, device="cpu")
+    (copy / "energy.safetensors").write_bytes(b"not a safetensors file")
+    config["energy"]["network_sha256"] = mlwfcalc.io.weights_fingerprint(copy)
+    (copy / "config.json").write_text(json.dumps({**json.loads((copy / "config.json").read_text()),
+                                                  "energy": config["energy"]}))
+    with pytest.raises(InputError, match="energy.safetensors is corrupt"):
+        mlwfcalc.load_model(copy, device="cpu")
+
+
+def test_model_without_energy_head_says_how_to_get_one(tiny_model_dir, tmp_path):
+    network = mlwfcalc.load_model(tiny_model_dir, device="cpu").network
+    save_model(network, tmp_path, "pbe")
+    model = mlwfcalc.load_model(tmp_path, device="cpu")
+    assert model.predict(molecule("H2O")).energy is None
+    with pytest.raises(InputError, match="no energy head.*train-energy"):
+        model.predict(molecule("H2O"), forces=True)
+    with pytest.raises(InputError, match="mode='variational'"):
+        MLWFCalculator(model)
+
+
+def test_variational_energy_at_the_scf_density_is_the_scf_energy(tiny, water):
+    mol = tiny.make_mole(water)
+    mf = reference_scf(tiny, mol, conv_tol=1e-11)
+    mf.kernel()
+    p = Prediction(fock=mf.get_fock(), overlap=mf.get_ovlp(), mo_energy=mf.mo_energy, mo_coeff=mf.mo_coeff,
+                   mo_occ=mf.mo_occ, density_matrix=mf.make_rdm1(), mol=mol)
+    assert abs(variational_energy(tiny, p) - mf.e_tot) < 1e-8
+    # and it is second order: a perturbed Fock matrix moves the energy far less than the orbital energies
+    noise = 1e-3 * np.random.default_rng(0).standard_normal(p.fock.shape)
+    orbitals = solve_orbitals(torch.as_tensor(p.fock + noise + noise.T), torch.as_tensor(p.overlap), mol.nelectron)
+    perturbed = Prediction(fock=p.fock, overlap=p.overlap, mo_energy=orbitals.energies.numpy(),
+                           mo_coeff=orbitals.coefficients.numpy(), mo_occ=orbitals.occupations.numpy(),
+                           density_matrix=orbitals.density_matrix().numpy(), mol=mol)
+    shift = np.abs(orbitals.energies.numpy()[:5] - mf.mo_energy[:5]).mean()
+    assert 0 < variational_energy(tiny, perturbed) - mf.e_tot < 0.1 * shift
+
+
+def test_charged_and_open_shell_molecules_are_refused(tiny, water):
+    with pytest.raises(InputError, match="charge"):
+        tiny.predict(water, charge=1, forces=True)
+    with pytest.raises(InputError):
+        tiny.predict(water, spin=2)
+    with pytest.raises(InputError, match="odd|electrons|spin"):
+        tiny.predict(Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.97]]))
+
+
+def test_near_linear_dependence_warns_and_stays_finite(water):
+    """A duplicated AO makes S singular: the eigensolve drops it with a warning, not NaN."""
+    layout = mlwfcalc.basis.BasisLayout("def2-svp", [1, 8])
+    mol = layout.make_mole(water.numbers, water.positions / Bohr)
+    mf = dft.RKS(mol, xc="pbe")
+    mf.verbose = 0
+    mf.kernel()
+    fock, overlap = mf.get_fock(), mf.get_ovlp()
+    index = list(range(mol.nao)) + [mol.nao - 1]  # the last AO twice
+    duplicated_s = overlap[np.ix_(index, index)] + 1e-10 * np.eye(mol.nao + 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        orbitals = solve_orbitals(torch.as_tensor(fock[np.ix_(index, index)]), torch.as_tensor(duplicated_s),
+                                  mol.nelectron)
+    assert any("nearly singular" in str(w.message) for w in caught)
+    assert torch.isfinite(orbitals.energies).all() and torch.isfinite(orbitals.coefficients).all()
+    assert np.abs(orbitals.energies.numpy()[:5] - mf.mo_energy[:5]).max() < 1e-6

@@ -1,0 +1,100 @@
+"""The PySCF front end with the shipped water model: same converged energy, fewer cycles, any basis."""
+
+import warnings
+
+import numpy as np
+import pytest
+from ase.build import molecule
+from pyscf import dft, gto, scf
+
+import mlwfcalc
+from mlwfcalc.cli import main
+from mlwfcalc.pyscf import guess_dm, warm_start
+from mlwfcalc.validation import InputError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mlwfcalc.load_model("water-pbe-def2svp", device="cpu")
+
+
+def _water(basis="def2-svp", unit="Angstrom", cart=False):
+    atoms = molecule("H2O")
+    atoms.positions[1] += [0.04, -0.03, 0.02]  # away from the equilibrium the guesses know best
+    positions = atoms.positions if unit == "Angstrom" else atoms.positions / 0.52917721092
+    return gto.M(atom=list(zip(atoms.get_chemical_symbols(), positions)), basis=basis, unit=unit, cart=cart,
+                 verbose=0)
+
+
+def _run(mf, warm=None):
+    mf.xc = "pbe" if hasattr(mf, "xc") else None
+    mf.conv_tol = 1e-10
+    if warm is not None:
+        warm_start(mf, warm)
+    mf.kernel()
+    assert mf.converged
+    return mf
+
+
+def test_warm_start_converges_to_the_minao_answer_in_fewer_cycles(model):
+    reference = _run(dft.RKS(_water()))
+    warm = _run(dft.RKS(_water()), model)
+    assert abs(warm.e_tot - reference.e_tot) < 1e-8
+    assert warm.cycles < reference.cycles, (warm.cycles, reference.cycles)
+    via_dm0 = dft.RKS(_water(), xc="pbe")
+    via_dm0.conv_tol = 1e-10
+    assert abs(via_dm0.kernel(dm0=guess_dm(via_dm0, model)) - reference.e_tot) < 1e-8
+
+
+def test_guess_is_tagged_and_holds_the_electrons(model):
+    mol = _water()
+    dm = guess_dm(mol, model)
+    assert dm.shape == (mol.nao, mol.nao) and hasattr(dm, "mo_coeff") and hasattr(dm, "mo_occ")
+    assert abs(np.einsum("ij,ji->", dm, mol.intor("int1e_ovlp")) - 10) < 1e-10
+
+
+def test_unrestricted_objects_get_alpha_and_beta(model):
+    reference = _run(dft.RKS(_water()))
+    mf = dft.UKS(_water(), xc="pbe")
+    dm = guess_dm(mf, model)
+    assert dm.shape == (2, 24, 24) and np.allclose(dm[0], dm[1])
+    warm = _run(mf, model)
+    assert abs(warm.e_tot - reference.e_tot) < 1e-8
+
+
+@pytest.mark.parametrize("basis, unit, cart", [("def2-tzvp", "Angstrom", False), ("def2-svp", "Bohr", True)])
+def test_other_basis_units_and_cartesian_functions(model, basis, unit, cart):
+    reference = _run(dft.RKS(_water(basis, unit, cart)))
+    mol = _water(basis, unit, cart)
+    dm = guess_dm(mol, model)
+    assert abs(np.einsum("ij,ji->", dm, mol.intor("int1e_ovlp")) - 10) < 1e-8  # projection keeps N
+    warm = _run(dft.RKS(mol), model)
+    assert abs(warm.e_tot - reference.e_tot) < 1e-8
+    assert warm.cycles <= reference.cycles
+
+
+def test_other_functional_warns_but_works(model):
+    mf = scf.RHF(_water())
+    with pytest.warns(UserWarning, match="trained on 'pbe'"):
+        warm_start(mf, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mf.kernel()
+    assert mf.converged
+
+
+def test_unknown_element_and_charged_molecule_are_refused(model):
+    ammonia = gto.M(atom="N 0 0 0; H 0 0 1.0; H 0 1.0 0; H 1.0 0 0", basis="def2-svp", verbose=0)
+    with pytest.raises(InputError, match="element.*N.*not supported"):
+        warm_start(dft.RKS(ammonia), model)
+    cation = gto.M(atom="O 0 0 0; H 0 0 0.97; H 0 0.95 -0.2", basis="def2-svp", charge=1, spin=1, verbose=0)
+    with pytest.raises(InputError, match="charge 1"):
+        guess_dm(dft.UKS(cation), model)
+
+
+def test_scf_command(tmp_path, capsys):
+    path = tmp_path / "water.xyz"
+    molecule("H2O").write(path)
+    assert main(["scf", str(path), "--compare"]) == 0
+    out = capsys.readouterr().out
+    assert "cycles" in out and "minao" in out
