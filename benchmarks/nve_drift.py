@@ -15,11 +15,11 @@ import time
 import numpy as np
 import torch
 from ase.build import molecule
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 from ase.units import fs
 
 from mlwfcalc import MLWFCalculator
+from mlwfcalc.data.sampling import thermalize
 from mlwfcalc.predictor import load_model
 
 
@@ -37,9 +37,7 @@ def main():
     model = load_model(args.model, device="cpu", dtype=getattr(torch, args.dtype))
     atoms = molecule(args.molecule)
     atoms.calc = MLWFCalculator(model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    thermalize(atoms, args.temperature, np.random.default_rng(0))
     steps = int(round(args.ps * 1000 / args.timestep))
     times, energies = [], []
     dynamics = VelocityVerlet(atoms, timestep=args.timestep * fs)

@@ -21,12 +21,12 @@ import time
 import numpy as np
 import torch
 from ase.io import read
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
 from ase.units import fs
 from pyscf import lib
 
 from mlwfcalc import MLWFCalculator
+from mlwfcalc.data.sampling import thermalize
 from mlwfcalc.pyscf import guess_dm, reference_scf, resolve_model
 
 GUESSES = ["minao", "atom", "huckel", "sap"]
@@ -93,7 +93,7 @@ def main():
         md_rows = {"minao": [], "model": [], "previous step": []}
         atoms = frames[0].copy()
         atoms.calc = MLWFCalculator(model)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=500, rng=np.random.default_rng(0))
+        thermalize(atoms, 500, np.random.default_rng(0))
         dynamics = VelocityVerlet(atoms, timestep=0.5 * fs)
         previous = run_scf(model, model.make_mole(atoms), "minao", args.conv_tol)[3].make_rdm1()
         worst = 0.0

@@ -106,10 +106,10 @@ def test_orbital_accessors_and_cube_files(model, pyscf_water, tmp_path):
     assert homo == eigenvalues[4] and lumo == eigenvalues[5] and homo < calc.get_fermi_level() < lumo
     assert calc.get_density_matrix().shape == (24, 24) and calc.get_mo_coefficients().shape == (24, 24)
     assert calc.get_mole().nao == 24
-    calc.write_density_cube(tmp_path / "density.cube", spacing=0.2)
+    calc.write_density_cube(tmp_path / "density.cube")
     density, cube_atoms = read_cube_data(str(tmp_path / "density.cube"))
     voxel = abs(np.linalg.det(cube_atoms.cell / np.array(density.shape)[:, None])) / Bohr**3
-    assert abs(density.sum() * voxel - 10) < 0.05
+    assert abs(density.sum() * voxel - 10) < 1e-2
     calc.write_orbital_cube("homo", tmp_path / "homo.cube", spacing=0.3)
     assert (tmp_path / "homo.cube").stat().st_size > 1000
     with pytest.raises(IndexError):
@@ -133,7 +133,7 @@ def test_bad_input_is_refused_clearly(model):
     broken = molecule("H2O")
     broken.positions[0, 0] = np.nan
     broken.calc = MLWFCalculator(model)
-    with pytest.raises(InputError, match="NaN"):
+    with pytest.raises(InputError, match="non-finite"):
         broken.get_potential_energy()
     with pytest.raises(InputError, match="unknown mode"):
         MLWFCalculator(model, mode="dft")

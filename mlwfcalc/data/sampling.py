@@ -49,6 +49,16 @@ def _xtb_calculator():
     return TBLite(method="GFN2-xTB", verbosity=0)
 
 
+def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann momenta at ``temperature_K``, then no net translation or rotation."""
+    # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
+    draw = getattr(velocitydistribution, "thermalize_momenta", None) or \
+        velocitydistribution.MaxwellBoltzmannDistribution
+    draw(atoms, temperature_K=temperature_K, rng=rng)
+    Stationary(atoms)
+    ZeroRotation(atoms)
+
+
 def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0, n_frames: int = 100,
               interval: int = 10, timestep_fs: float = 0.5, equilibration: int = 200, friction_per_fs: float = 0.01,
               seed: int = 0, overwrite: bool = False, progress: bool = True) -> list[Atoms]:
@@ -78,12 +88,7 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
     atoms.set_constraint(FixCom())
     atoms.calc = _xtb_calculator()
     rng = np.random.default_rng(seed)
-    # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
-    thermalize = getattr(velocitydistribution, "thermalize_momenta", None) or \
-        velocitydistribution.MaxwellBoltzmannDistribution
-    thermalize(atoms, temperature_K=temperature_K, rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    thermalize(atoms, temperature_K, rng)
     dyn = Langevin(atoms, timestep=timestep_fs * units.fs, temperature_K=temperature_K,
                    friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
     if equilibration:
