@@ -44,17 +44,21 @@ def _cmd_train(args) -> None:
                                                "orbital_loss_weight", "init_from")}
     model_overrides = {k: getattr(args, k) for k in ("channels", "num_layers", "lmax", "cutoff", "target")
                        if getattr(args, k) is not None}
+    basis_given = False
     if args.config:
         config = TrainConfig.from_toml(args.config, **overrides)
+        basis_given = "basis" in TrainConfig.read_toml(args.config).get("model", {})
     else:
         if not args.dataset or not args.output:
             raise InputError("give DATASET and -o OUTPUT, or --config FILE.toml")
         config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     if args.no_normalisation:
         config.normalise_outputs = False
-    from .data.database import LabelDatabase
-    config.model = ModelConfig(**{**config.model.to_dict(), **model_overrides,
-                                  "basis": LabelDatabase(config.dataset).settings.basis})
+    if not basis_given:  # the dataset's basis; a basis named in the TOML is kept, and checked by the Trainer
+        from .data.database import LabelDatabase
+
+        model_overrides["basis"] = LabelDatabase(config.dataset).settings.basis
+    config.model = ModelConfig(**{**config.model.to_dict(), **model_overrides})
     trainer = Trainer(config, progress=not args.quiet)
     print(f"model: {trainer.model.num_parameters():,} parameters; {len(trainer.data.train_index)} train / "
           f"{len(trainer.data.val_index)} validation molecules; starting at step {trainer.step}")
@@ -72,7 +76,7 @@ def _cmd_train_energy(args) -> None:
     from .io import save_energy_head
     from .predictor import load_model
 
-    torch_threads(args.threads)
+    _set_threads(args.threads)
     model = load_model(args.model, device=args.device)
     dataset = LabelledDataset(args.dataset)
     _check_labels(model, dataset)
@@ -116,7 +120,7 @@ def _check_labels(model, dataset) -> None:
                          f"{model.functional}/{model.basis}: fit the energy head on the model's own level of theory")
 
 
-def torch_threads(threads: int | None) -> None:
+def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
 

@@ -98,16 +98,21 @@ class TrainConfig:
         d["model"] = self.model.to_dict()
         return d
 
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides) -> "TrainConfig":
+    @staticmethod
+    def read_toml(path: str | Path) -> dict:
+        """The raw content of a TOML training config; InputError when it cannot be read."""
         try:
             import tomllib
         except ImportError:  # Python 3.10
             import tomli as tomllib
         try:
-            data = tomllib.loads(Path(path).read_text())
+            return tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise InputError(f"cannot read training config {path} ({err})") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        data = cls.read_toml(path)
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**data)

@@ -164,3 +164,14 @@ def test_orbital_energy_loss_trains_and_init_from_starts_from_a_model(water_db, 
     with pytest.raises(InputError, match="differs from this run"):
         Trainer(_config(water_db, tmp_path / "bad", init_from=str(trained_model),
                         model=ModelConfig(**{**TINY_MODEL, "channels": 8})), progress=False)
+
+
+def test_basis_named_in_the_config_is_checked_against_the_dataset(water_db, tmp_path, capsys):
+    from mlwfcalc.cli import main
+
+    config = tmp_path / "train.toml"
+    config.write_text(f'dataset = "{water_db}"\noutput = "{tmp_path / "run"}"\nmax_steps = 1\n\n'
+                      '[model]\nbasis = "def2-tzvp"\nchannels = 4\nnum_layers = 1\n')
+    assert main(["train", "--config", str(config), "-q"]) == 2
+    error = capsys.readouterr().err
+    assert "is in basis def2-svp, the model config says def2-tzvp" in error, error
