@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.units import Hartree
 
 import mlwfcalc
 from mlwfcalc.io import MODELS_DIR
@@ -26,6 +27,10 @@ def test_shipped_model_matches_its_reference_within_the_card(path):
     reference = json.loads((path / "reference.json").read_text())
     atoms = Atoms(reference["numbers"], positions=reference["positions_angstrom"])
     result = model.predict(atoms)
+    if model.energy_head is not None:  # the card's energy MAE is in config.json; 10x that bounds one geometry
+        card_mev = config["energy"]["training"]["test"]["energy_mae_mev"]
+        error_mev = 1000 * Hartree * abs(result.energy - reference["energy_hartree"])
+        assert error_mev < max(10 * card_mev, 1.0), error_mev
     fock = np.asarray(reference["fock_hartree"])
     mae_uha = 1e6 * np.abs(result.fock - fock).mean()
     # one geometry scatters around the card's test-set MAE; twice that is the bound
