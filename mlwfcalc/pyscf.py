@@ -161,3 +161,21 @@ def variational_energy(model: HamiltonianPredictor, prediction) -> float:
     mf = reference_scf(model, prediction.mol)
     dm = lib.tag_array(prediction.density_matrix, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
     return float(mf.energy_tot(dm=dm))
+
+
+def harris_energy(model: HamiltonianPredictor, prediction) -> float:
+    """Harris-Foulkes energy (Hartree) from the predicted density: one Fock build and one diagonalisation.
+
+    ``E_H = E_KS[P] + tr[(P_out - P) F[P]]`` with ``P_out`` the aufbau density of ``F[P]``. Like
+    :func:`variational_energy` its error is second order in the density error, but of the other
+    sign (``E_H <= E_KS[P]``) and, for water with the shipped model, smaller (docs/benchmarks.md).
+    It is stationary, not variational: no bound on the exact energy.
+    """
+    mf = reference_scf(model, prediction.mol)
+    dm = prediction.density_matrix
+    hcore = mf.get_hcore()
+    veff = mf.get_veff(prediction.mol, dm)
+    fock = hcore + veff
+    energies, coefficients = mf.eig(fock, prediction.overlap)
+    dm_out = mf.make_rdm1(coefficients, mf.get_occ(energies, coefficients))
+    return float(mf.energy_tot(dm=dm, h1e=hcore, vhf=veff) + np.einsum("ij,ji->", dm_out - dm, fock))

@@ -20,7 +20,7 @@ from mlwfcalc.energy import EnergyConfig, EnergyHead, core_hamiltonian
 from mlwfcalc.energy_training import EnergyFitConfig, errors, fit_energy_head, head_energy_forces, precompute
 from mlwfcalc.io import save_model
 from mlwfcalc.predictor import Prediction
-from mlwfcalc.pyscf import reference_scf, variational_energy
+from mlwfcalc.pyscf import harris_energy, reference_scf, variational_energy
 from mlwfcalc.validation import InputError
 
 
@@ -132,6 +132,7 @@ def test_variational_energy_at_the_scf_density_is_the_scf_energy(tiny, water):
     p = Prediction(fock=mf.get_fock(), overlap=mf.get_ovlp(), mo_energy=mf.mo_energy, mo_coeff=mf.mo_coeff,
                    mo_occ=mf.mo_occ, density_matrix=mf.make_rdm1(), mol=mol)
     assert abs(variational_energy(tiny, p) - mf.e_tot) < 1e-8
+    assert abs(harris_energy(tiny, p) - mf.e_tot) < 1e-8
     # second order: 10x less noise in F cuts the energy error about 100x (and keeps it >= 0)
 
     def energy_error(scale):
@@ -140,9 +141,11 @@ def test_variational_energy_at_the_scf_density_is_the_scf_energy(tiny, water):
         perturbed = Prediction(fock=p.fock, overlap=p.overlap, mo_energy=o.energies.numpy(),
                                mo_coeff=o.coefficients.numpy(), mo_occ=o.occupations.numpy(),
                                density_matrix=o.density_matrix().numpy(), mol=mol)
-        return variational_energy(tiny, perturbed) - mf.e_tot
+        return variational_energy(tiny, perturbed) - mf.e_tot, perturbed
 
-    large, small = energy_error(1e-3), energy_error(1e-4)
+    (large, perturbed), (small, _) = energy_error(1e-3), energy_error(1e-4)
+    # Harris-Foulkes from the same density lies below E_KS[P] (P_out minimises tr(P F[P_in]))
+    assert harris_energy(tiny, perturbed) - mf.e_tot < large
     assert large > 0 and small > 0
     assert 50 < large / small < 200, (large, small)
 
