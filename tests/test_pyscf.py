@@ -86,10 +86,10 @@ def test_other_functional_warns_but_works(model):
 def test_unknown_element_and_charged_molecule_are_refused(model):
     ammonia = gto.M(atom="N 0 0 0; H 0 0 1.0; H 0 1.0 0; H 1.0 0 0", basis="def2-svp", verbose=0)
     with pytest.raises(InputError, match="element.*N.*not supported"):
-        warm_start(dft.RKS(ammonia), model)
+        warm_start(dft.RKS(ammonia, xc="pbe"), model)
     cation = gto.M(atom="O 0 0 0; H 0 0 0.97; H 0 0.95 -0.2", basis="def2-svp", charge=1, spin=1, verbose=0)
     with pytest.raises(InputError, match="charge 1"):
-        guess_dm(dft.UKS(cation), model)
+        guess_dm(dft.UKS(cation, xc="pbe"), model)
 
 
 def test_scf_command(tmp_path, capsys):
