@@ -98,7 +98,7 @@ def _precompute_chunk(model: HamiltonianPredictor, samples: list[Sample], term: 
     moles = [model.make_mole(a) for a in molecules]
     positions = [s.positions.clone().requires_grad_(True) for s in samples]
     n, m = len(samples[0].numbers), len(samples)
-    batch = model._batch(molecules, positions, moles)
+    batch = model.graph_batch(molecules, positions, moles)
     fock, scalars = model.network.fock_and_scalars(batch)
     scalars = scalars.to("cpu", torch.float64).reshape(m, n, -1)
     base = torch.stack([reference_terms(term, mol, s.numbers, p, f[:mol.nao, :mol.nao])

@@ -105,7 +105,8 @@ class HamiltonianPredictor:
         """The PySCF Mole of ``atoms`` in the model's basis (Bohr inside)."""
         return self.layout.make_mole(atoms.numbers, atoms.positions / Bohr, charge=charge, spin=spin)
 
-    def _batch(self, molecules: Sequence[Atoms], positions: Sequence[torch.Tensor], moles: Sequence[gto.Mole]):
+    def graph_batch(self, molecules: Sequence[Atoms], positions: Sequence[torch.Tensor], moles: Sequence[gto.Mole]):
+        """The molecules as one graph on the model's device and dtype; ``positions`` (Bohr) may require grad."""
         hcore = None
         if self.network.config.target == "fock-hcore":  # differentiable: forces see dH_core/dR
             hcore = [core_hamiltonian(m, p.to(torch.float64)) for m, p in zip(moles, positions)]
@@ -117,7 +118,7 @@ class HamiltonianPredictor:
         moles = moles or [self.make_mole(a) for a in molecules]
         positions = [torch.as_tensor(a.positions / Bohr) for a in molecules]
         with torch.no_grad():
-            fock = self.network(self._batch(molecules, positions, moles))
+            fock = self.network(self.graph_batch(molecules, positions, moles))
         return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)]
 
     def fock_and_energy(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], forces: bool = False
@@ -133,7 +134,7 @@ class HamiltonianPredictor:
         positions = [torch.as_tensor(a.positions / Bohr, dtype=torch.float64).requires_grad_(forces)
                      for a in molecules]
         with torch.set_grad_enabled(forces):
-            batch = self._batch(molecules, positions, moles)
+            batch = self.graph_batch(molecules, positions, moles)
             fock, scalars = self.network.fock_and_scalars(batch)
             atomic = self.energy_head(scalars, batch.numbers).to("cpu")
             per_molecule = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
