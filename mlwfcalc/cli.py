@@ -145,10 +145,10 @@ def _cmd_predict(args) -> None:
 
     import numpy as np
     from ase.units import Hartree
-    from pyscf import dft
 
     from .data.sampling import load_start_structure
     from .predictor import load_model
+    from .pyscf import reference_scf
 
     model = load_model(args.model, device=args.device)
     atoms = load_start_structure(args.structure)
@@ -161,9 +161,10 @@ def _cmd_predict(args) -> None:
           f"{n_occ} occupied orbitals, predicted in {1000 * seconds:.1f} ms on {model.device}")
     print(f"HOMO {result.mo_energy[n_occ - 1] * Hartree:.3f} eV, LUMO {result.mo_energy[n_occ] * Hartree:.3f} eV, "
           f"gap {result.homo_lumo_gap * Hartree:.3f} eV")
+    if result.energy is not None:
+        print(f"energy (energy head) {result.energy:.8f} Hartree")
     if args.compare:
-        mf = dft.RKS(result.mol, xc=model.functional)
-        mf.conv_tol, mf.verbose = 1e-10, 0
+        mf = reference_scf(model, result.mol, conv_tol=1e-10)
         start = time.perf_counter()
         mf.kernel()
         scf_seconds = time.perf_counter() - start
@@ -173,15 +174,18 @@ def _cmd_predict(args) -> None:
               f"{1e6 * np.abs(result.fock - fock).mean():.1f} micro-Hartree, occupied orbital energies "
               f"{1e6 * occ_error:.1f} micro-Hartree, gap error "
               f"{1000 * Hartree * abs(result.homo_lumo_gap - (mf.mo_energy[n_occ] - mf.mo_energy[n_occ - 1])):.2f} meV")
+        if result.energy is not None:
+            print(f"energy error of the energy head {1000 * Hartree * (result.energy - mf.e_tot):+.2f} meV")
 
 
 def _cmd_scf(args) -> None:
     import time
+    from functools import partial
 
     from ase.io import read
     from ase.units import Hartree
-    from pyscf import dft
 
+    from .data.database import LabelSettings
     from .pyscf import guess_dm, resolve_model
 
     model = resolve_model(args.model, args.device)
@@ -194,10 +198,9 @@ def _cmd_scf(args) -> None:
     mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], unit="Angstrom",
                 basis=args.basis or model.basis, charge=args.charge, spin=args.spin, verbose=0)
 
-    def make():
-        mf = dft.RKS(mol, xc=args.xc or model.functional)
-        mf.grids.level, mf.conv_tol, mf.verbose = args.grid_level, args.conv_tol, 0
-        return mf
+    settings = LabelSettings(xc=args.xc or model.functional, basis=mol.basis, grid_level=args.grid_level,
+                             conv_tol=args.conv_tol)
+    make = partial(settings.make_scf, mol)
 
     mf = make()
     start = time.perf_counter()

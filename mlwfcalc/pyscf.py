@@ -144,13 +144,11 @@ def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto")
 
 def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 1e-9):
     """An RKS object at the model's level of theory (functional, grid level of its training labels)."""
-    from pyscf import dft
+    from .data.database import LabelSettings
 
-    mf = dft.RKS(mol, xc=model.functional)
-    mf.grids.level = int(model.config.get("training", {}).get("grid_level", 3))
-    mf.conv_tol = conv_tol
-    mf.verbose = 0
-    return mf
+    grid_level = int(model.config.get("training", {}).get("grid_level", 3))
+    return LabelSettings(xc=model.functional, basis=model.basis, grid_level=grid_level,
+                         conv_tol=conv_tol).make_scf(mol)
 
 
 def variational_energy(model: HamiltonianPredictor, prediction) -> float:

@@ -44,6 +44,17 @@ class LabelSettings:
         object.__setattr__(self, "xc", self.xc.lower())
         object.__setattr__(self, "basis", self.basis.lower().replace(" ", ""))
 
+    def make_scf(self, mol):
+        """A quiet PySCF RKS object for ``mol`` at these settings (functional, grid level, tolerances)."""
+        from pyscf import dft
+
+        mf = dft.RKS(mol, xc=self.xc)
+        mf.grids.level = self.grid_level
+        mf.conv_tol = self.conv_tol
+        mf.max_cycle = self.max_cycle
+        mf.verbose = 0
+        return mf
+
     @classmethod
     def from_metadata(cls, metadata: dict) -> "LabelSettings":
         return cls(**{k: metadata[k] for k in SETTINGS_KEYS})

@@ -115,17 +115,10 @@ def validate_frames(frames: Iterable[Frame], basis: str) -> None:
 
 def label_frame(frame: Frame, settings: LabelSettings) -> LabelResult:
     """Run RKS + nuclear gradient on one frame. Never raises: failures come back with a reason."""
-    from pyscf import dft
-
     start = time.perf_counter()
     try:
         layout = BasisLayout(settings.basis, frame.numbers)
-        mol = layout.make_mole(frame.numbers, frame.positions / Bohr)
-        mf = dft.RKS(mol, xc=settings.xc)
-        mf.grids.level = settings.grid_level
-        mf.conv_tol = settings.conv_tol
-        mf.max_cycle = settings.max_cycle
-        mf.verbose = 0
+        mf = settings.make_scf(layout.make_mole(frame.numbers, frame.positions / Bohr))
         energy = mf.kernel()
         cycles = int(getattr(mf, "cycles", -1))
         if not mf.converged:
