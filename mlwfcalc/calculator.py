@@ -71,7 +71,6 @@ class MLWFCalculator(Calculator):
                              "mode='variational' or 'scf', or fit one with `mlwfcalc train-energy`")
         self.calls = 0
         self.prediction: Prediction | None = None
-        self.scf = None
 
     def state(self, atoms: Atoms) -> tuple[int, int]:
         """``(charge, spin)`` for ``atoms``: the calculator's arguments first, then ``atoms.info``, else 0."""
@@ -94,7 +93,6 @@ class MLWFCalculator(Calculator):
         charge, spin = self.state(atoms)
         self.model.check_atoms(atoms, charge, spin)
         mode = self.parameters.mode
-        self.scf = None
         if mode == "ml":
             prediction = self.model.predict(atoms, charge, spin, forces=True)
             energy, forces = prediction.energy, prediction.forces
@@ -102,8 +100,9 @@ class MLWFCalculator(Calculator):
             from .pyscf import reference_scf, variational_energy
 
             prediction = self.model.predict(atoms, charge, spin, energy=False)
-            energy = variational_energy(self.model, prediction)
-            gradient = reference_scf(self.model, prediction.mol).nuc_grad_method().kernel(
+            mf = reference_scf(self.model, prediction.mol)  # one object: its grids serve energy and gradient
+            energy = variational_energy(self.model, prediction, mf)
+            gradient = mf.nuc_grad_method().kernel(
                 mo_energy=prediction.mo_energy, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
             forces = -gradient
         else:
@@ -127,7 +126,6 @@ class MLWFCalculator(Calculator):
                                f"({atoms.get_chemical_formula()})")
         forces = -mf.nuc_grad_method().kernel()
         overlap = mf.get_ovlp()
-        self.scf = mf
         prediction = Prediction(fock=mf.get_fock(), overlap=overlap, mo_energy=mf.mo_energy, mo_coeff=mf.mo_coeff,
                                 mo_occ=mf.mo_occ, density_matrix=mf.make_rdm1(), mol=mol, energy=float(mf.e_tot),
                                 forces=forces)

@@ -151,12 +151,13 @@ def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 
                          conv_tol=conv_tol).make_scf(mol)
 
 
-def variational_energy(model: HamiltonianPredictor, prediction) -> float:
+def variational_energy(model: HamiltonianPredictor, prediction, mf=None) -> float:
     """Kohn-Sham energy functional (Hartree) at the predicted density: one Fock build, no SCF.
 
     ``E_KS[P]`` is stationary at the SCF density, so its error is second order in the density error.
+    ``mf``: a :func:`reference_scf` object of ``prediction.mol`` to reuse (its grids), else one is made.
     """
-    mf = reference_scf(model, prediction.mol)
+    mf = mf or reference_scf(model, prediction.mol)
     dm = lib.tag_array(prediction.density_matrix, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
     return float(mf.energy_tot(dm=dm))
 
