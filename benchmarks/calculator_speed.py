@@ -21,26 +21,9 @@ from ase.units import Bohr, Hartree
 from pyscf import lib
 
 from mlwfcalc import MLWFCalculator
-from mlwfcalc.energy import EnergyConfig, EnergyHead
-from mlwfcalc.io import model_config_dict
-from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
 from mlwfcalc.predictor import HamiltonianPredictor, load_model
 from mlwfcalc.pyscf import reference_scf
-
-
-def uracil():
-    from ase.collections import s22
-
-    return s22["Uracil_dimer_h-bonded"][:12]
-
-
-def random_model(like: HamiltonianPredictor, elements: list[int], dtype) -> HamiltonianPredictor:
-    config = ModelConfig(**{**like.network.config.to_dict(), "elements": elements})
-    network = HamiltonianModel(config, dtype=dtype)
-    head = EnergyHead(EnergyConfig(elements=elements, num_scalars=config.channels))
-    return HamiltonianPredictor(network.eval(), {**model_config_dict(network, like.functional),
-                                                 "training": like.config.get("training", {})},
-                                torch.device("cpu"), head)
+from systems import random_model, uracil
 
 
 def time_calls(atoms, calc, repeats: int) -> float:

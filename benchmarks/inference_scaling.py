@@ -9,8 +9,6 @@ Markdown table of median milliseconds over the repeats, after one warm-up call.
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 from ase.build import molecule
@@ -19,38 +17,9 @@ from ase.units import Bohr
 from mlwfcalc.electronic import solve_orbitals
 from mlwfcalc.nn import HamiltonianModel, ModelConfig, make_batch
 from mlwfcalc.basis import BasisLayout
+from systems import median_ms, stacked_benzene_trimer, uracil
 
 MOLECULES = ["H2O", "CH3CH2OH", "C6H6", "trans-butane"]
-
-
-def uracil():
-    """Uracil (12 atoms): one monomer of the s22 hydrogen-bonded uracil dimer (ASE's g2 set has no uracil)."""
-    from ase.collections import s22
-
-    return s22["Uracil_dimer_h-bonded"][:12]
-
-
-def stacked_benzene_trimer():
-    """A 36-atom test system: three benzene rings stacked 3.5 A apart (C and H only)."""
-    from ase import Atoms
-
-    benzene = molecule("C6H6")
-    stack = Atoms()
-    for k in range(3):
-        ring = benzene.copy()
-        ring.translate((0, 0, 3.5 * k))
-        stack += ring
-    return stack
-
-
-def median_ms(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main():

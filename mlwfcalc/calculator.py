@@ -11,12 +11,14 @@ Also available as ``ase.calculators.calculator.get_calculator_class("mlwfcalc")`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import (Calculator, PropertyNotImplementedError, all_changes,
                                         external_calculators, register_calculator_class)
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import Bohr, Hartree
 
 from .electronic import dipole_moment, mulliken_charges, write_density_cube, write_orbital_cube
@@ -108,12 +110,34 @@ class MLWFCalculator(Calculator):
         else:
             prediction, energy, forces = self._scf(atoms, charge, spin)
         self.prediction = prediction
-        density = torch.as_tensor(prediction.density_matrix)
-        dipole = dipole_moment(prediction.mol, density).numpy() * Bohr
-        charges = mulliken_charges(prediction.mol, density, torch.as_tensor(prediction.overlap)).numpy()
-        self.results = {"energy": energy * Hartree, "free_energy": energy * Hartree,
-                        "forces": np.asarray(forces) * Hartree / Bohr, "dipole": dipole, "charges": charges}
+        self.results = ase_results(prediction, energy, forces)
         self.calls += 1
+
+    def calculate_batch(self, images: Sequence[Atoms], batch_size: int = 64) -> np.ndarray:
+        """Energies and forces of many structures (conformer screening, dataset scoring) in batched passes.
+
+        Mode ``"ml"`` only: ``batch_size`` molecules share one network pass and one backward pass. Each
+        image gets a :class:`~ase.calculators.singlepoint.SinglePointCalculator` holding energy,
+        free_energy, forces, dipole and charges (ASE units), so ``image.get_potential_energy()`` works
+        afterwards without recomputing. Charge and spin come from the calculator or each image's ``info``
+        and must be the same for all images. ``calls`` grows by the number of network passes.
+
+        Returns:
+            ``(n_images,)`` energies in eV, in input order.
+        """
+        if self.parameters.mode != "ml":
+            raise InputError(f"calculate_batch needs mode='ml' (got {self.parameters.mode!r}); the "
+                             "PySCF-based modes run one molecule at a time: use atoms.calc = calculator")
+        images = list(images)
+        states = {self.state(a) for a in images}
+        if len(states) > 1:
+            raise InputError(f"calculate_batch needs one charge and spin for all images, got {sorted(states)}")
+        charge, spin = states.pop() if states else (0, 0)
+        predictions = self.model.predict(images, charge, spin, forces=True, batch_size=batch_size)
+        for image, prediction in zip(images, predictions):
+            image.calc = SinglePointCalculator(image, **ase_results(prediction, prediction.energy, prediction.forces))
+        self.calls += -(-len(images) // batch_size)
+        return np.array([p.energy * Hartree for p in predictions])
 
     def _scf(self, atoms: Atoms, charge: int, spin: int) -> tuple[Prediction, float, np.ndarray]:
         from .pyscf import guess_dm, reference_scf
@@ -216,6 +240,15 @@ class MLWFCalculator(Calculator):
                 raise ValueError(f"orbital {index!r}: give an integer index, 'homo' or 'lumo'")
             index = named[index.lower()]
         write_orbital_cube(p.mol, p.mo_coeff, index, path, spacing, margin)
+
+
+def ase_results(prediction: Prediction, energy: float, forces: np.ndarray) -> dict[str, np.ndarray | float]:
+    """ASE's property dict (eV, eV/A, e*A about the origin, Mulliken e) from atomic-unit results."""
+    density = torch.as_tensor(prediction.density_matrix)
+    dipole = dipole_moment(prediction.mol, density).numpy() * Bohr
+    charges = mulliken_charges(prediction.mol, density, torch.as_tensor(prediction.overlap)).numpy()
+    return {"energy": energy * Hartree, "free_energy": energy * Hartree,
+            "forces": np.asarray(forces) * Hartree / Bohr, "dipole": dipole, "charges": charges}
 
 
 if "mlwfcalc" not in external_calculators:

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("label", help="label geometries with PySCF RKS into an ASE database (resumable)")
-    p.add_argument("frames", nargs="+", help="xyz/extxyz files; every frame is labelled")
+    p.add_argument("frames", nargs="+", help="xyz/extxyz files, every frame; ASE's FILE@SLICE picks frames (traj.xyz@:400)")
     p.add_argument("-o", "--output", required=True, help="ASE SQLite database (.db); an existing one is resumed")
     p.add_argument("--xc", default="pbe", help="functional (default pbe)")
     p.add_argument("--basis", default="def2-svp", help="basis (default def2-svp)")

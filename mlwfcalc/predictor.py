@@ -148,22 +148,35 @@ class HamiltonianPredictor:
                 [-g for g in gradients] if gradients is not None else None)
 
     def predict(self, atoms: Atoms | Sequence[Atoms], charge: int = 0, spin: int = 0, energy: bool | None = None,
-                forces: bool = False) -> Prediction | list[Prediction]:
+                forces: bool = False, batch_size: int | None = None) -> Prediction | list[Prediction]:
         """Predict F and the orbitals, density matrix and overlap derived from it (and energy, forces).
 
         Args:
-            atoms: one ASE Atoms (Angstrom) or a list (predicted in one batched pass).
-            charge, spin: must be a state the model was trained for (checked).
+            atoms: one ASE Atoms (Angstrom) or a list of molecules of any sizes (packed into batched passes).
+            charge, spin: must be a state the model was trained for (checked), the same for every molecule.
             energy: also the total energy; default: when the model has an energy head.
             forces: also the forces (implies ``energy``; one backward pass through the network).
+            batch_size: molecules per network pass (None: all in one pass); bounds the memory of long lists.
 
         Returns:
-            A :class:`Prediction` (or a list of them), numpy arrays in atomic units and PySCF AO order.
+            A :class:`Prediction` (or a list of them, in input order), numpy arrays in atomic units and
+            PySCF AO order.
         """
         single = isinstance(atoms, Atoms)
         molecules = [atoms] if single else list(atoms)
         for k, a in enumerate(molecules):
             self.check_atoms(a, charge, spin, where=None if single else f"molecule {k}")
+        if batch_size is not None and batch_size < 1:
+            raise InputError(f"batch_size must be a positive number of molecules, got {batch_size}")
+        step = batch_size or max(len(molecules), 1)
+        results = []
+        for start in range(0, len(molecules), step):
+            results += self._predict_batch(molecules[start:start + step], charge, spin, energy, forces)
+        return results[0] if single else results
+
+    def _predict_batch(self, molecules: list[Atoms], charge: int, spin: int, energy: bool | None,
+                       forces: bool) -> list[Prediction]:
+        """One network pass for checked ``molecules``; the orbitals per molecule (float64, CPU)."""
         moles = [self.make_mole(a, charge, spin) for a in molecules]
         energy = forces or (self.energy_head is not None if energy is None else energy)
         if energy:
@@ -181,7 +194,7 @@ class HamiltonianPredictor:
                                       density_matrix=orbitals.density_matrix().numpy(), mol=mol,
                                       energy=float(energies[k]) if energies is not None else None,
                                       forces=gradients[k].numpy() if gradients is not None else None))
-        return results[0] if single else results
+        return results
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "auto",

@@ -50,6 +50,13 @@ def test_sample_writes_distinct_md_frames(frames_file):
     assert len(read(frames_file, index=":")) == 8
 
 
+def test_frames_can_be_picked_with_ase_slices(frames_file):
+    every = read_frames([frames_file])
+    first = read_frames([f"{frames_file}@:3"])
+    assert len(first) == 3 and [f.key for f in first] == [f.key for f in every[:3]]
+    assert [f.key for f in read_frames([f"{frames_file}@5"])] == [every[5].key]
+
+
 def test_label_killed_halfway_resumes_to_exactly_eight_rows(frames_file, tmp_path):
     db = tmp_path / "labels.db"
     cmd = [sys.executable, "-m", "mlwfcalc.cli", "label", str(frames_file), "-o", str(db), "--workers", "1",

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from ase import Atoms
 from ase.io import read
+from ase.io.formats import parse_filename
 from ase.units import Bohr
 from tqdm.auto import tqdm
 
@@ -78,11 +79,17 @@ class LabelSummary:
 
 
 def read_frames(paths: Sequence[str | Path]) -> list[Frame]:
-    """Read every frame of xyz/extxyz files (any ASE-readable format); InputError if unreadable."""
+    """Read every frame of xyz/extxyz files (any ASE-readable format); InputError if unreadable.
+
+    ASE's ``path@slice`` selects frames: ``traj.xyz@:400`` reads the first 400.
+    """
     frames = []
     for path in paths:
+        name, index = parse_filename(str(path))
+        index = ":" if index is None else index
         try:
-            images = read(str(path), index=":")
+            images = read(name, index=index)
+            images = images if isinstance(images, list) else [images]
         except Exception as err:
             raise InputError(f"cannot read {path} ({type(err).__name__}: {err}); give an xyz or extxyz file") from None
         if not images:

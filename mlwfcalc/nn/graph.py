@@ -89,7 +89,7 @@ def make_batch(layout: BasisLayout, numbers_list: Sequence[torch.Tensor], positi
         naos.append(int(sizes.sum()))
         molecule.append(torch.full((n,), k, dtype=torch.long))
         p = torch.as_tensor(p)
-        close = torch.cdist(p, p) <= cutoff
+        close = torch.cdist(p.detach(), p.detach()) <= cutoff  # neighbour search only: no gradient
         close.fill_diagonal_(False)
         i, j = torch.nonzero(close, as_tuple=True)
         src.append(i + start)

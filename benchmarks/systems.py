@@ -1,0 +1,62 @@
+"""Shared pieces of the benchmark scripts: test molecules and random-weight models of the shipped architecture.
+
+Timing does not depend on the weights, so molecules without a trained model are timed with a randomly
+initialised network (and random energy head) of the same size as a given trained model.
+"""
+
+import statistics
+import time
+
+import torch
+from ase import Atoms
+from ase.build import molecule
+
+from mlwfcalc.energy import EnergyConfig, EnergyHead
+from mlwfcalc.io import model_config_dict
+from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
+from mlwfcalc.predictor import HamiltonianPredictor
+
+
+def uracil() -> Atoms:
+    """Uracil (12 atoms): one monomer of the s22 hydrogen-bonded uracil dimer (ASE's g2 set has no uracil)."""
+    from ase.collections import s22
+
+    return s22["Uracil_dimer_h-bonded"][:12]
+
+
+def stacked_benzene_trimer() -> Atoms:
+    """A 36-atom test system: three benzene rings stacked 3.5 A apart (C and H only)."""
+    benzene = molecule("C6H6")
+    stack = Atoms()
+    for k in range(3):
+        ring = benzene.copy()
+        ring.translate((0, 0, 3.5 * k))
+        stack += ring
+    return stack
+
+
+def random_model(like: HamiltonianPredictor, elements: list[int], dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu") -> HamiltonianPredictor:
+    """A random-weight predictor with ``like``'s architecture for ``elements``, with a random energy head."""
+    config = ModelConfig(**{**like.network.config.to_dict(), "elements": elements})
+    network = HamiltonianModel(config, dtype=dtype).to(device).eval()
+    head = EnergyHead(EnergyConfig(elements=elements, num_scalars=config.channels)).to(device)
+    return HamiltonianPredictor(network, {**model_config_dict(network, like.functional),
+                                          "training": like.config.get("training", {})},
+                                torch.device(device), head)
+
+
+def median_ms(function, repeats: int, warmup: int = 1) -> float:
+    """Median wall milliseconds of ``function()`` over ``repeats`` calls after ``warmup`` calls (CUDA synced)."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
