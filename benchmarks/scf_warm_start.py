@@ -8,8 +8,9 @@ huckel, sap, the model) the SCF at the model's level of theory (functional, grid
 ``conv_tol`` 1e-9; the model's wall time includes its inference and the PySCF overlap. Every run must
 end within 1e-8 Hartree of the minao energy (checked, reported).
 
-Part 2, along an MD trajectory: a short NVE run (0.5 fs steps, the model's ML forces) from the first
-frame; at each step the SCF from minao, from the model, and from the previous step's converged density.
+Part 2, along an MD trajectory: a short NVE run (0.5 fs steps, the model's ML forces, or GFN2-xTB's
+for a model without an energy head) from the first frame; at each step the SCF from minao, from the
+model, and from the previous step's converged density.
 
 Prints Markdown tables (mean cycles, ratio to minao, mean wall time, ratio) and writes a bar plot.
 """
@@ -92,7 +93,12 @@ def main():
     if args.md_steps:
         md_rows = {"minao": [], "model": [], "previous step": []}
         atoms = frames[0].copy()
-        atoms.calc = MLWFCalculator(model)
+        if model.energy_head is not None:
+            atoms.calc, driver = MLWFCalculator(model), "the model's ML forces"
+        else:
+            from tblite.ase import TBLite
+
+            atoms.calc, driver = TBLite(method="GFN2-xTB", verbosity=0), "GFN2-xTB forces (the model has no energy head)"
         thermalize(atoms, 500, np.random.default_rng(0))
         dynamics = VelocityVerlet(atoms, timestep=0.5 * fs)
         previous = run_scf(model, model.make_mole(atoms), "minao", args.conv_tol)[3].make_rdm1()
@@ -106,7 +112,8 @@ def main():
                 md_rows[name].append((cycles, seconds))
             previous = mf.make_rdm1()
             worst = max(worst, max(abs(e - energies["minao"]) for e in energies.values()))
-        print(f"\nMD: {args.md_steps} steps of 0.5 fs (NVE, 500 K start); largest |E - E_minao| {worst:.1e} Hartree")
+        print(f"\nMD: {args.md_steps} steps of 0.5 fs (NVE, 500 K start, {driver}); "
+              f"largest |E - E_minao| {worst:.1e} Hartree")
         print(table(md_rows, "Along an MD trajectory"))
     if args.plot:
         plot(rows, md_rows, args.plot, args.model)

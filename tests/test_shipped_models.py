@@ -36,3 +36,21 @@ def test_shipped_model_matches_its_reference_within_the_card(path):
     # one geometry scatters around the card's test-set MAE; twice that is the bound
     assert mae_uha < 2 * reference["card_fock_mae_uha"], mae_uha
     assert np.allclose(result.fock, result.fock.T)
+
+
+def test_readme_main_job_runs(tmp_path):
+    """The README's main job (examples/quickstart.py), shortened to 2 MD steps."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "examples" / "quickstart.py"
+    output = tmp_path / "quickstart.json"
+    run = subprocess.run([sys.executable, str(script), "--steps", "2", "--output", str(output)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = json.loads(output.read_text())
+    assert len(record["md"]) == 3
+    assert np.ptp([row["total_eV"] for row in record["md"]]) < 5e-3  # NVE: total energy kept
+    assert record["scf"]["cycles_from_model"] < record["scf"]["cycles_from_minao"]
+    assert abs(record["scf"]["energy_difference_hartree"]) < 1e-8
