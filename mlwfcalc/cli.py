@@ -62,7 +62,7 @@ def _cmd_train(args) -> None:
     trainer = Trainer(config, progress=not args.quiet)
     print(f"model: {trainer.model.num_parameters():,} parameters; {len(trainer.data.train_index)} train / "
           f"{len(trainer.data.val_index)} validation molecules; starting at step {trainer.step}")
-    summary = trainer.run()
+    summary = trainer.run(stop_at_step=args.stop_at_step)
     print(f"step {summary['step']}: best validation MAE of F {summary['best_val_mae_uha']:.1f} micro-Hartree; "
           f"{summary['seconds_per_step'] * 1000:.0f} ms/step; best model in {config.output}/best")
 
@@ -281,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--max-steps", type=int, help="total steps; the learning-rate schedule spans them")
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
+    p.add_argument("--stop-at-step", type=int, help="stop with a checkpoint at this step (the schedule still "
+                                                     "spans max_steps; run again without it to go on)")
     p.add_argument("--lr", type=float)
     p.add_argument("--val-every", type=int)
     p.add_argument("--dtype", choices=["float32", "float64"])

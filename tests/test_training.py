@@ -126,9 +126,11 @@ def test_train_evaluate_predict_from_the_command_line(water_db, tmp_path, capsys
     config.write_text(f'dataset = "{water_db}"\noutput = "{tmp_path / "run"}"\nn_train = 6\nn_val = 2\n'
                       'batch_size = 3\nmax_steps = 6\nval_every = 3\nwarmup_steps = 2\nthreads = 2\n\n'
                       '[model]\nchannels = 4\nnum_layers = 1\nnum_radial = 4\nradial_hidden = 8\n')
-    assert main(["train", "--config", str(config), "--max-steps", "4", "-q"]) == 0
+    assert main(["train", "--config", str(config), "--max-steps", "4", "--stop-at-step", "2", "-q"]) == 0
+    assert "step 2:" in capsys.readouterr().out
+    assert main(["train", "--config", str(config), "--max-steps", "4", "-q"]) == 0  # resumes at step 2
     out = capsys.readouterr().out
-    assert "6 train / 2 validation molecules" in out and "step 4:" in out
+    assert "6 train / 2 validation molecules" in out and "starting at step 2" in out and "step 4:" in out
     saved = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     assert saved["step"] == 4 and saved["config"]["max_steps"] == 4 and saved["config"]["model"]["channels"] == 4
 
