@@ -232,8 +232,9 @@ def _cmd_models(args) -> None:
         if "error" in m:
             print(f"{m['name']}: unusable ({m['error']})")
         else:
+            status = f"; PRELIMINARY: {m['preliminary']}" if m.get("preliminary") else ""
             print(f"{m['name']}: {m['functional'].upper()}/{m['basis']}, elements {' '.join(m['elements'])}, "
-                  f"path {m['path']}")
+                  f"path {m['path']}{status}")
 
 
 def _number(text: str):

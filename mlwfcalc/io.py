@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -91,7 +92,8 @@ def list_models() -> list[dict]:
             continue
         models.append({"name": directory.name, "path": str(directory), "basis": config["basis"],
                        "functional": config["functional"], "elements": config["elements"],
-                       "val_mae_uha": config.get("training", {}).get("val_mae_uha")})
+                       "val_mae_uha": config.get("training", {}).get("val_mae_uha"),
+                       "preliminary": config.get("preliminary")})
     return models
 
 
@@ -181,6 +183,9 @@ def load_network(name_or_path: str | Path, device: str | torch.device = "cpu",
     """Rebuild a :class:`HamiltonianModel` from a model directory. Returns ``(network, config dict)``."""
     directory = resolve_model_path(name_or_path)
     config = read_config(directory)
+    if config.get("preliminary"):
+        warnings.warn(f"model {directory.name} is preliminary: {config['preliminary']} "
+                      f"(see {directory / 'README.md'})", UserWarning, stacklevel=3)
     network = HamiltonianModel(ModelConfig(**config["model"]), dtype=torch.float64)
     shells = {chemical_symbols[z]: list(network.layout.element(z).shells) for z in network.config.elements}
     if config.get("shells") != shells:
