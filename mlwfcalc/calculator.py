@@ -10,6 +10,7 @@ Also available as ``ase.calculators.calculator.get_calculator_class("mlwfcalc")`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -136,7 +137,7 @@ class MLWFCalculator(Calculator):
         predictions = self.model.predict(images, charge, spin, forces=True, batch_size=batch_size)
         for image, prediction in zip(images, predictions):
             image.calc = SinglePointCalculator(image, **ase_results(prediction, prediction.energy, prediction.forces))
-        self.calls += -(-len(images) // batch_size)
+        self.calls += math.ceil(len(images) / batch_size)
         return np.array([p.energy * Hartree for p in predictions])
 
     def _scf(self, atoms: Atoms, charge: int, spin: int) -> tuple[Prediction, float, np.ndarray]:
