@@ -41,7 +41,7 @@ def _cmd_train(args) -> None:
 
     overrides = {k: getattr(args, k) for k in ("dataset", "output", "seed", "batch_size", "max_steps", "max_minutes",
                                                "lr", "val_every", "dtype", "threads", "n_train", "n_val",
-                                               "orbital_loss_weight", "init_from")}
+                                               "orbital_loss_weight", "init_from", "device")}
     model_overrides = {k: getattr(args, k) for k in ("channels", "num_layers", "lmax", "cutoff", "target")
                        if getattr(args, k) is not None}
     basis_given = False
@@ -288,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int)
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--channels", type=int, help="model: multiplicity of natural-parity irreps")
     p.add_argument("--num-layers", type=int, help="model: message-passing layers")
     p.add_argument("--lmax", type=int, help="model: highest l of features")

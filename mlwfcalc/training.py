@@ -31,6 +31,7 @@ from .data.dataset import LabelledDataset, split_indices
 from .io import save_model
 from .nn.graph import Batch, make_batch, pad_matrices
 from .nn.model import HamiltonianModel, ModelConfig
+from .predictor import resolve_device
 from .validation import InputError
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -59,6 +60,8 @@ class TrainConfig:
         init_from: a model directory whose weights (and normalisation) start this run (fine-tuning).
         normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
         dtype: ``"float32"`` or ``"float64"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; checkpoints are device-free, so a run
+            may resume on another device.
     """
 
     dataset: str = ""
@@ -84,6 +87,7 @@ class TrainConfig:
     normalise_outputs: bool = True
     dtype: str = "float32"
     threads: int | None = None
+    device: str = "cpu"
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -165,11 +169,11 @@ class TrainingData:
         """``(sum over orbitals of |e_pred - e_ref|, count)`` for the occupied orbitals and LUMO of a batch."""
         total, count = fock.new_zeros(()), 0
         for k, i in enumerate(indices):
-            inverse = self.orthogonaliser[int(i)].to(fock.dtype)
+            inverse = self.orthogonaliser[int(i)].to(fock.device, fock.dtype)
             reference = self.reference_energies[int(i)]
             n = inverse.shape[0]
             energies = torch.linalg.eigvalsh(inverse @ fock[k, :n, :n] @ inverse.T)[:len(reference)]
-            total = total + (energies - reference.to(fock.dtype)).abs().sum()
+            total = total + (energies - reference.to(fock.device, fock.dtype)).abs().sum()
             count += len(reference)
         return total, count
 
@@ -212,17 +216,21 @@ class Trainer:
         self.model = HamiltonianModel(config.model, dtype=self.dtype)
         self.data = TrainingData(dataset, config, self.model.layout)
         self.ema = HamiltonianModel(config.model, dtype=self.dtype)  # not deepcopy: e3nn's compiled modules
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                           amsgrad=config.optimizer == "amsgrad")
+        self.device = resolve_device(config.device)
         self.step = 0
         self.best_val = math.inf
         self.history: list[dict] = []
-        if (self.output / CHECKPOINT_META).exists():
-            self._load_checkpoint()
-        elif config.init_from:
+        resuming = (self.output / CHECKPOINT_META).exists()
+        if not resuming and config.init_from:
             self._initialise_from(config.init_from)
-        elif config.normalise_outputs:
-            self._fit_normalisation()
+        elif not resuming and config.normalise_outputs:
+            self._fit_normalisation()  # on the CPU, before the move: one float64 pass over the training split
+        self.model.to(self.device)
+        self.ema.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           amsgrad=config.optimizer == "amsgrad")
+        if resuming:
+            self._load_checkpoint()  # loads onto the device; the optimizer state follows its parameters
 
     # --- state -------------------------------------------------------------------------------
     def _fit_normalisation(self) -> None:
@@ -303,7 +311,7 @@ class Trainer:
         total, count = 0.0, 0
         for start in range(0, len(indices), 64):
             batch, target = self.data.batch(indices[start:start + 64])
-            pred = model(batch.to(dtype=self.dtype)).to(torch.float64)
+            pred = model(batch.to(self.device, self.dtype)).to("cpu", torch.float64)
             mask = batch.ao_mask()
             total += float((pred - target)[mask].abs().sum())
             count += int(mask.sum())
@@ -316,9 +324,9 @@ class Trainer:
             group["lr"] = learning_rate(self.config, self.step)
         indices = self.data.step_indices(self.step)
         batch, target = self.data.batch(indices)
-        batch = batch.to(dtype=self.dtype)
+        batch = batch.to(self.device, self.dtype)
         pred = self.model(batch)
-        loss, mae = matrix_loss(pred, target.to(self.dtype), batch.ao_mask(), self.config.loss_unit)
+        loss, mae = matrix_loss(pred, target.to(self.device, self.dtype), batch.ao_mask(), self.config.loss_unit)
         if self.config.orbital_loss_weight > 0:
             total, count = self.data.orbital_energy_error(indices, pred)
             loss = loss + self.config.orbital_loss_weight * total / count / self.config.loss_unit

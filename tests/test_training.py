@@ -52,6 +52,19 @@ def test_killed_and_resumed_run_gives_identical_weights(water_db, tmp_path):
         Trainer(_config(water_db, tmp_path / "b", seed=5), progress=False)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
+def test_training_on_cuda_follows_cpu_and_resumes_on_the_cpu(water_db, tmp_path):
+    cpu = Trainer(_config(water_db, tmp_path / "cpu", max_steps=20), progress=False)
+    cpu.run()
+    gpu = Trainer(_config(water_db, tmp_path / "gpu", max_steps=20, device="cuda"), progress=False)
+    assert next(gpu.model.parameters()).is_cuda
+    gpu.run(stop_at_step=10)
+    resumed = Trainer(_config(water_db, tmp_path / "gpu", max_steps=20), progress=False)  # device-free checkpoint
+    assert resumed.step == 10
+    resumed.run()
+    assert resumed.validate() == pytest.approx(cpu.validate(), rel=0.05)
+
+
 @pytest.fixture(scope="module")
 def trained_model(water_db, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
