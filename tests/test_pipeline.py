@@ -55,6 +55,8 @@ def test_frames_can_be_picked_with_ase_slices(frames_file):
     first = read_frames([f"{frames_file}@:3"])
     assert len(first) == 3 and [f.key for f in first] == [f.key for f in every[:3]]
     assert [f.key for f in read_frames([f"{frames_file}@5"])] == [every[5].key]
+    with pytest.raises(InputError, match="ASE slice such as"):
+        read_frames([f"{frames_file}@first"])
 
 
 def test_label_killed_halfway_resumes_to_exactly_eight_rows(frames_file, tmp_path):

@@ -85,13 +85,13 @@ def read_frames(paths: Sequence[str | Path]) -> list[Frame]:
     """
     frames = []
     for path in paths:
-        name, index = parse_filename(str(path))
-        index = ":" if index is None else index
         try:
-            images = read(name, index=index)
+            name, index = parse_filename(str(path))
+            images = read(name, index=":" if index is None else index)
             images = images if isinstance(images, list) else [images]
         except Exception as err:
-            raise InputError(f"cannot read {path} ({type(err).__name__}: {err}); give an xyz or extxyz file") from None
+            raise InputError(f"cannot read {path} ({type(err).__name__}: {err}); give an xyz or extxyz file, "
+                             "optionally with an ASE slice such as traj.xyz@:400") from None
         if not images:
             raise InputError(f"{path} holds no geometry")
         frames.extend(frame_of(atoms, str(path), index) for index, atoms in enumerate(images))
