@@ -1,10 +1,11 @@
 """Time per energy+forces call: mlwfcalc's ASE calculator against GFN2-xTB (tblite) and PySCF, one run.
 
-    python benchmarks/calculator_speed.py [--model water-pbe-def2svp] [--threads 2] [--repeats 10]
+    python benchmarks/calculator_speed.py [--model water-pbe-def2svp] \
+        [--ethanol-model ethanol-pbe-def2svp] [--threads 2] [--repeats 10]
 
-Water uses the given (shipped) model. Ethanol and uracil use a randomly initialised model of the
-same architecture with a random energy head (the cost does not depend on the weights); the ML
-timings for them are therefore speed only. Each calculator gets one warm-up call, then the median
+Water and ethanol use the given (shipped) models; a model without an energy head, and uracil, use a
+randomly initialised model of the same architecture with a random energy head (the cost does not
+depend on the weights), so those ML timings are speed only; the table says which. Each calculator gets one warm-up call, then the median
 over ``--repeats`` calls on slightly displaced geometries (so no cache is hit). PySCF runs the SCF
 from its default (minao) guess at the model's level of theory, then the analytic gradient.
 """
@@ -44,6 +45,7 @@ def time_calls(atoms, calc, repeats: int) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="water-pbe-def2svp")
+    parser.add_argument("--ethanol-model", default="ethanol-pbe-def2svp")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pyscf-repeats", type=int, default=3)
@@ -53,7 +55,10 @@ def main():
     from tblite.ase import TBLite
 
     shipped = load_model(args.model, device="cpu")
-    systems = [("water", molecule("H2O"), shipped), ("ethanol", molecule("CH3CH2OH"), None), ("uracil", uracil(), None)]
+    ethanol = load_model(args.ethanol_model, device="cpu")
+    systems = [("water", molecule("H2O"), shipped),
+               ("ethanol", molecule("CH3CH2OH"), ethanol if ethanol.energy_head is not None else None),
+               ("uracil", uracil(), None)]
     print(f"{args.threads} threads; median of {args.repeats} calls (PySCF: {args.pyscf_repeats}); milliseconds\n")
     print("| molecule | mlwfcalc ml f32 | ml f64 | variational | tblite GFN2-xTB | PySCF SCF+grad | "
           "PySCF / ml f32 | ml f32 / xTB |")
@@ -62,13 +67,14 @@ def main():
         elements = sorted(set(int(z) for z in atoms.numbers))
         if model is None:
             model = random_model(shipped, elements, torch.float32)
+            name += " (random weights)"
         f32 = time_calls(atoms, MLWFCalculator(model), args.repeats)
         f64_model = HamiltonianPredictor(model.network.to(torch.float64), model.config, model.device,
                                          model.energy_head, model.path)
         f64 = time_calls(atoms, MLWFCalculator(f64_model), args.repeats)
         model.network.to(torch.float32)
         variational = time_calls(atoms, MLWFCalculator(model, mode="variational"), args.pyscf_repeats) \
-            if name == "water" else float("nan")
+            if model.path is not None else float("nan")
         xtb = time_calls(atoms, TBLite(method="GFN2-xTB", verbosity=0), args.repeats)
         pyscf = time_calls(atoms, PySCFCalculator(model), args.pyscf_repeats)
         print(f"| {name} | {f32:.1f} | {f64:.1f} | {variational:.0f} | {xtb:.1f} | {pyscf:.0f} | "

@@ -72,9 +72,9 @@ def _cmd_train_energy(args) -> None:
     import time
 
     from .data.dataset import LabelledDataset, split_indices
-    from .energy_training import EnergyFitConfig, errors, fit_energy_head, precompute
+    from .energy_training import EnergyFitConfig, errors, fit_energy_head, model_errors, precompute
     from .io import save_energy_head
-    from .predictor import load_model
+    from .predictor import HamiltonianPredictor, load_model
 
     _set_threads(args.threads)
     model = load_model(args.model, device=args.device)
@@ -100,7 +100,8 @@ def _cmd_train_energy(args) -> None:
         test_set = LabelledDataset(args.test)
         _check_labels(model, test_set)
         summary["test_dataset"] = str(args.test)
-        summary["test"] = errors(head, precompute(model, test_set.samples, config.term, progress=not args.quiet))
+        with_head = HamiltonianPredictor(model.network, model.config, model.device, head, model.path)
+        summary["test"] = model_errors(with_head, test_set.samples)
     for part in ("train", "val", "test"):
         if part in summary:
             e = summary[part]

@@ -17,7 +17,8 @@ from mlwfcalc import MLWFCalculator
 from mlwfcalc.data import LabelledDataset
 from mlwfcalc.electronic import solve_orbitals
 from mlwfcalc.energy import EnergyConfig, EnergyHead, core_hamiltonian
-from mlwfcalc.energy_training import EnergyFitConfig, errors, fit_energy_head, head_energy_forces, precompute
+from mlwfcalc.energy_training import (EnergyFitConfig, errors, fit_energy_head, head_energy_forces, model_errors,
+                                      precompute)
 from mlwfcalc.io import save_model
 from mlwfcalc.predictor import Prediction
 from mlwfcalc.pyscf import harris_energy, reference_scf, variational_energy
@@ -72,6 +73,9 @@ def test_training_path_gives_the_models_own_forces(tiny, water_db):
         p = tiny.predict(Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr), forces=True)
         assert abs(p.energy - float(energy[k])) < 1e-9
         assert np.abs(p.forces - forces[k].numpy()).max() < 1e-9
+    by_jacobians, by_model = errors(tiny.energy_head, [data]), model_errors(tiny, samples, batch_size=2)
+    for key, value in by_jacobians.items():
+        assert by_model[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
 
 
 def test_fitting_the_head_lowers_energy_and_force_errors(tiny, water_db):
