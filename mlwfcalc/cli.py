@@ -41,7 +41,8 @@ def _cmd_train(args) -> None:
 
     overrides = {k: getattr(args, k) for k in ("dataset", "output", "seed", "batch_size", "max_steps", "max_minutes",
                                                "lr", "val_every", "dtype", "threads", "n_train", "n_val",
-                                               "orbital_loss_weight", "init_from", "device")}
+                                               "orbital_loss_weight", "density_loss_weight", "init_from",
+                                               "device")}
     model_overrides = {k: getattr(args, k) for k in ("channels", "num_layers", "lmax", "cutoff", "target")
                        if getattr(args, k) is not None}
     basis_given = False
@@ -297,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=["fock", "fock-hcore"], help="model: learn F, or F - H_core (delta)")
     p.add_argument("--no-normalisation", action="store_true", help="do not fit per-element output shifts/scales")
     p.add_argument("--orbital-loss-weight", type=float, help="weight of the occupied + LUMO orbital-energy loss")
+    p.add_argument("--density-loss-weight", type=float,
+                   help="weight of the first-order density-error loss (what an SCF guess from F gets wrong)")
     p.add_argument("--init-from", help="start from this model directory's weights (same architecture)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

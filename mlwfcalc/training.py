@@ -57,6 +57,11 @@ class TrainConfig:
         val_every: validate, log and checkpoint every this many steps.
         orbital_loss_weight: adds ``weight * mean(|e_pred - e_ref| / loss_unit)`` over the occupied
             orbitals and the LUMO (eigenvalues of F with the exact overlap; finite at degeneracies).
+        density_loss_weight: adds ``weight * mean(|dP| / loss_unit)`` over molecules, where ``|dP|`` is
+            the Frobenius norm (orthonormal AO basis) of the first-order density error that the
+            predicted F implies: its occupied-virtual block in the reference orbitals over the
+            orbital-energy differences (see :meth:`TrainingData.density_error`). It is what an SCF
+            guess from F gets wrong, linear in F (no eigenvector derivatives).
         init_from: a model directory whose weights (and normalisation) start this run (fine-tuning).
         normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
         dtype: ``"float32"`` or ``"float64"``.
@@ -83,6 +88,7 @@ class TrainConfig:
     loss_unit: float = 1e-3
     val_every: int = 250
     orbital_loss_weight: float = 0.0
+    density_loss_weight: float = 0.0
     init_from: str | None = None
     normalise_outputs: bool = True
     dtype: str = "float32"
@@ -143,17 +149,24 @@ class TrainingData:
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
         orbital_loss = config.orbital_loss_weight > 0
+        density_loss = config.density_loss_weight > 0
         delta = config.model.target == "fock-hcore"
-        self.orthogonaliser = [] if orbital_loss else None
+        self.orthogonaliser = [] if (orbital_loss or density_loss) else None
         self.reference_energies = [] if orbital_loss else None
+        self.reference_orbitals = [] if density_loss else None
         self.hcore = [] if delta else None
-        for s in dataset.samples if (orbital_loss or delta) else []:  # one PySCF Mole per sample
+        for s in dataset.samples if (orbital_loss or density_loss or delta) else []:  # one PySCF Mole per sample
             mol = layout.make_mole(s.numbers.tolist(), s.positions.numpy())
-            if orbital_loss:
+            if orbital_loss or density_loss:
                 inverse = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(mol.intor("int1e_ovlp"))))
-                n = mol.nelectron // 2 + 1  # occupied orbitals and the LUMO
+                energies, vectors = torch.linalg.eigh(inverse @ s.fock @ inverse.T)
+                n_occ = mol.nelectron // 2
                 self.orthogonaliser.append(inverse)
-                self.reference_energies.append(torch.linalg.eigvalsh(inverse @ s.fock @ inverse.T)[:n])
+            if orbital_loss:
+                self.reference_energies.append(energies[:n_occ + 1])  # occupied orbitals and the LUMO
+            if density_loss:
+                inverse_gaps = 1.0 / (energies[None, n_occ:] - energies[:n_occ, None])  # (occupied, virtual)
+                self.reference_orbitals.append((vectors[:, :n_occ], vectors[:, n_occ:], inverse_gaps))
             if delta:
                 self.hcore.append(torch.as_tensor(mol.intor("int1e_kin") + mol.intor("int1e_nuc")))
 
@@ -176,6 +189,24 @@ class TrainingData:
             total = total + (energies - reference.to(fock.device, fock.dtype)).abs().sum()
             count += len(reference)
         return total, count
+
+    def density_error(self, indices, fock: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """``(sum over molecules of |dP|, count)``: first-order density errors implied by predicted F.
+
+        In the orthonormal basis ``X = L^-1`` (``S = L L^T``) with reference orbitals ``u`` and energies
+        ``e``, the predicted ``F~ = X F X^T`` rotates occupied orbital i into virtual a by
+        ``k_ia = (u_i^T F~ u_a) / (e_a - e_i)`` to first order (the reference block is zero), so the
+        closed-shell density moves by ``dP = 2 sum_ia k_ia (u_i u_a^T + u_a u_i^T)`` and
+        ``|dP|_F = sqrt(8 sum_ia k_ia^2)``. ``fock``: ``(B, nmax, nmax)`` predicted F, Hartree.
+        """
+        total = fock.new_zeros(())
+        for k, i in enumerate(indices):
+            inverse = self.orthogonaliser[int(i)].to(fock.device, fock.dtype)
+            occupied, virtual, inverse_gaps = (t.to(fock.device, fock.dtype) for t in self.reference_orbitals[int(i)])
+            n = inverse.shape[0]
+            block = occupied.T @ (inverse @ fock[k, :n, :n] @ inverse.T) @ virtual
+            total = total + (8 * (block * inverse_gaps).pow(2).sum() + 1e-30).sqrt()
+        return total, len(indices)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The training indices in the order of ``epoch`` (a pure function of seed and epoch)."""
@@ -330,6 +361,9 @@ class Trainer:
         if self.config.orbital_loss_weight > 0:
             total, count = self.data.orbital_energy_error(indices, pred)
             loss = loss + self.config.orbital_loss_weight * total / count / self.config.loss_unit
+        if self.config.density_loss_weight > 0:
+            total, count = self.data.density_error(indices, pred)
+            loss = loss + self.config.density_loss_weight * total / count / self.config.loss_unit
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)

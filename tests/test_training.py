@@ -181,6 +181,37 @@ def test_orbital_energy_loss_trains_and_init_from_starts_from_a_model(water_db, 
                         model=ModelConfig(**{**TINY_MODEL, "channels": 8})), progress=False)
 
 
+def test_density_loss_is_the_first_order_density_error_and_trains(water_db, trained_model, tmp_path):
+    from mlwfcalc.electronic import solve_orbitals
+
+    trainer = Trainer(_config(water_db, tmp_path / "dens", max_steps=12, n_train=6, n_val=2, density_loss_weight=1.0,
+                              init_from=str(trained_model)), progress=False)
+    data = trainer.data
+    i = int(data.train_index[0])
+    sample = data.dataset[i]
+    inverse = data.orthogonaliser[i]
+    cholesky = torch.linalg.inv(inverse)  # L, with S = L L^T and X = L^-1
+    overlap = cholesky @ cholesky.T
+    exact, _ = data.density_error([i], sample.fock[None])
+    assert float(exact) < 1e-10
+    noise = torch.as_tensor(np.random.default_rng(0).standard_normal(sample.fock.shape))
+    for size in (1e-3, 1e-4):  # the error of the first order shrinks as size^2: ratios -> 1
+        perturbed = sample.fock + size * (noise + noise.T)
+        first_order, count = data.density_error([i], perturbed[None])
+        change = (solve_orbitals(perturbed, overlap, 10).density_matrix()
+                  - solve_orbitals(sample.fock, overlap, 10).density_matrix())
+        true = torch.linalg.norm(cholesky.T @ change @ cholesky)  # the orthonormal-basis density is L^T P L
+        assert count == 1 and abs(float(first_order) / float(true) - 1) < 50 * size, (size, first_order, true)
+    indices = data.step_indices(0)
+    batch, _ = data.batch(indices)
+    with torch.no_grad():
+        before = data.density_error(indices, trainer.model(batch.to(dtype=torch.float32)))[0]
+    losses = [trainer.train_step()[0] for _ in range(12)]
+    with torch.no_grad():
+        after = data.density_error(indices, trainer.model(batch.to(dtype=torch.float32)))[0]
+    assert all(np.isfinite(losses)) and float(after) < float(before)
+
+
 def test_basis_named_in_the_config_is_checked_against_the_dataset(water_db, tmp_path, capsys):
     from mlwfcalc.cli import main
 
