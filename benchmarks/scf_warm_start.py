@@ -34,7 +34,7 @@ GUESSES = ["minao", "atom", "huckel", "sap"]
 
 
 def run_scf(model, mol, guess, conv_tol):
-    """``(cycles, seconds, energy)`` of one SCF from ``guess`` (a PySCF key, "model", or a density)."""
+    """``(cycles, seconds, energy, mf)`` of one SCF from ``guess`` (a PySCF key, "model", or a density)."""
     mf = reference_scf(model, mol, conv_tol=conv_tol)
     start = time.perf_counter()
     if isinstance(guess, str) and guess != "model":
