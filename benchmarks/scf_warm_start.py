@@ -65,7 +65,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="water-pbe-def2svp")
     parser.add_argument("--frames", required=True, help="held-out geometries (extxyz)")
-    parser.add_argument("--n", type=int, default=20, help="geometries for part 1")
+    parser.add_argument("--n", type=int, default=20, help="geometries for part 1 (0: skip)")
     parser.add_argument("--md-steps", type=int, default=10, help="MD steps for part 2 (0: skip)")
     parser.add_argument("--conv-tol", type=float, default=1e-9)
     parser.add_argument("--threads", type=int, default=2)
@@ -75,9 +75,10 @@ def main():
     lib.num_threads(args.threads)
     model = resolve_model(args.model, "cpu")
     frames = read(args.frames, index=":")
-    frames = frames[:: max(1, len(frames) // args.n)][: args.n]
-    run_scf(model, model.make_mole(frames[0]), "model", args.conv_tol)  # warm-up
-    rows = {g: [] for g in GUESSES + ["model"]}
+    start = frames[0]
+    frames = frames[:: max(1, len(frames) // args.n)][: args.n] if args.n > 0 else []
+    run_scf(model, model.make_mole(start), "model", args.conv_tol)  # warm-up
+    rows = {g: [] for g in GUESSES + ["model"]} if frames else {}
     worst = 0.0
     for atoms in frames:
         mol = model.make_mole(atoms)
@@ -86,13 +87,14 @@ def main():
             cycles, seconds, energies[guess], _ = run_scf(model, mol, guess, args.conv_tol)
             rows[guess].append((cycles, seconds))
         worst = max(worst, max(abs(e - energies["minao"]) for e in energies.values()))
-    print(f"model {args.model}; {len(frames)} held-out geometries from {args.frames}; conv_tol {args.conv_tol}")
-    print(f"largest |E - E_minao| over all runs: {worst:.1e} Hartree")
-    print(table(rows, "Held-out geometries"))
+    if frames:
+        print(f"model {args.model}; {len(frames)} held-out geometries from {args.frames}; conv_tol {args.conv_tol}")
+        print(f"largest |E - E_minao| over all runs: {worst:.1e} Hartree")
+        print(table(rows, "Held-out geometries"))
     md_rows = {}
     if args.md_steps:
         md_rows = {"minao": [], "model": [], "previous step": []}
-        atoms = frames[0].copy()
+        atoms = start.copy()
         if model.energy_head is not None:
             atoms.calc, driver = MLWFCalculator(model), "the model's ML forces"
         else:
@@ -125,8 +127,10 @@ def plot(rows, md_rows, path, model_name):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if md_rows else 1, figsize=(10 if md_rows else 5, 3.8), squeeze=False)
-    for ax, data, title in zip(axes[0], [rows, md_rows], ["held-out geometries", "along MD (0.5 fs steps)"]):
+    panels = [(data, title) for data, title in ((rows, "held-out geometries"), (md_rows, "along MD (0.5 fs steps)"))
+              if data]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (data, title) in zip(axes[0], panels):
         names = list(data)
         ax.bar(names, [statistics.mean(c for c, _ in data[n]) for n in names],
                color=["C1" if n == "model" else "C0" for n in names])
