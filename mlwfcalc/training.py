@@ -139,7 +139,9 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 class TrainingData:
-    """The split dataset, with per-sample core Hamiltonians when the model learns F - H_core."""
+    """The split dataset, with the per-sample references the losses need: core Hamiltonians (when the
+    model learns F - H_core), and the overlap's inverse Cholesky factor with the reference orbital
+    energies (orbital loss) and orbitals (density loss)."""
 
     def __init__(self, dataset: LabelledDataset, config: TrainConfig, layout):
         self.dataset = dataset
