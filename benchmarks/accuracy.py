@@ -11,7 +11,6 @@ energy model against the database's PySCF energies and forces.
 """
 
 import argparse
-import warnings
 
 import torch
 from pyscf import lib
@@ -34,10 +33,8 @@ def main():
         if "=" not in pair:
             parser.error(f"{pair!r}: expected MODEL=DATABASE, e.g. water-pbe-def2svp=work/water-test.db")
         name, path = pair.split("=", 1)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = load_model(name, device="cpu")
-        preliminary = any("preliminary" in str(w.message) for w in caught)
+        model = load_model(name, device="cpu")
+        preliminary = bool(model.config.get("preliminary"))
         dataset = LabelledDataset(path)
         report = evaluate(model, dataset, progress=False)
         col = {"held-out molecules": f"{report.n_molecules}",

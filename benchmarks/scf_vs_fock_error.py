@@ -20,7 +20,8 @@ from pyscf import lib
 
 from mlwfcalc.data import LabelledDataset
 from mlwfcalc.electronic import solve_orbitals
-from mlwfcalc.pyscf import reference_scf, resolve_model
+from mlwfcalc.pyscf import resolve_model
+from scf_warm_start import run_scf
 
 SCALES = (1.0, 0.5, 0.25, 0.1, 0.03)
 
@@ -43,17 +44,11 @@ def main():
         prediction = model.predict(atoms, energy=False)
         error = torch.as_tensor(prediction.fock) - sample.fock
         fock_mae.append(float(error.abs().mean()))
-        mf = reference_scf(model, prediction.mol, conv_tol=args.conv_tol)
-        mf.kernel()
-        cycles["minao"].append(mf.cycles)
+        cycles["minao"].append(run_scf(model, prediction.mol, "minao", args.conv_tol)[0])
         overlap = torch.as_tensor(prediction.overlap)
         for a in SCALES:
             guess = solve_orbitals(sample.fock + a * error, overlap, prediction.mol.nelectron).density_matrix()
-            mf = reference_scf(model, prediction.mol, conv_tol=args.conv_tol)
-            mf.kernel(dm0=guess.numpy())
-            if not mf.converged:
-                raise RuntimeError(f"SCF from the scale-{a} guess did not converge")
-            cycles[a].append(mf.cycles)
+            cycles[a].append(run_scf(model, prediction.mol, guess.numpy(), args.conv_tol)[0])
     minao = statistics.mean(cycles["minao"])
     mae = 1e6 * statistics.mean(fock_mae)
     print(f"model {args.model}; first {args.n} molecules of {args.dataset}; conv_tol {args.conv_tol}\n")

@@ -131,12 +131,9 @@ def errors(head: EnergyHead, groups: list[Precomputed]) -> dict[str, float]:
     e_err, f_err = [], []
     for data in groups:
         energy, forces = head_energy_forces(head, data, create_graph=False)
-        e_err.append((energy - data.energy).detach() * MEV)
-        f_err.append((forces - data.forces).detach().reshape(-1) * MEV_PER_A)
-    e, f = torch.cat(e_err), torch.cat(f_err)
-    return {"energy_mae_mev": float(e.abs().mean()), "energy_rmse_mev": float(e.pow(2).mean().sqrt()),
-            "force_mae_mev_per_a": float(f.abs().mean()), "force_rmse_mev_per_a": float(f.pow(2).mean().sqrt()),
-            "n_molecules": int(len(e))}
+        e_err.append(((energy - data.energy).detach() * MEV).numpy())
+        f_err.append(((forces - data.forces).detach() * MEV_PER_A).reshape(-1).numpy())
+    return _error_summary(np.concatenate(e_err), np.concatenate(f_err))
 
 
 def model_errors(model: HamiltonianPredictor, samples: list[Sample], batch_size: int = 16) -> dict[str, float]:
@@ -154,7 +151,12 @@ def model_errors(model: HamiltonianPredictor, samples: list[Sample], batch_size:
         for s, p in zip(chunk, model.predict(atoms, forces=True, batch_size=batch_size)):
             e_err.append((p.energy - float(s.energy)) * MEV)
             f_err.append((p.forces - s.forces.numpy()).reshape(-1) * MEV_PER_A)
-    e, f = np.asarray(e_err), np.concatenate(f_err)
+    return _error_summary(np.asarray(e_err), np.concatenate(f_err))
+
+
+def _error_summary(energy_errors: np.ndarray, force_errors: np.ndarray) -> dict[str, float]:
+    """MAE and RMSE of energy errors ``(M,)`` meV and force-component errors ``(3 sum n,)`` meV/Angstrom."""
+    e, f = energy_errors, force_errors
     return {"energy_mae_mev": float(np.abs(e).mean()), "energy_rmse_mev": float(np.sqrt((e ** 2).mean())),
             "force_mae_mev_per_a": float(np.abs(f).mean()), "force_rmse_mev_per_a": float(np.sqrt((f ** 2).mean())),
             "n_molecules": int(len(e))}
