@@ -5,8 +5,8 @@
 
 Water and ethanol use the given (shipped) models; a model without an energy head, and uracil, use a
 randomly initialised model of the same architecture with a random energy head (the cost does not
-depend on the weights), so those ML timings are speed only; the table says which. Each calculator gets one warm-up call, then the median
-over ``--repeats`` calls on slightly displaced geometries (so no cache is hit). PySCF runs the SCF
+depend on the weights), so those ML timings are speed only; the table says which. Each calculator
+gets one warm-up call, then the median over ``--repeats`` calls on slightly displaced geometries (so no cache is hit). PySCF runs the SCF
 from its default (minao) guess at the model's level of theory, then the analytic gradient.
 """
 
