@@ -20,6 +20,7 @@ from ase.build import molecule
 from ase.units import Bohr
 from pyscf import lib
 
+from mlwfcalc.energy import node_invariants
 from mlwfcalc.predictor import load_model
 from systems import median_ms, random_model, uracil
 
@@ -41,8 +42,9 @@ def network_only(model, images, moles):
     """Forward (F and invariant features) plus backward to positions, without PySCF or eigensolves."""
     positions = [torch.as_tensor(a.positions / Bohr, dtype=torch.float64).requires_grad_() for a in images]
     batch = model.graph_batch(images, positions, moles)
-    fock, scalars = model.network.fock_and_scalars(batch)
-    total = fock.sum() + model.energy_head(scalars, batch.numbers).sum()
+    fock, nodes = model.network.fock_and_nodes(batch)
+    invariants = node_invariants(nodes, model.network.config.hidden_irreps(), model.energy_head.config.features)
+    total = fock.sum() + model.energy_head(invariants, batch.numbers).sum()
     torch.autograd.grad(total, positions)
 
 

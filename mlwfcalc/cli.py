@@ -86,12 +86,14 @@ def _cmd_train_energy(args) -> None:
     n_train = args.n_train if args.n_train is not None else training.get("n_train", 0.9)
     n_val = args.n_val if args.n_val is not None else training.get("n_val", 0.1)
     train_index, val_index = split_indices(len(dataset), [n_train, n_val], seed)
-    config = EnergyFitConfig(term=args.term, hidden=[int(w) for w in args.hidden.split(",")],
+    config = EnergyFitConfig(term=args.term, features=args.features, hidden=[int(w) for w in args.hidden.split(",")],
                              energy_weight=args.energy_weight, force_weight=args.force_weight, epochs=args.epochs,
                              lr=args.lr, seed=seed)
     start = time.perf_counter()
-    train = precompute(model, [dataset[int(i)] for i in train_index], config.term, progress=not args.quiet)
-    val = precompute(model, [dataset[int(i)] for i in val_index], config.term, progress=not args.quiet)
+    train = precompute(model, [dataset[int(i)] for i in train_index], config.term, config.features,
+                       progress=not args.quiet)
+    val = precompute(model, [dataset[int(i)] for i in val_index], config.term, config.features,
+                     progress=not args.quiet)
     seconds_features = time.perf_counter() - start
     head, history = fit_energy_head(train, val, model.elements, config, progress=not args.quiet)
     summary = {"dataset": str(args.dataset), "n_train": len(train_index), "n_val": len(val_index), "seed": seed,
@@ -307,8 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-energy", help="fit the energy head of a model to PySCF energies and forces")
     p.add_argument("model", help="model directory or shipped model name (the head is written into it)")
     p.add_argument("dataset", help="label database (same functional and basis as the model)")
-    p.add_argument("--term", choices=["band", "half-core"], default="half-core",
-                   help="electronic term: 1/2 tr[P(H_core + F)] (default, PhiSNet's) or tr(PF)")
+    p.add_argument("--term", choices=["band", "half-core", "none"], default="half-core",
+                   help="electronic term: 1/2 tr[P(H_core + F)] (default, PhiSNet's), tr(PF), or none "
+                        "(the head alone: a plain ML potential on the network's features, for a model whose F "
+                        "is too rough to carry the energy)")
+    p.add_argument("--features", choices=["scalars", "invariants"], default="scalars",
+                   help="what the head sees of each atom: the network's 0e channels (default), or those plus the "
+                        "squared norm of every other channel (richer, for a plain ML potential with --term none)")
     p.add_argument("--hidden", default="128,128,128", help="MLP hidden widths, comma separated (default 128,128,128)")
     p.add_argument("--energy-weight", type=float, default=1.0, help="loss weight on energy errors^2 (meV)")
     p.add_argument("--force-weight", type=float, default=1.0, help="loss weight on force errors^2 (meV/A)")

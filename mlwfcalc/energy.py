@@ -2,15 +2,21 @@
 
     E(R) = E_nn(R) + E_el[F_theta(R), S(R) (, H_core(R))] + sum_i e(Z_i, h_i(R))
 
-``E_el`` is one of two electronic terms (``EnergyConfig.term``):
+``E_el`` is one of two electronic terms (``EnergyConfig.term``), or neither:
 
 * ``"band"``: ``tr(P F)``, the band energy of the predicted F;
 * ``"half-core"``: PhiSNet's ``1/2 tr[P (H_core + F)]`` with the exact PySCF core Hamiltonian
-  (exact for Hartree-Fock at self-consistency; not for DFT, where ``E_xc != 1/2 tr(P V_xc)``).
+  (exact for Hartree-Fock at self-consistency; not for DFT, where ``E_xc != 1/2 tr(P V_xc)``);
+* ``"none"``: no ``E_nn`` and no ``E_el``, ``E = sum_i e(Z_i, h_i)``: a plain machine-learned
+  potential on the Hamiltonian network's features. It does not inherit the errors of the
+  predicted F (nor its physics), which is what a model with a rough F needs.
 
 ``P`` is the smooth closed-shell density matrix of (F, S), and ``e(Z, h)`` a learned invariant
-correction per atom: an MLP on the invariant (0e) node features ``h_i`` of the Hamiltonian network
-plus a per-element reference energy. Forces are ``-dE/dR`` by autograd through everything: the
+correction per atom: an MLP on invariants ``h_i`` of the Hamiltonian network's last node features
+plus a per-element reference energy. ``EnergyConfig.features`` picks the invariants: ``"scalars"``,
+the 0e channels, or ``"invariants"``, those plus the squared norm of every other channel (0o and
+all l > 0; 120 numbers per atom instead of 16 for channels 16, lmax 4), a richer description of
+each atom's surroundings at no extra network cost. Forces are ``-dE/dR`` by autograd through everything: the
 network, ``S(R)`` (PySCF ``int1e_ipovlp``) and ``H_core(R)`` (PySCF's ``hcore_generator``).
 All energies in Hartree, positions in Bohr, float64 outside the network.
 """
@@ -20,12 +26,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
+from e3nn import o3
 from torch import nn
 
 from .electronic import density_matrix, overlap_matrix
 from .validation import InputError
 
-TERMS = ("band", "half-core")
+TERMS = ("band", "half-core", "none")
+FEATURES = ("scalars", "invariants")
 
 
 @dataclass
@@ -33,9 +41,10 @@ class EnergyConfig:
     """Everything needed to rebuild an :class:`EnergyHead` (saved in ``config.json`` under ``"energy"``).
 
     Attributes:
-        term: the electronic term, ``"band"`` or ``"half-core"`` (see the module docstring).
+        term: the electronic term, ``"band"``, ``"half-core"`` or ``"none"`` (see the module docstring).
         elements: atomic numbers covered (those of the Hamiltonian network).
-        num_scalars: width of the invariant node features fed to the MLP.
+        features: which invariants of the node features the MLP sees, ``"scalars"`` or ``"invariants"``.
+        num_scalars: their width, fixed by ``features`` and the network (see :func:`node_invariants`).
         hidden: widths of the MLP's hidden layers.
     """
 
@@ -43,14 +52,36 @@ class EnergyConfig:
     elements: list[int] = field(default_factory=lambda: [1, 8])
     num_scalars: int = 16
     hidden: list[int] = field(default_factory=lambda: [128, 128, 128])
+    features: str = "scalars"
 
     def __post_init__(self):
         self.elements = sorted(int(z) for z in self.elements)
         if self.term not in TERMS:
             raise InputError(f"unknown electronic term {self.term!r}; choose one of {TERMS}")
+        if self.features not in FEATURES:
+            raise InputError(f"unknown energy-head features {self.features!r}; choose one of {FEATURES}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def node_invariants(nodes: torch.Tensor, irreps: o3.Irreps, features: str) -> torch.Tensor:
+    """Invariants ``(N, C)`` of node features ``nodes`` ``(N, irreps.dim)``, differentiable.
+
+    ``"scalars"``: the 0e channels. ``"invariants"``: those, then ``|x_c|^2`` of every channel ``c``
+    of every other irrep (0o and l > 0), in the order of ``irreps``; squared norms are invariant
+    under rotations and inversion and, unlike norms, smooth at zero.
+    """
+    if features not in FEATURES:
+        raise InputError(f"unknown energy-head features {features!r}; choose one of {FEATURES}")
+    scalars, norms = [], []
+    for (mul, ir), part in zip(irreps, irreps.slices()):
+        block = nodes[:, part]
+        if ir == o3.Irrep("0e"):
+            scalars.append(block)
+        elif features == "invariants":
+            norms.append(block.reshape(len(nodes), mul, ir.dim).pow(2).sum(-1))
+    return torch.cat(scalars + norms, dim=1)
 
 
 class EnergyHead(nn.Module):
@@ -166,9 +197,14 @@ def electronic_energy(term: str, fock: torch.Tensor, overlap: torch.Tensor, n_el
 
 def reference_terms(term: str, mol, numbers: torch.Tensor, positions: torch.Tensor,
                     fock: torch.Tensor) -> torch.Tensor:
-    """``E_nn + E_el`` (Hartree) of one molecule, differentiable in ``positions`` (Bohr) and ``fock``."""
+    """``E_nn + E_el`` (Hartree) of one molecule, differentiable in ``positions`` (Bohr) and ``fock``.
+
+    For ``term="none"`` it is zero (still a function of ``positions``, so gradients are zeros, not None).
+    """
     fock = fock.to(torch.float64)
     positions = positions.to(torch.float64)
+    if term == "none":
+        return 0.0 * positions.sum()
     overlap = overlap_matrix(mol, positions)
     hcore = core_hamiltonian(mol, positions) if term == "half-core" else None
     return nuclear_repulsion(numbers, positions) + electronic_energy(term, fock, overlap, mol.nelectron, hcore)

@@ -21,7 +21,7 @@ from ase.units import Bohr, Hartree
 from tqdm.auto import tqdm
 
 from .data.dataset import Sample
-from .energy import EnergyConfig, EnergyHead, reference_terms
+from .energy import EnergyConfig, EnergyHead, node_invariants, reference_terms
 from .predictor import HamiltonianPredictor
 
 MEV = 1000 * Hartree  # Hartree -> meV
@@ -33,7 +33,8 @@ class EnergyFitConfig:
     """Settings of :func:`fit_energy_head`.
 
     Attributes:
-        term: electronic term, ``"band"`` or ``"half-core"``.
+        term: electronic term, ``"band"``, ``"half-core"`` or ``"none"``.
+        features: invariants the MLP sees, ``"scalars"`` or ``"invariants"`` (:func:`~mlwfcalc.energy.node_invariants`).
         hidden: MLP hidden widths.
         energy_weight, force_weight: loss weights on squared errors in meV and meV/Angstrom.
         epochs: full passes over the training set (mini-batches of ``batch_size`` molecules).
@@ -42,6 +43,7 @@ class EnergyFitConfig:
     """
 
     term: str = "half-core"
+    features: str = "scalars"
     hidden: list[int] = field(default_factory=lambda: [128, 128, 128])
     energy_weight: float = 1.0
     force_weight: float = 1.0
@@ -77,9 +79,12 @@ class Precomputed:
         return Precomputed(**{k: v[index] for k, v in asdict(self).items()})
 
 
-def precompute(model: HamiltonianPredictor, samples: list[Sample], term: str, batch_size: int = 32,
-               progress: bool = True) -> list[Precomputed]:
-    """Features, their Jacobians and ``E_nn + E_el`` (value and gradient) for every sample, grouped by size."""
+def precompute(model: HamiltonianPredictor, samples: list[Sample], term: str, features: str = "scalars",
+               batch_size: int = 32, progress: bool = True) -> list[Precomputed]:
+    """Features, their Jacobians and ``E_nn + E_el`` (value and gradient) for every sample, grouped by size.
+
+    ``term`` and ``features`` are those of the head to fit (:class:`~mlwfcalc.energy.EnergyConfig`).
+    """
     by_size: dict[int, list[Sample]] = {}
     for s in samples:
         by_size.setdefault(len(s.numbers), []).append(s)
@@ -88,30 +93,46 @@ def precompute(model: HamiltonianPredictor, samples: list[Sample], term: str, ba
         parts = []
         chunks = range(0, len(group), batch_size)
         for start in tqdm(chunks, desc=f"features of {n}-atom molecules", unit="batch", disable=not progress):
-            parts.append(_precompute_chunk(model, group[start:start + batch_size], term))
+            parts.append(_precompute_chunk(model, group[start:start + batch_size], term, features))
         groups.append(Precomputed(*[torch.cat(field_parts) for field_parts in zip(*parts)]))
     return groups
 
 
-def _precompute_chunk(model: HamiltonianPredictor, samples: list[Sample], term: str) -> tuple[torch.Tensor, ...]:
+def _precompute_chunk(model: HamiltonianPredictor, samples: list[Sample], term: str, features: str
+                      ) -> tuple[torch.Tensor, ...]:
     molecules = [Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr) for s in samples]
     moles = [model.make_mole(a) for a in molecules]
     positions = [s.positions.clone().requires_grad_(True) for s in samples]
     n, m = len(samples[0].numbers), len(samples)
     batch = model.graph_batch(molecules, positions, moles)
-    fock, scalars = model.network.fock_and_scalars(batch)
+    fock, nodes = model.network.fock_and_nodes(batch)
+    scalars = node_invariants(nodes, model.network.config.hidden_irreps(), features)
     scalars = scalars.to("cpu", torch.float64).reshape(m, n, -1)
     base = torch.stack([reference_terms(term, mol, s.numbers, p, f[:mol.nao, :mol.nao])
                         for s, mol, p, f in zip(samples, moles, positions, fock)])
     base_gradient = torch.stack(torch.autograd.grad(base.sum(), positions, retain_graph=True))
-    channels = scalars.shape[2]
-    jacobian = torch.zeros(m, n, channels, n, 3, dtype=torch.float64)
-    for i in range(n):  # molecules are independent: one backward pass per (atom slot, channel) serves all
-        for c in range(channels):
-            grads = torch.autograd.grad(scalars[:, i, c].sum(), positions, retain_graph=True)
-            jacobian[:, i, c] = torch.stack(grads)
+    jacobian = _feature_jacobian(scalars, positions)
     return (torch.stack([s.numbers for s in samples]), scalars.detach(), jacobian, base.detach(),
             base_gradient, torch.stack([s.energy for s in samples]), torch.stack([s.forces for s in samples]))
+
+
+def _feature_jacobian(scalars: torch.Tensor, positions: list[torch.Tensor]) -> torch.Tensor:
+    """``dh/dR`` ``(M, n, C, n, 3)`` of features ``scalars`` ``(M, n, C)`` in ``positions`` (M tensors ``(n, 3)``).
+
+    Forward-over-reverse: one backward pass with a graph gives ``g(v) = d<h, v>/dR`` for a dummy
+    cotangent ``v``; ``g`` is linear in ``v``, so differentiating ``g[:, j, x]`` in ``v`` gives the
+    Jacobian column of coordinate ``(j, x)``. That is ``3n`` passes instead of ``n C`` (27 against
+    144 for ethanol, about 6x faster). Molecules are independent, so each pass serves the whole batch.
+    """
+    m, n, channels = scalars.shape
+    cotangent = torch.zeros_like(scalars, requires_grad=True)
+    gradient = torch.stack(torch.autograd.grad((scalars * cotangent).sum(), positions, create_graph=True))
+    jacobian = torch.zeros(m, n, channels, n, 3, dtype=torch.float64)
+    for j in range(n):
+        for x in range(3):
+            (column,) = torch.autograd.grad(gradient[:, j, x].sum(), cotangent, retain_graph=True)
+            jacobian[:, :, :, j, x] = column
+    return jacobian
 
 
 def head_energy_forces(head: EnergyHead, data: Precomputed, create_graph: bool = True
@@ -168,7 +189,7 @@ def fit_energy_head(train: list[Precomputed], val: list[Precomputed], elements: 
     torch.manual_seed(config.seed)
     num_scalars = train[0].scalars.shape[2]
     head = EnergyHead(EnergyConfig(term=config.term, elements=elements, num_scalars=num_scalars,
-                                   hidden=list(config.hidden)))
+                                   hidden=list(config.hidden), features=config.features))
     element_of = head.element_index
     counts = torch.cat([torch.nn.functional.one_hot(element_of[d.numbers], len(elements)).sum(1) for d in train])
     head.fit_statistics(torch.cat([d.scalars.reshape(-1, num_scalars) for d in train]),

@@ -13,7 +13,7 @@ from ase.units import Bohr
 from pyscf import gto
 
 from .electronic import solve_orbitals
-from .energy import EnergyHead, core_hamiltonian, reference_terms
+from .energy import EnergyHead, core_hamiltonian, node_invariants, reference_terms
 from .io import load_energy_head, load_network, resolve_model_path
 from .nn.graph import make_batch
 from .nn.model import HamiltonianModel
@@ -135,8 +135,9 @@ class HamiltonianPredictor:
                      for a in molecules]
         with torch.set_grad_enabled(forces):
             batch = self.graph_batch(molecules, positions, moles)
-            fock, scalars = self.network.fock_and_scalars(batch)
-            atomic = self.energy_head(scalars, batch.numbers).to("cpu")
+            fock, nodes = self.network.fock_and_nodes(batch)
+            invariants = node_invariants(nodes, self.network.config.hidden_irreps(), self.energy_head.config.features)
+            atomic = self.energy_head(invariants, batch.numbers).to("cpu")
             per_molecule = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
             term = self.energy_head.config.term
             focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]

@@ -31,7 +31,7 @@ def tiny(tiny_model_dir):
 
 
 @pytest.mark.parametrize("name", ["H2O", "CH3CH2OH"])
-@pytest.mark.parametrize("term", ["half-core", "band"])
+@pytest.mark.parametrize("term", ["half-core", "band", "none"])
 def test_forces_are_minus_the_energy_gradient(tiny, name, term):
     """Autograd forces through network, S(R) and H_core(R) against central finite differences (float64)."""
     tiny.energy_head.config.term = term
@@ -64,16 +64,23 @@ def test_core_hamiltonian_derivative_matches_finite_differences(ethanol):
         assert abs((values[0] - values[1]) / (2 * h) - float(analytic[atom, axis])) < 1e-6
 
 
-def test_training_path_gives_the_models_own_forces(tiny, water_db):
+@pytest.mark.parametrize("term", ["half-core", "none"])
+def test_training_path_gives_the_models_own_forces(tiny, water_db, term):
     """Precomputed features + Jacobians (training) reproduce the full autograd energy and forces (inference)."""
     samples = LabelledDataset(water_db).samples[:3]
-    (data,) = precompute(tiny, samples, "half-core", progress=False)
-    energy, forces = (t.detach() for t in head_energy_forces(tiny.energy_head, data, create_graph=False))
-    for k, s in enumerate(samples):
-        p = tiny.predict(Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr), forces=True)
+    tiny.energy_head.config.term = term
+    try:
+        (data,) = precompute(tiny, samples, term, progress=False)
+        energy, forces = (t.detach() for t in head_energy_forces(tiny.energy_head, data, create_graph=False))
+        predictions = [tiny.predict(Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr), forces=True)
+                       for s in samples]
+        by_jacobians, by_model = errors(tiny.energy_head, [data]), model_errors(tiny, samples, batch_size=2)
+    finally:
+        tiny.energy_head.config.term = "half-core"
+    assert np.abs(forces.numpy()).max() > 0.01  # the head's own forces, through the feature Jacobians, are not zero
+    for k, p in enumerate(predictions):
         assert abs(p.energy - float(energy[k])) < 1e-9
         assert np.abs(p.forces - forces[k].numpy()).max() < 1e-9
-    by_jacobians, by_model = errors(tiny.energy_head, [data]), model_errors(tiny, samples, batch_size=2)
     for key, value in by_jacobians.items():
         assert by_model[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
 

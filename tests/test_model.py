@@ -6,6 +6,7 @@ import torch
 from ase.build import molecule
 from ase.units import Bohr
 
+from mlwfcalc.energy import node_invariants
 from mlwfcalc.nn import HamiltonianModel, ModelConfig, make_batch
 
 from conftest import random_rotation
@@ -39,6 +40,31 @@ def test_rotation_inversion_translation_equivariance(name, dtype, tolerance):
         assert np.abs(f1 - d @ f0 @ d.T).max() / scale < tolerance
     f_translated = _fock(model, atoms, atoms.positions / Bohr + 5.0)
     assert np.abs(f_translated - f0).max() / scale < tolerance
+
+
+def test_node_invariants_are_invariant_under_rotation_and_inversion():
+    """The energy head's inputs: 0e channels plus squared norms of all other channels, in float64."""
+    torch.manual_seed(0)
+    # three layers, as shipped: pseudoscalars (0o) need an unnatural-parity input, which layer 2 first makes
+    model = HamiltonianModel(ModelConfig(**{**TINY, "num_layers": 3}), dtype=torch.float64)
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.1, seed=0)  # no mirror plane: pseudoscalars (0o) of in-plane atoms would vanish
+    irreps = model.config.hidden_irreps()
+
+    def invariants(positions, features):
+        batch = make_batch(model.layout, [torch.as_tensor(atoms.numbers)], [torch.as_tensor(positions)],
+                           model.config.cutoff)
+        with torch.no_grad():
+            return node_invariants(model.fock_and_nodes(batch)[1], irreps, features).numpy()
+
+    reference = invariants(atoms.positions / Bohr, "invariants")
+    assert reference.shape == (9, irreps.num_irreps)  # one number per channel
+    scalars = invariants(atoms.positions / Bohr, "scalars")
+    assert scalars.shape == (9, 4) and np.array_equal(scalars, reference[:, :4])
+    assert np.abs(reference[:, 4:]).min() > 0  # the norms carry something
+    for seed, improper in [(1, False), (2, True)]:
+        moved = atoms.positions / Bohr @ random_rotation(seed, improper).T + 1.5
+        assert np.abs(invariants(moved, "invariants") - reference).max() < 1e-10 * np.abs(reference).max()
 
 
 def test_permuting_atoms_permutes_blocks():

@@ -247,16 +247,13 @@ class HamiltonianModel(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Kohn-Sham matrices ``(B, nmax, nmax)``, Hartree, PySCF AO order, zero padded, symmetric."""
-        return self.fock_and_scalars(batch)[0]
+        return self.fock_and_nodes(batch)[0]
 
-    def scalar_slice(self) -> slice:
-        """Where the invariant (0e) channels sit in the node features: first, ``channels`` of them."""
-        return slice(0, self.config.channels)
+    def fock_and_nodes(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kohn-Sham matrices ``(B, nmax, nmax)`` and the last layer's node features ``(N, hidden.dim)``.
 
-    def fock_and_scalars(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Kohn-Sham matrices ``(B, nmax, nmax)`` and the invariant node features ``(N, channels)``.
-
-        The invariants feed the energy head (:mod:`mlwfcalc.energy`); one pass gives both.
+        The node features (irreps :meth:`ModelConfig.hidden_irreps`) feed the energy head through
+        their invariants (:func:`mlwfcalc.energy.node_invariants`); one pass gives both.
         """
         nodes, pairs = self.features(batch)
         values, index = [], []
@@ -271,7 +268,7 @@ class HamiltonianModel(nn.Module):
             if batch.hcore is None:
                 raise ValueError("this model learns F - H_core: the batch needs hcore")
             fock = fock + batch.hcore.to(fock.dtype)
-        return fock, nodes[:, self.scalar_slice()]
+        return fock, nodes
 
     @torch.no_grad()
     def fit_normalisation(self, batch: Batch, targets: torch.Tensor) -> None:
