@@ -84,6 +84,13 @@ def node_invariants(nodes: torch.Tensor, irreps: o3.Irreps, features: str) -> to
     return torch.cat(scalars + norms, dim=1)
 
 
+def invariant_width(irreps: o3.Irreps, features: str) -> int:
+    """How many invariants per atom :func:`node_invariants` gives for node features of ``irreps``."""
+    if features == "invariants":
+        return irreps.num_irreps
+    return sum(mul for mul, ir in irreps if ir == o3.Irrep("0e"))
+
+
 class EnergyHead(nn.Module):
     """Atomic energy corrections ``(N,)`` Hartree from invariant features ``(N, num_scalars)``.
 

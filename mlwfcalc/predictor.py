@@ -13,7 +13,7 @@ from ase.units import Bohr
 from pyscf import gto
 
 from .electronic import solve_orbitals
-from .energy import EnergyHead, core_hamiltonian, node_invariants, reference_terms
+from .energy import EnergyHead, core_hamiltonian, invariant_width, node_invariants, reference_terms
 from .io import load_energy_head, load_network, resolve_model_path
 from .nn.graph import make_batch
 from .nn.model import HamiltonianModel
@@ -85,6 +85,13 @@ class HamiltonianPredictor:
         self.basis = network.config.basis
         self.functional = config.get("functional", "pbe")
         self.elements = list(network.config.elements)
+        if energy_head is not None:
+            head = energy_head.config
+            width = invariant_width(network.config.hidden_irreps(), head.features)
+            if head.num_scalars != width or set(head.elements) != set(self.elements):
+                raise InputError(f"model {path or ''}: the energy head (elements {head.elements}, {head.num_scalars} "
+                                 f"{head.features} features) does not fit the network (elements {self.elements}, "
+                                 f"{width} {head.features} features); refit it with `mlwfcalc train-energy`")
 
     def __repr__(self) -> str:
         return (f"HamiltonianPredictor(basis={self.basis!r}, functional={self.functional!r}, "

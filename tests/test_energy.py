@@ -188,3 +188,20 @@ def test_near_linear_dependence_warns_and_stays_finite(water):
     assert any("nearly singular" in str(w.message) for w in caught)
     assert torch.isfinite(orbitals.energies).all() and torch.isfinite(orbitals.coefficients).all()
     assert np.abs(orbitals.energies.numpy()[:5] - reference[:5]).max() < 1e-6
+
+
+def test_head_that_does_not_fit_the_network_is_refused(tiny_model_dir, tmp_path):
+    """A config whose head features disagree with the network fails at load, naming the fix."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["energy"]["config"]["features"] = "invariants"  # 4 scalars recorded, the network gives more invariants
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="does not fit the network.*train-energy"):
+        mlwfcalc.load_model(copy, device="cpu")
+    config["energy"]["config"]["features"] = "norms"
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="unknown energy-head features 'norms'"):
+        mlwfcalc.load_model(copy, device="cpu")
