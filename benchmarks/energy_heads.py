@@ -23,7 +23,7 @@ from mlwfcalc.energy_training import EnergyFitConfig, Precomputed, errors, fit_e
 from mlwfcalc.predictor import load_model
 
 DEFAULT_FITS = [
-    {"term": "half-core", "features": "scalars", "epochs": 200},
+    {"term": "half-core", "features": "scalars", "epochs": 200, "lr": 0.003},
     {"term": "none", "features": "scalars", "epochs": 800, "lr": 0.01},
     {"term": "none", "features": "scalars", "epochs": 2400, "lr": 0.01},
     {"term": "none", "features": "invariants", "epochs": 800, "lr": 0.01},
@@ -60,9 +60,10 @@ def main():
     train_index, val_index = split_indices(len(dataset), [training.get("n_train", 0.9), training.get("n_val", 0.1)],
                                            seed)
     start = time.perf_counter()
-    data = {"train": precompute(model, [dataset[int(i)] for i in train_index], "half-core", "invariants"),
-            "val": precompute(model, [dataset[int(i)] for i in val_index], "half-core", "invariants"),
-            "test": precompute(model, LabelledDataset(args.test).samples, "half-core", "invariants")}
+    splits = {"train": [dataset[int(i)] for i in train_index], "val": [dataset[int(i)] for i in val_index],
+              "test": LabelledDataset(args.test).samples}
+    data = {name: precompute(model, samples, "half-core", "invariants", progress=False)
+            for name, samples in splits.items()}
     seconds = time.perf_counter() - start
     print(f"model {args.model}; {len(train_index)} train / {len(val_index)} validation geometries of "
           f"{args.dataset}, test {args.test}; features and Jacobians in {seconds:.0f} s on {args.threads} threads\n")

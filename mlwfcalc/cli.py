@@ -309,18 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-energy", help="fit the energy head of a model to PySCF energies and forces")
     p.add_argument("model", help="model directory or shipped model name (the head is written into it)")
     p.add_argument("dataset", help="label database (same functional and basis as the model)")
-    p.add_argument("--term", choices=["band", "half-core", "none"], default="half-core",
-                   help="electronic term: 1/2 tr[P(H_core + F)] (default, PhiSNet's), tr(PF), or none "
-                        "(the head alone: a plain ML potential on the network's features, for a model whose F "
-                        "is too rough to carry the energy)")
-    p.add_argument("--features", choices=["scalars", "invariants"], default="scalars",
-                   help="what the head sees of each atom: the network's 0e channels (default), or those plus the "
-                        "squared norm of every other channel (richer, for a plain ML potential with --term none)")
+    p.add_argument("--term", choices=["band", "half-core", "none"], default="none",
+                   help="electronic term: none (default: the head alone, a plain ML potential on the network's "
+                        "features; the most accurate for both shipped models), PhiSNet's 1/2 tr[P(H_core + F)], "
+                        "or tr(PF)")
+    p.add_argument("--features", choices=["scalars", "invariants"], default="invariants",
+                   help="what the head sees of each atom: the network's 0e channels plus the squared norm of every "
+                        "other channel (default), or the 0e channels alone")
     p.add_argument("--hidden", default="128,128,128", help="MLP hidden widths, comma separated (default 128,128,128)")
     p.add_argument("--energy-weight", type=float, default=1.0, help="loss weight on energy errors^2 (meV)")
     p.add_argument("--force-weight", type=float, default=1.0, help="loss weight on force errors^2 (meV/A)")
     p.add_argument("--epochs", type=int, default=800)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, help="split seed (default: the model's training seed)")
     p.add_argument("--n-train", type=_number, help="default: the model's training split")
     p.add_argument("--n-val", type=_number, help="default: the model's validation split")

@@ -42,14 +42,14 @@ class EnergyFitConfig:
         seed: initialisation and shuffling.
     """
 
-    term: str = "half-core"
-    features: str = "scalars"
+    term: str = "none"
+    features: str = "invariants"
     hidden: list[int] = field(default_factory=lambda: [128, 128, 128])
     energy_weight: float = 1.0
     force_weight: float = 1.0
     epochs: int = 800
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-2
     lr_min: float = 1e-5
     seed: int = 0
 

@@ -89,7 +89,7 @@ def test_fitting_the_head_lowers_energy_and_force_errors(tiny, water_db):
     samples = LabelledDataset(water_db).samples
     train = precompute(tiny, samples[:6], "half-core", progress=False)
     val = precompute(tiny, samples[6:], "half-core", progress=False)
-    config = EnergyFitConfig(hidden=[16], epochs=60, batch_size=6, lr=1e-2)
+    config = EnergyFitConfig(term="half-core", features="scalars", hidden=[16], epochs=60, batch_size=6, lr=1e-2)
     head, history = fit_energy_head(train, val, [1, 6, 8], config, progress=False)
     baseline = EnergyHead(EnergyConfig(elements=[1, 6, 8], num_scalars=4, hidden=[16]))
     counts = torch.tensor([[2, 0, 1]] * 6)
@@ -205,3 +205,24 @@ def test_head_that_does_not_fit_the_network_is_refused(tiny_model_dir, tmp_path)
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="unknown energy-head features 'norms'"):
         mlwfcalc.load_model(copy, device="cpu")
+
+
+def test_train_energy_command_writes_a_head_that_loads(tiny_model_dir, water_db, tmp_path):
+    """`mlwfcalc train-energy` with its defaults (term none, invariant features) writes a head the model loads."""
+    import shutil
+
+    from mlwfcalc.cli import main
+    from mlwfcalc.energy import invariant_width
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    assert main(["train-energy", str(copy), str(water_db), "--epochs", "10", "--hidden", "8", "--n-train", "6",
+                 "--n-val", "2", "--test", str(water_db), "--threads", "1", "-q"]) == 0
+    model = mlwfcalc.load_model(copy, device="cpu")
+    head = model.energy_head.config
+    assert (head.term, head.features) == ("none", "invariants")
+    assert head.num_scalars == invariant_width(model.network.config.hidden_irreps(), "invariants") > 4
+    recorded = json.loads((copy / "config.json").read_text())["energy"]["training"]
+    assert recorded["n_train"] == 6 and recorded["test"]["n_molecules"] == 8
+    rescored = model_errors(model, LabelledDataset(water_db).samples)
+    assert rescored["energy_mae_mev"] == pytest.approx(recorded["test"]["energy_mae_mev"], rel=1e-6)
