@@ -79,7 +79,7 @@ class Precomputed:
         return Precomputed(**{k: v[index] for k, v in asdict(self).items()})
 
 
-def precompute(model: HamiltonianPredictor, samples: list[Sample], term: str, features: str = "scalars",
+def precompute(model: HamiltonianPredictor, samples: list[Sample], term: str, features: str,
                batch_size: int = 32, progress: bool = True) -> list[Precomputed]:
     """Features, their Jacobians and ``E_nn + E_el`` (value and gradient) for every sample, grouped by size.
 

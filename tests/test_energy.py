@@ -70,7 +70,7 @@ def test_training_path_gives_the_models_own_forces(tiny, water_db, term):
     samples = LabelledDataset(water_db).samples[:3]
     tiny.energy_head.config.term = term
     try:
-        (data,) = precompute(tiny, samples, term, progress=False)
+        (data,) = precompute(tiny, samples, term, "scalars", progress=False)
         energy, forces = (t.detach() for t in head_energy_forces(tiny.energy_head, data, create_graph=False))
         predictions = [tiny.predict(Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr), forces=True)
                        for s in samples]
@@ -87,8 +87,8 @@ def test_training_path_gives_the_models_own_forces(tiny, water_db, term):
 
 def test_fitting_the_head_lowers_energy_and_force_errors(tiny, water_db):
     samples = LabelledDataset(water_db).samples
-    train = precompute(tiny, samples[:6], "half-core", progress=False)
-    val = precompute(tiny, samples[6:], "half-core", progress=False)
+    train = precompute(tiny, samples[:6], "half-core", "scalars", progress=False)
+    val = precompute(tiny, samples[6:], "half-core", "scalars", progress=False)
     config = EnergyFitConfig(term="half-core", features="scalars", hidden=[16], epochs=60, batch_size=6, lr=1e-2)
     head, history = fit_energy_head(train, val, [1, 6, 8], config, progress=False)
     baseline = EnergyHead(EnergyConfig(elements=[1, 6, 8], num_scalars=4, hidden=[16]))
