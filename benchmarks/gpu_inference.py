@@ -20,7 +20,6 @@ from ase.build import molecule
 from ase.units import Bohr
 from pyscf import lib
 
-from mlwfcalc.energy import node_invariants
 from mlwfcalc.predictor import load_model
 from systems import median_ms, random_model, uracil
 
@@ -43,8 +42,8 @@ def network_only(model, images, moles):
     positions = [torch.as_tensor(a.positions / Bohr, dtype=torch.float64).requires_grad_() for a in images]
     batch = model.graph_batch(images, positions, moles)
     fock, nodes = model.network.fock_and_nodes(batch)
-    invariants = node_invariants(nodes, model.network.config.hidden_irreps(), model.energy_head.config.features)
-    total = fock.sum() + model.energy_head(invariants, batch.numbers).sum()
+    total = fock.sum() + model.energy_head(model.head_features(nodes, model.energy_head.config.features),
+                                           batch.numbers).sum()
     torch.autograd.grad(total, positions)
 
 

@@ -93,6 +93,13 @@ class HamiltonianPredictor:
                                  f"{head.features} features) does not fit the network (elements {self.elements}, "
                                  f"{width} {head.features} features); refit it with `mlwfcalc train-energy`")
 
+    def head_features(self, nodes: torch.Tensor, features: str) -> torch.Tensor:
+        """The energy head's inputs ``(N, C)`` from the network's node features ``(N, hidden.dim)``.
+
+        ``features`` is ``"scalars"`` or ``"invariants"`` (:func:`~mlwfcalc.energy.node_invariants`).
+        """
+        return node_invariants(nodes, self.network.config.hidden_irreps(), features)
+
     def __repr__(self) -> str:
         return (f"HamiltonianPredictor(basis={self.basis!r}, functional={self.functional!r}, "
                 f"elements={self.config.get('elements')}, device={self.device})")
@@ -143,8 +150,8 @@ class HamiltonianPredictor:
         with torch.set_grad_enabled(forces):
             batch = self.graph_batch(molecules, positions, moles)
             fock, nodes = self.network.fock_and_nodes(batch)
-            invariants = node_invariants(nodes, self.network.config.hidden_irreps(), self.energy_head.config.features)
-            atomic = self.energy_head(invariants, batch.numbers).to("cpu")
+            atomic = self.energy_head(self.head_features(nodes, self.energy_head.config.features),
+                                      batch.numbers).to("cpu")
             per_molecule = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
             term = self.energy_head.config.term
             focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
