@@ -61,6 +61,35 @@ def solve_orbitals(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
     return Orbitals(energies=energies, coefficients=x @ c_orth, occupations=occupations)
 
 
+def solve_orbitals_many(focks: list[torch.Tensor], overlaps: list[torch.Tensor], n_electrons: list[int],
+                        threshold: float = OVERLAP_THRESHOLD) -> list[Orbitals]:
+    """:func:`solve_orbitals` for many molecules: one batched eigensolve per group of equal size.
+
+    A group whose overlaps need linear dependencies dropped falls back to one solve per molecule.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, (fock, n) in enumerate(zip(focks, n_electrons)):
+        if n % 2:
+            raise ValueError(f"{n} electrons: closed-shell orbitals need an even count")
+        groups.setdefault((fock.shape[0], n), []).append(k)
+    out: list[Orbitals | None] = [None] * len(focks)
+    for (_, n), members in groups.items():
+        fock = torch.stack([focks[k] for k in members])
+        s, u = torch.linalg.eigh(torch.stack([overlaps[k] for k in members]))
+        if not bool((s > threshold).all()):
+            for k in members:
+                out[k] = solve_orbitals(focks[k], overlaps[k], n, threshold)
+            continue
+        x = u / s.sqrt()[:, None, :]
+        energies, c_orth = torch.linalg.eigh(x.transpose(1, 2) @ fock @ x)
+        coefficients = x @ c_orth
+        occupations = torch.zeros_like(energies[0])
+        occupations[: n // 2] = 2.0
+        for k, e, c in zip(members, energies, coefficients):
+            out[k] = Orbitals(energies=e, coefficients=c, occupations=occupations.clone())
+    return out
+
+
 def energy_weighted_density_matrix(orbitals: Orbitals) -> torch.Tensor:
     """``W = C diag(occ * e) C^T`` ``(nao, nao)``, Hartree; ``dE_band/dS = -W``."""
     c = orbitals.coefficients

@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from e3nn import o3
 from torch import nn
 
 from .electronic import density_matrix, overlap_matrix
@@ -45,15 +44,16 @@ class EnergyConfig:
         term: the electronic term, ``"band"``, ``"half-core"`` or ``"none"`` (see the module docstring).
         elements: atomic numbers covered (those of the Hamiltonian network).
         features: which invariants of the node features the MLP sees, ``"scalars"`` or ``"invariants"``.
-        num_scalars: their width, fixed by ``features`` and the network (see :func:`node_invariants`).
+        num_scalars: their width, fixed by ``features`` and the network
+            (:meth:`~mlwfcalc.nn.model.HamiltonianModel.invariant_width`).
         hidden: widths of the MLP's hidden layers.
     """
 
-    term: str = "half-core"
+    term: str = "none"
     elements: list[int] = field(default_factory=lambda: [1, 8])
-    num_scalars: int = 16
+    num_scalars: int = 160
     hidden: list[int] = field(default_factory=lambda: [128, 128, 128])
-    features: str = "scalars"
+    features: str = "invariants"
 
     def __post_init__(self):
         self.elements = sorted(int(z) for z in self.elements)
@@ -66,38 +66,12 @@ class EnergyConfig:
         return asdict(self)
 
 
-def node_invariants(nodes: torch.Tensor, irreps: o3.Irreps, features: str) -> torch.Tensor:
-    """Invariants ``(N, C)`` of node features ``nodes`` ``(N, irreps.dim)``, differentiable.
-
-    ``"scalars"``: the 0e channels. ``"invariants"``: those, then ``|x_c|^2`` of every channel ``c``
-    of every other irrep (0o and l > 0), in the order of ``irreps``; squared norms are invariant
-    under rotations and inversion and, unlike norms, smooth at zero.
-    """
-    if features not in FEATURES:
-        raise InputError(f"unknown energy-head features {features!r}; choose one of {FEATURES}")
-    scalars, norms = [], []
-    for (mul, ir), part in zip(irreps, irreps.slices()):
-        block = nodes[:, part]
-        if ir == o3.Irrep("0e"):
-            scalars.append(block)
-        elif features == "invariants":
-            norms.append(block.reshape(len(nodes), mul, ir.dim).pow(2).sum(-1))
-    return torch.cat(scalars + norms, dim=1)
-
-
-def invariant_width(irreps: o3.Irreps, features: str) -> int:
-    """How many invariants per atom :func:`node_invariants` gives for node features of ``irreps``."""
-    if features == "invariants":
-        return irreps.num_irreps
-    return sum(mul for mul, ir in irreps if ir == o3.Irrep("0e"))
-
-
 class EnergyHead(nn.Module):
     """Atomic energy corrections ``(N,)`` Hartree from invariant features ``(N, num_scalars)``.
 
     ``e_i = reference[Z_i] + scale * MLP_Z((h_i - mean) / std)``: the reference energies, the
     feature standardisation and the scale are fitted once to the training set
-    (:meth:`fit_statistics`), the MLP is trained. One MLP per element, SiLU activations.
+    (:meth:`fit_statistics`), the MLP is trained. One MLP per element (stacked weights), SiLU activations.
     """
 
     def __init__(self, config: EnergyConfig, dtype: torch.dtype = torch.float64):
@@ -110,27 +84,27 @@ class EnergyHead(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(config.num_scalars, dtype=dtype))
         self.register_buffer("feature_std", torch.ones(config.num_scalars, dtype=dtype))
         self.register_buffer("scale", torch.ones((), dtype=dtype))
-        self.mlps = nn.ModuleList([self._mlp(config) for _ in config.elements]).to(dtype)
-
-    @staticmethod
-    def _mlp(config: EnergyConfig) -> nn.Sequential:
-        widths = [config.num_scalars, *config.hidden]
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.SiLU()]
-        layers.append(nn.Linear(widths[-1], 1))
-        return nn.Sequential(*layers)
+        widths = [config.num_scalars, *config.hidden, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for a, b in zip(widths[:-1], widths[1:]):  # nn.Linear's initialisation, one matrix per element
+            bound = 1.0 / a ** 0.5
+            self.weights.append(nn.Parameter(torch.empty(n_el, a, b, dtype=dtype).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n_el, 1, b, dtype=dtype).uniform_(-bound, bound)))
 
     def forward(self, scalars: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
-        """``scalars`` ``(N, num_scalars)``, ``numbers`` ``(N,)`` -> atomic energies ``(N,)`` Hartree."""
-        x = (scalars.to(self.scale.dtype) - self.feature_mean) / self.feature_std
+        """``scalars`` ``(N, num_scalars)``, ``numbers`` ``(N,)`` -> atomic energies ``(N,)`` Hartree.
+
+        Every element's MLP runs on every atom (a few batched matmuls, no per-element loop or
+        host synchronisation); each atom keeps its own element's output.
+        """
+        x = ((scalars.to(self.scale.dtype) - self.feature_mean) / self.feature_std).expand(len(self.weights[0]), -1, -1)
+        for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)
+            if k < len(self.weights) - 1:
+                x = torch.nn.functional.silu(x)
         kind = self.element_index[numbers]
-        out = self.reference[kind]
-        for k, mlp in enumerate(self.mlps):
-            rows = torch.nonzero(kind == k, as_tuple=True)[0]
-            if len(rows):
-                out = out.index_add(0, rows, self.scale * mlp(x[rows])[:, 0])
-        return out
+        return self.reference[kind] + self.scale * x[:, :, 0].gather(0, kind[None, :])[0]
 
     @torch.no_grad()
     def fit_statistics(self, scalars: torch.Tensor, numbers: torch.Tensor, counts: torch.Tensor,

@@ -34,7 +34,7 @@ class EnergyFitConfig:
 
     Attributes:
         term: electronic term, ``"band"``, ``"half-core"`` or ``"none"``.
-        features: invariants the MLP sees, ``"scalars"`` or ``"invariants"`` (:func:`~mlwfcalc.energy.node_invariants`).
+        features: invariants the MLP sees, ``"scalars"`` or ``"invariants"`` (:meth:`~mlwfcalc.nn.model.HamiltonianModel.invariants`).
         hidden: MLP hidden widths.
         energy_weight, force_weight: loss weights on squared errors in meV and meV/Angstrom.
         epochs: full passes over the training set (mini-batches of ``batch_size`` molecules).

@@ -24,7 +24,9 @@ from .nn.model import HamiltonianModel, ModelConfig
 from .validation import InputError
 
 FORMAT = "mlwfcalc-model"
-FORMAT_VERSION = 1
+#: Version 2: the SO(2) (edge-frame) network of :mod:`mlwfcalc.nn.model`. Version 1 (the e3nn
+#: tensor-product network of mlwfcalc 0.1 before it) is refused with a message naming the fix.
+FORMAT_VERSION = 2
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 ENERGY_WEIGHTS = "energy.safetensors"
@@ -107,6 +109,10 @@ def read_config(directory: Path) -> dict:
         raise InputError(f"{directory / CONFIG} is not valid JSON ({err}); the model file is corrupt") from None
     if config.get("format") != FORMAT:
         raise InputError(f"{directory / CONFIG} is not an mlwfcalc model config (format {config.get('format')!r})")
+    if config.get("format_version") == 1:
+        raise InputError(f"{directory} holds a format-1 model (the e3nn tensor-product network that mlwfcalc "
+                         f"replaced by the SO(2) network of format {FORMAT_VERSION}): retrain it with this mlwfcalc "
+                         "(`mlwfcalc train`, same data and TOML), or read it with mlwfcalc 0.1 at git commit 38b4cb6")
     if config.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{directory / CONFIG} has format version {config.get('format_version')}, this mlwfcalc "
                          f"{__version__} reads version {FORMAT_VERSION}; install the mlwfcalc that wrote it or retrain")

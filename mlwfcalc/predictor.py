@@ -12,8 +12,8 @@ from ase import Atoms
 from ase.units import Bohr
 from pyscf import gto
 
-from .electronic import solve_orbitals
-from .energy import EnergyHead, core_hamiltonian, invariant_width, node_invariants, reference_terms
+from .electronic import solve_orbitals_many
+from .energy import EnergyHead, core_hamiltonian, reference_terms
 from .io import load_energy_head, load_network, resolve_model_path
 from .nn.graph import make_batch
 from .nn.model import HamiltonianModel
@@ -87,7 +87,7 @@ class HamiltonianPredictor:
         self.elements = list(network.config.elements)
         if energy_head is not None:
             head = energy_head.config
-            width = invariant_width(network.config.hidden_irreps(), head.features)
+            width = network.invariant_width(head.features)
             if head.num_scalars != width or set(head.elements) != set(self.elements):
                 raise InputError(f"model {path or ''}: the energy head (elements {head.elements}, {head.num_scalars} "
                                  f"{head.features} features) does not fit the network (elements {self.elements}, "
@@ -96,9 +96,9 @@ class HamiltonianPredictor:
     def head_features(self, nodes: torch.Tensor, features: str) -> torch.Tensor:
         """The energy head's inputs ``(N, C)`` from the network's node features ``(N, hidden.dim)``.
 
-        ``features`` is ``"scalars"`` or ``"invariants"`` (:func:`~mlwfcalc.energy.node_invariants`).
+        ``features`` is ``"scalars"`` or ``"invariants"`` (:meth:`~mlwfcalc.nn.model.HamiltonianModel.invariants`).
         """
-        return node_invariants(nodes, self.network.config.hidden_irreps(), features)
+        return self.network.invariants(nodes, features)
 
     def __repr__(self) -> str:
         return (f"HamiltonianPredictor(basis={self.basis!r}, functional={self.functional!r}, "
@@ -198,15 +198,15 @@ class HamiltonianPredictor:
             focks, energies, gradients = self.fock_and_energy(molecules, moles, forces)
         else:
             focks, energies, gradients = self.predict_fock(molecules, moles), None, None
+        focks = [f.detach().to("cpu", torch.float64) for f in focks]
+        overlaps = [torch.as_tensor(mol.intor("int1e_ovlp")) for mol in moles]
+        orbitals = solve_orbitals_many(focks, overlaps, [mol.nelectron for mol in moles])
         results = []
-        for k, (mol, fock) in enumerate(zip(moles, focks)):
-            fock = fock.detach().to("cpu", torch.float64)
-            overlap = torch.as_tensor(mol.intor("int1e_ovlp"))
-            orbitals = solve_orbitals(fock, overlap, mol.nelectron)
+        for k, (mol, fock, overlap, orbital) in enumerate(zip(moles, focks, overlaps, orbitals)):
             results.append(Prediction(fock=fock.numpy(), overlap=overlap.numpy(),
-                                      mo_energy=orbitals.energies.numpy(), mo_coeff=orbitals.coefficients.numpy(),
-                                      mo_occ=orbitals.occupations.numpy(),
-                                      density_matrix=orbitals.density_matrix().numpy(), mol=mol,
+                                      mo_energy=orbital.energies.numpy(), mo_coeff=orbital.coefficients.numpy(),
+                                      mo_occ=orbital.occupations.numpy(),
+                                      density_matrix=orbital.density_matrix().numpy(), mol=mol,
                                       energy=float(energies[k]) if energies is not None else None,
                                       forces=gradients[k].numpy() if gradients is not None else None))
         return results

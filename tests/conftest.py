@@ -63,5 +63,6 @@ def tiny_model_dir(tmp_path_factory):
     network = HamiltonianModel(ModelConfig(elements=[1, 6, 8], channels=4, num_layers=1, num_radial=4,
                                            radial_hidden=8, target="fock-hcore"), dtype=torch.float64)
     save_model(network, directory, "pbe", training={"grid_level": 1})
-    save_energy_head(EnergyHead(EnergyConfig(elements=[1, 6, 8], num_scalars=4, hidden=[8])), directory)
+    save_energy_head(EnergyHead(EnergyConfig(term="half-core", elements=[1, 6, 8], num_scalars=4, hidden=[8],
+                                           features="scalars")), directory)
     return directory

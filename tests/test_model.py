@@ -6,7 +6,6 @@ import torch
 from ase.build import molecule
 from ase.units import Bohr
 
-from mlwfcalc.energy import node_invariants
 from mlwfcalc.nn import HamiltonianModel, ModelConfig, make_batch
 
 from conftest import random_rotation
@@ -49,16 +48,15 @@ def test_node_invariants_are_invariant_under_rotation_and_inversion():
     model = HamiltonianModel(ModelConfig(**{**TINY, "num_layers": 3}), dtype=torch.float64)
     atoms = molecule("CH3CH2OH")
     atoms.rattle(0.1, seed=0)  # no mirror plane: pseudoscalars (0o) of in-plane atoms would vanish
-    irreps = model.config.hidden_irreps()
 
     def invariants(positions, features):
         batch = make_batch(model.layout, [torch.as_tensor(atoms.numbers)], [torch.as_tensor(positions)],
                            model.config.cutoff)
         with torch.no_grad():
-            return node_invariants(model.fock_and_nodes(batch)[1], irreps, features).numpy()
+            return model.invariants(model.fock_and_nodes(batch)[1], features).numpy()
 
     reference = invariants(atoms.positions / Bohr, "invariants")
-    assert reference.shape == (9, irreps.num_irreps)  # one number per channel
+    assert reference.shape == (9, model.invariant_width("invariants")) == (9, 5 * 8)  # one per (l, channel)
     scalars = invariants(atoms.positions / Bohr, "scalars")
     assert scalars.shape == (9, 4) and np.array_equal(scalars, reference[:, :4])
     assert np.abs(reference[:, 4:]).min() > 0  # the norms carry something

@@ -1,20 +1,25 @@
-"""From irreps to matrix blocks: one head per element (on-site) or element pair (pair blocks).
+"""From irreps to matrix blocks: every on-site and pair block of a batch in one gather and one bmm.
 
 A block between shells a (l1) and b (l2) is ``B_{m1 m2} = sum_L sum_M C^{l1 l2 L}_{m1 m2 M} f^L_M``
 with L = |l1-l2|..l1+l2 and parity (-1)^(l1+l2). The Clebsch-Gordan coefficients (``o3.wigner_3j``,
-scaled by sqrt(2L+1)) form one orthonormal matrix per head, built once, mapping the irreps
-coefficients of all shell pairs of an atom pair to its whole AO block, already in PySCF order.
+scaled by sqrt(2L+1)) form one orthonormal matrix per block type (an element, or an ordered
+element pair), built once, mapping the irreps coefficients of all shell pairs to the whole AO
+block in PySCF order. All types share one padded layout: the coefficients of a block are an array
+``(lmax+1, 2, 2 lmax + 1, M)`` (L, parity kind, component, multiplicity), the per-type linear maps
+are stacked into one weight, and each type's Clebsch-Gordan map becomes a padded list of
+``(coefficient, block entry, value)`` triples.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from e3nn import o3
 from torch import nn
 
-from ..basis import ElementLayout, float64_default
+from ..basis import BasisLayout, ElementLayout, float64_default
 
 #: Smallest per-irrep scale, Hartree: coefficients that hardly vary are predicted from their mean.
 MIN_SCALE = 1e-6
@@ -34,13 +39,9 @@ def block_irreps(layout_i: ElementLayout, layout_j: ElementLayout) -> list[tuple
 
 
 def clebsch_gordan_map(layout_i: ElementLayout, layout_j: ElementLayout) -> torch.Tensor:
-    """Orthonormal map ``(dim, nao_i * nao_j)`` from block irreps coefficients to a PySCF-ordered block."""
+    """Orthonormal map ``(dim, nao_i * nao_j)`` (float64) from block irreps coefficients to a PySCF-ordered block."""
     def shell_starts(layout):
-        starts, s = [], 0
-        for l in layout.shells:
-            starts.append(s)
-            s += 2 * l + 1
-        return starts
+        return np.cumsum([0] + [2 * l + 1 for l in layout.shells])[:-1]
 
     start_i, start_j = shell_starts(layout_i), shell_starts(layout_j)
     to_pyscf_i, to_pyscf_j = layout_i.pyscf_to_irreps, layout_j.pyscf_to_irreps
@@ -58,43 +59,116 @@ def clebsch_gordan_map(layout_i: ElementLayout, layout_j: ElementLayout) -> torc
     return torch.stack(rows)
 
 
-class BlockHead(nn.Module):
-    """Hidden irreps of an atom (or atom pair) -> its AO block ``(nao_i, nao_j)`` in PySCF order.
+class BlockHeads(nn.Module):
+    """Features ``(R, K, C)`` of atoms and atom pairs -> their AO blocks, added into ``(B, nmax, nmax)``.
 
-    ``coefficient = shift + scale * Linear(features)``: ``shift`` is non-zero only on scalar (L=0)
-    coefficients and ``scale`` is constant within an irrep, so the normalisation is equivariant.
+    ``coefficient = shift + scale * W_type(features)``, with W_type a linear map per l (features of
+    irreps (L, p) -> coefficients of irreps (L, p)); ``shift`` is non-zero only on 0e coefficients and
+    ``scale`` is constant within an irrep, so the normalisation is equivariant.
+
+    Args:
+        layout: the basis layout; types are its elements (on-site), then ordered element pairs.
+        lmax: highest l of the features (>= 2 x highest orbital l).
+        channels: C, the feature channels (half of each parity).
     """
 
-    def __init__(self, irreps_in: o3.Irreps, layout_i: ElementLayout, layout_j: ElementLayout):
+    def __init__(self, layout: BasisLayout, lmax: int, channels: int):
         super().__init__()
-        self.shape = (layout_i.nao, layout_j.nao)
-        self.spec = block_irreps(layout_i, layout_j)
-        self.irreps_out = o3.Irreps([(1, (big_l, p)) for _, _, big_l, p in self.spec])
-        self.linear = o3.Linear(irreps_in, self.irreps_out)
-        self.register_buffer("cg", clebsch_gordan_map(layout_i, layout_j).to(torch.get_default_dtype()))
-        self.register_buffer("shift", torch.zeros(self.irreps_out.dim))
-        self.register_buffer("scale", torch.ones(self.irreps_out.dim))
+        self.lmax, self.channels = lmax, channels
+        elements = [layout.element(z) for z in layout.elements]
+        self.types = [(e, e) for e in elements] + [(a, b) for a in elements for b in elements]
+        self.components = 2 * lmax + 1
+        specs = [block_irreps(a, b) for a, b in self.types]
+        self.maps = [clebsch_gordan_map(a, b) for a, b in self.types]
+        self.multiplicity = max(sum(1 for s in spec if (s[2], s[3]) == key) for spec in specs for key in
+                                {(s[2], s[3]) for s in spec})
+        self.slots = [self._slots(spec) for spec in specs]  # per type: (coefficient row -> flat position)
+        triples = [self._triples(slots, cg, b.nao) for slots, cg, (a, b) in zip(self.slots, self.maps, self.types)]
+        width = max(len(t[0]) for t in triples)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(n, irreps_in.dim)`` -> ``(n, nao_i, nao_j)``."""
-        coefficients = self.shift + self.scale * self.linear(features)
-        return (coefficients @ self.cg).reshape(-1, *self.shape)
+        def padded(k, dtype):
+            return torch.stack([torch.nn.functional.pad(torch.as_tensor(t[k], dtype=dtype), (0, width - len(t[k])))
+                                for t in triples])
 
-    def coefficients(self, blocks: torch.Tensor) -> torch.Tensor:
-        """Inverse map: ``(n, nao_i, nao_j)`` blocks -> ``(n, dim)`` irreps coefficients."""
-        return blocks.reshape(len(blocks), -1) @ self.cg.T
+        self.register_buffer("source", padded(0, torch.long))
+        self.register_buffer("entry_row", padded(1, torch.long))
+        self.register_buffer("entry_col", padded(2, torch.long))
+        self.register_buffer("value", padded(3, torch.float64).to(torch.get_default_dtype()))
+        n_types = len(self.types)
+        half = channels // 2
+        self.weight = nn.Parameter(torch.randn(n_types, lmax + 1, 2, half, self.multiplicity) / math.sqrt(half))
+        self.register_buffer("scale", torch.ones(n_types, lmax + 1, 2, 1, self.multiplicity))
+        self.register_buffer("shift", torch.zeros(n_types, (lmax + 1) * 2 * self.components * self.multiplicity))
+        # (l, parity kind, component) of each padded row, as an index into the K rows plus one zero row
+        pad = np.full((lmax + 1, self.components), (lmax + 1) ** 2)
+        for l in range(lmax + 1):
+            pad[l, : 2 * l + 1] = np.arange(l * l, l * l + 2 * l + 1)
+        self.register_buffer("pad_index", torch.as_tensor(pad.reshape(-1)))
+
+    def _slots(self, spec) -> list[int]:
+        """Flat position in the padded coefficient array of each Clebsch-Gordan row of one type."""
+        seen: dict[tuple[int, int], int] = {}
+        out = []
+        for _, _, big_l, parity in spec:
+            kind = 0 if parity == (-1) ** big_l else 1
+            mu = seen.setdefault((big_l, kind), 0)
+            seen[(big_l, kind)] = mu + 1
+            for m in range(2 * big_l + 1):
+                out.append(((big_l * 2 + kind) * self.components + m) * self.multiplicity + mu)
+        return out
+
+    @staticmethod
+    def _triples(slots, cg: torch.Tensor, nao_j: int):
+        rows, cols = torch.nonzero(cg.abs() > 1e-12, as_tuple=True)
+        source = [slots[r] for r in rows.tolist()]
+        return source, (cols // nao_j).tolist(), (cols % nao_j).tolist(), cg[rows, cols].tolist()
+
+    def coefficients(self, features: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        """``(R, K, C)`` features -> ``(R, (lmax+1) * 2 * (2 lmax + 1) * M)`` padded coefficients."""
+        n, half = len(features), self.channels // 2
+        x = torch.cat([features, features.new_zeros(n, 1, self.channels)], dim=1)[:, self.pad_index]
+        x = x.reshape(n, self.lmax + 1, self.components, 2, half).transpose(2, 3)  # (R, L, kind, m, c)
+        weight = (self.weight * self.scale)[types]  # (R, L, kind, c, M)
+        coefficients = torch.matmul(x, weight)  # (R, L, kind, m, M)
+        return coefficients.reshape(n, -1) + self.shift[types]
+
+    def forward(self, features: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int,
+                num_molecules: int) -> torch.Tensor:
+        """Blocks of ``features`` ``(R, K, C)`` of ``types`` ``(R,)`` summed into ``(B, nmax, nmax)``.
+
+        ``base`` ``(R,)`` is the flat index of each block's first entry (:class:`~mlwfcalc.nn.graph.Batch`).
+        """
+        coefficients = self.coefficients(features, types)
+        values = coefficients.gather(1, self.source[types]) * self.value[types]
+        where = base[:, None] + self.entry_row[types] * nmax + self.entry_col[types]
+        flat = features.new_zeros(num_molecules * nmax * nmax).index_add_(0, where.reshape(-1), values.reshape(-1))
+        return flat.reshape(num_molecules, nmax, nmax)
+
+    def block_entries(self, type_index: int, base: torch.Tensor, nmax: int) -> torch.Tensor:
+        """Flat indices ``(n, nao_i * nao_j)`` of whole blocks of one type starting at ``base`` ``(n,)``."""
+        a, b = self.types[type_index]
+        rows = torch.arange(a.nao, device=base.device)[:, None] * nmax + torch.arange(b.nao, device=base.device)
+        return base[:, None] + rows.reshape(-1)
 
     @torch.no_grad()
-    def fit_normalisation(self, blocks: torch.Tensor) -> None:
-        """Set ``shift`` (scalar means) and ``scale`` (per-irrep RMS) from target blocks ``(n, nao_i, nao_j)``."""
-        c = self.coefficients(blocks.to(self.cg.dtype))
+    def fit_normalisation(self, targets: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int) -> None:
+        """Set ``shift`` (0e means) and ``scale`` (per-irrep RMS) from target matrices ``(B, nmax, nmax)``."""
+        flat = targets.reshape(-1)
         shift, scale = torch.zeros_like(self.shift), torch.ones_like(self.scale)
-        start = 0
-        for _, ir in self.irreps_out:
-            sl = slice(start, start + ir.dim)
-            if ir.l == 0 and ir.p == 1:
-                shift[sl] = c[:, sl].mean()
-            scale[sl] = ((c[:, sl] - shift[sl]) ** 2).mean().sqrt().clamp_min(MIN_SCALE)
-            start += ir.dim
+        for t, (cg, slots) in enumerate(zip(self.maps, self.slots)):
+            rows = torch.nonzero(types == t, as_tuple=True)[0]
+            if not len(rows):
+                continue
+            c = flat[self.block_entries(t, base[rows], nmax)].to(torch.float64) @ cg.T  # (n, dim)
+            start = 0
+            for _, _, big_l, parity in block_irreps(*self.types[t]):
+                part = c[:, start:start + 2 * big_l + 1]
+                slot = slots[start]
+                mu = slot % self.multiplicity
+                kind = 0 if parity == (-1) ** big_l else 1
+                mean = part.mean() if (big_l == 0 and kind == 0) else part.new_zeros(())
+                shift[t, slot] = mean
+                scale[t, big_l, kind, 0, mu] = ((part - mean) ** 2).mean().sqrt().clamp_min(MIN_SCALE)
+                start += 2 * big_l + 1
         self.shift.copy_(shift)
         self.scale.copy_(scale)

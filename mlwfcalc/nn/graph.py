@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..basis import BasisLayout
@@ -21,6 +22,10 @@ class Batch:
         ao_offset: ``(N,)`` first AO of each atom inside its molecule (PySCF order).
         nao: ``(B,)`` AO count of each molecule.
         edge_src, edge_dst: ``(E,)`` ordered atom pairs (i, j), i != j, same molecule, within the cutoff.
+        nmax: the largest AO count (host integer: the forward needs no device-to-host copy).
+        block_type: ``(N + E,)`` head of each block: the element index (0..n_el-1) for the on-site
+            block of each atom, then ``n_el + n_el * e_i + e_j`` for the block of each edge.
+        block_base: ``(N + E,)`` flat index of each block's first entry in the ``(B, nmax, nmax)`` output.
         hcore: optional ``(B, nmax, nmax)`` exact core Hamiltonians (zero padded), for delta-learning.
     """
 
@@ -31,22 +36,21 @@ class Batch:
     nao: torch.Tensor
     edge_src: torch.Tensor
     edge_dst: torch.Tensor
+    nmax: int
+    block_type: torch.Tensor
+    block_base: torch.Tensor
     hcore: torch.Tensor | None = None
 
     @property
     def num_molecules(self) -> int:
         return int(self.nao.shape[0])
 
-    @property
-    def nmax(self) -> int:
-        return int(self.nao.max())
-
     def to(self, device=None, dtype=None) -> "Batch":
         """Move to ``device``; floating tensors are cast to ``dtype`` when given."""
         moved = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if isinstance(value, torch.Tensor):
                 value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
             moved[f.name] = value
         return Batch(**moved)
@@ -71,31 +75,47 @@ def make_batch(layout: BasisLayout, numbers_list: Sequence[torch.Tensor], positi
                cutoff: float, hcore_list: Sequence[torch.Tensor] | None = None) -> Batch:
     """Pack molecules into a :class:`Batch`.
 
+    Everything but the positions is index bookkeeping, done in numpy on the host (no torch
+    operations, nothing for the forward to synchronise on); the positions keep their autograd graph.
+
     Args:
         layout: the basis layout (gives AO counts per element).
         numbers_list: per molecule ``(n_k,)`` atomic numbers.
-        positions_list: per molecule ``(n_k, 3)`` Bohr.
+        positions_list: per molecule ``(n_k, 3)`` Bohr (tensors; may require grad).
         cutoff: pairs farther apart than this (Bohr) get no edge and no predicted block.
         hcore_list: optional per-molecule core Hamiltonians ``(nao_k, nao_k)``.
     """
-    numbers = torch.cat([torch.as_tensor(z, dtype=torch.long) for z in numbers_list])
-    positions = torch.cat([torch.as_tensor(p) for p in positions_list])
-    molecule, offsets, naos, src, dst = [], [], [], [], []
-    start = 0
-    for k, (z, p) in enumerate(zip(numbers_list, positions_list)):
-        n = len(z)
-        sizes = torch.tensor([layout.element(int(a)).nao for a in z], dtype=torch.long)
-        offsets.append(torch.cumsum(sizes, 0) - sizes)
-        naos.append(int(sizes.sum()))
-        molecule.append(torch.full((n,), k, dtype=torch.long))
-        p = torch.as_tensor(p)
-        close = torch.cdist(p.detach(), p.detach()) <= cutoff  # neighbour search only: no gradient
-        close.fill_diagonal_(False)
-        i, j = torch.nonzero(close, as_tuple=True)
+    elements = np.asarray(layout.elements)
+    nao_of_element = np.asarray([layout.element(z).nao for z in layout.elements])
+    numbers = [np.asarray(z, dtype=np.int64).reshape(-1) for z in numbers_list]
+    for z in numbers:
+        for unknown in set(z.tolist()) - set(layout.elements):
+            layout.element(unknown)  # raises InputError naming the element
+    element = [np.searchsorted(elements, z) for z in numbers]
+    sizes = [nao_of_element[e] for e in element]
+    naos = [int(s.sum()) for s in sizes]
+    nmax = max(naos)
+    src, dst, starts = [], [], np.cumsum([0] + [len(z) for z in numbers])
+    for start, p in zip(starts, positions_list):
+        p = np.asarray(torch.as_tensor(p).detach().cpu(), dtype=np.float64)  # neighbour search only: no gradient
+        close = np.linalg.norm(p[:, None, :] - p[None, :, :], axis=-1) <= cutoff
+        np.fill_diagonal(close, False)
+        i, j = np.nonzero(close)
         src.append(i + start)
         dst.append(j + start)
-        start += n
-    hcore = pad_matrices([torch.as_tensor(h) for h in hcore_list]) if hcore_list is not None else None
-    return Batch(numbers=numbers, positions=positions, molecule=torch.cat(molecule), ao_offset=torch.cat(offsets),
-                 nao=torch.tensor(naos, dtype=torch.long), edge_src=torch.cat(src), edge_dst=torch.cat(dst),
-                 hcore=hcore)
+    molecule = np.concatenate([np.full(len(z), k) for k, z in enumerate(numbers)])
+    ao_offset = np.concatenate([np.cumsum(s) - s for s in sizes])
+    element, src, dst = np.concatenate(element), np.concatenate(src), np.concatenate(dst)
+    n_el, atoms = len(elements), np.arange(len(molecule))
+    block_type = np.concatenate([element, n_el + n_el * element[src] + element[dst]])
+    rows, cols = np.concatenate([atoms, src]), np.concatenate([atoms, dst])
+    block_base = molecule[rows] * nmax * nmax + ao_offset[rows] * nmax + ao_offset[cols]
+    hcore = pad_matrices([torch.as_tensor(h) for h in hcore_list], nmax) if hcore_list is not None else None
+    positions = torch.cat([torch.as_tensor(p) for p in positions_list])
+
+    def index(array):
+        return torch.as_tensor(array, dtype=torch.long, device=positions.device)
+
+    return Batch(numbers=index(np.concatenate(numbers)), positions=positions, molecule=index(molecule),
+                 ao_offset=index(ao_offset), nao=index(naos), edge_src=index(src), edge_dst=index(dst), nmax=nmax,
+                 block_type=index(block_type), block_base=index(block_base), hcore=hcore)
