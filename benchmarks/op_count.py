@@ -94,7 +94,11 @@ def main():
     batch = make_batch(network.layout, [torch.as_tensor(a.numbers) for a in images],
                        [torch.as_tensor(a.positions / Bohr, dtype=torch.float32) for a in images], network.config.cutoff)
     target = torch.randn(args.batch_size, batch.nao.max().item(), batch.nao.max().item()) * 1e-2
-    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, amsgrad=True)
+    try:  # the optimiser the Trainer of this code version builds
+        from mlwfcalc.training import TrainConfig, make_optimizer
+        optimizer = make_optimizer(network.parameters(), TrainConfig(lr=1e-4))
+    except ImportError:  # format-1 code: plain AdamW with AMSGrad
+        optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, amsgrad=True)
 
     def train_step():
         network.train()

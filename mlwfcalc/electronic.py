@@ -18,7 +18,7 @@ OVERLAP_THRESHOLD = 1e-7
 
 @dataclass
 class Orbitals:
-    """Solution of ``F C = S C e`` for one molecule.
+    """Solution of ``F C = S C e`` for one molecule (or a batch of equal-size ones: a leading batch axis).
 
     Attributes:
         energies: ``(nmo,)`` orbital energies, Hartree, ascending.
@@ -36,58 +36,39 @@ class Orbitals:
 
     def density_matrix(self) -> torch.Tensor:
         """``(nao, nao)`` closed-shell AO density matrix ``P = C diag(occ) C^T``."""
-        return (self.coefficients * self.occupations) @ self.coefficients.T
+        return (self.coefficients * self.occupations.unsqueeze(-2)) @ self.coefficients.transpose(-1, -2)
+
+
+class LinearDependencyInBatch(ValueError):
+    """A batched solve met an overlap with linear dependencies (molecules would differ in orbital count)."""
 
 
 def lowdin_orthogonaliser(overlap: torch.Tensor, threshold: float = OVERLAP_THRESHOLD) -> torch.Tensor:
-    """``X`` ``(nao, nmo)`` with ``X^T S X = 1``; drops overlap eigenvalues below ``threshold`` with a warning."""
+    """``X`` ``(..., nao, nmo)`` with ``X^T S X = 1``; drops overlap eigenvalues below ``threshold`` with a warning.
+
+    A batch ``(B, nao, nao)`` with such eigenvalues raises :class:`LinearDependencyInBatch`: solve those one by one.
+    """
     s, u = torch.linalg.eigh(overlap)
     keep = s > threshold
-    if not bool(keep.all()):
-        warnings.warn(f"overlap matrix is nearly singular (smallest eigenvalue {float(s.min()):.2e}): "
-                      f"{int((~keep).sum())} linear combination(s) of AOs dropped", RuntimeWarning, stacklevel=2)
+    if bool(keep.all()):
+        return u / s.sqrt().unsqueeze(-2)
+    if overlap.dim() > 2:
+        raise LinearDependencyInBatch("an overlap in the batch is nearly singular: solve its molecule alone")
+    warnings.warn(f"overlap matrix is nearly singular (smallest eigenvalue {float(s.min()):.2e}): "
+                  f"{int((~keep).sum())} linear combination(s) of AOs dropped", RuntimeWarning, stacklevel=2)
     return u[:, keep] / s[keep].sqrt()
 
 
 def solve_orbitals(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
                    threshold: float = OVERLAP_THRESHOLD) -> Orbitals:
-    """Closed-shell orbitals of one molecule from ``fock`` and ``overlap`` ``(nao, nao)``."""
+    """Closed-shell orbitals from ``fock`` and ``overlap`` ``(nao, nao)``, or ``(B, nao, nao)`` for equal-size molecules."""
     if n_electrons % 2:
         raise ValueError(f"{n_electrons} electrons: closed-shell orbitals need an even count")
     x = lowdin_orthogonaliser(overlap, threshold)
-    energies, c_orth = torch.linalg.eigh(x.T @ fock @ x)
+    energies, c_orth = torch.linalg.eigh(x.transpose(-1, -2) @ fock @ x)
     occupations = torch.zeros_like(energies)
-    occupations[: n_electrons // 2] = 2.0
+    occupations[..., : n_electrons // 2] = 2.0
     return Orbitals(energies=energies, coefficients=x @ c_orth, occupations=occupations)
-
-
-def solve_orbitals_many(focks: list[torch.Tensor], overlaps: list[torch.Tensor], n_electrons: list[int],
-                        threshold: float = OVERLAP_THRESHOLD) -> list[Orbitals]:
-    """:func:`solve_orbitals` for many molecules: one batched eigensolve per group of equal size.
-
-    A group whose overlaps need linear dependencies dropped falls back to one solve per molecule.
-    """
-    groups: dict[tuple[int, int], list[int]] = {}
-    for k, (fock, n) in enumerate(zip(focks, n_electrons)):
-        if n % 2:
-            raise ValueError(f"{n} electrons: closed-shell orbitals need an even count")
-        groups.setdefault((fock.shape[0], n), []).append(k)
-    out: list[Orbitals | None] = [None] * len(focks)
-    for (_, n), members in groups.items():
-        fock = torch.stack([focks[k] for k in members])
-        s, u = torch.linalg.eigh(torch.stack([overlaps[k] for k in members]))
-        if not bool((s > threshold).all()):
-            for k in members:
-                out[k] = solve_orbitals(focks[k], overlaps[k], n, threshold)
-            continue
-        x = u / s.sqrt()[:, None, :]
-        energies, c_orth = torch.linalg.eigh(x.transpose(1, 2) @ fock @ x)
-        coefficients = x @ c_orth
-        occupations = torch.zeros_like(energies[0])
-        occupations[: n // 2] = 2.0
-        for k, e, c in zip(members, energies, coefficients):
-            out[k] = Orbitals(energies=e, coefficients=c, occupations=occupations.clone())
-    return out
 
 
 def energy_weighted_density_matrix(orbitals: Orbitals) -> torch.Tensor:

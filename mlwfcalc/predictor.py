@@ -12,7 +12,7 @@ from ase import Atoms
 from ase.units import Bohr
 from pyscf import gto
 
-from .electronic import solve_orbitals_many
+from .electronic import LinearDependencyInBatch, Orbitals, solve_orbitals
 from .energy import EnergyHead, core_hamiltonian, reference_terms
 from .io import load_energy_head, load_network, resolve_model_path
 from .nn.graph import make_batch
@@ -154,13 +154,16 @@ class HamiltonianPredictor:
                                       batch.numbers).to("cpu")
             per_molecule = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
             term = self.energy_head.config.term
-            focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
-            energies = per_molecule + torch.stack([
-                reference_terms(term, m, torch.as_tensor(a.numbers), p, f)
-                for a, m, p, f in zip(molecules, moles, positions, focks)])
-            gradients = torch.autograd.grad(energies.sum(), positions) if forces else None
-        return ([f.detach() for f in focks], energies.detach(),
-                [-g for g in gradients] if gradients is not None else None)
+            energies = per_molecule
+            if term != "none":
+                focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
+                energies = energies + torch.stack([reference_terms(term, m, torch.as_tensor(a.numbers), p, f)
+                                                   for a, m, p, f in zip(molecules, moles, positions, focks)])
+            gradients = (torch.autograd.grad(energies.sum(), positions, allow_unused=True, materialize_grads=True)
+                         if forces else None)  # a lone atom's position is unused: zero force
+            gradients = [-g for g in gradients] if gradients is not None else None
+        fock = fock.detach().to("cpu", torch.float64)
+        return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)], energies.detach(), gradients
 
     def predict(self, atoms: Atoms | Sequence[Atoms], charge: int = 0, spin: int = 0, energy: bool | None = None,
                 forces: bool = False, batch_size: int | None = None) -> Prediction | list[Prediction]:
@@ -198,24 +201,62 @@ class HamiltonianPredictor:
             focks, energies, gradients = self.fock_and_energy(molecules, moles, forces)
         else:
             focks, energies, gradients = self.predict_fock(molecules, moles), None, None
-        focks = [f.detach().to("cpu", torch.float64) for f in focks]
-        overlaps = [torch.as_tensor(mol.intor("int1e_ovlp")) for mol in moles]
-        orbitals = solve_orbitals_many(focks, overlaps, [mol.nelectron for mol in moles])
+        focks = [np.asarray(f.detach().to("cpu", torch.float64)) for f in focks]
+        overlaps = [mol.intor("int1e_ovlp") for mol in moles]
+        orbitals = _solve_orbitals(focks, overlaps, [mol.nelectron for mol in moles])
+        forces_np = np.asarray(torch.stack(gradients)) if gradients is not None and \
+            len({len(a) for a in molecules}) == 1 else None
         results = []
-        for k, (mol, fock, overlap, orbital) in enumerate(zip(moles, focks, overlaps, orbitals)):
-            results.append(Prediction(fock=fock.numpy(), overlap=overlap.numpy(),
-                                      mo_energy=orbital.energies.numpy(), mo_coeff=orbital.coefficients.numpy(),
-                                      mo_occ=orbital.occupations.numpy(),
-                                      density_matrix=orbital.density_matrix().numpy(), mol=mol,
-                                      energy=float(energies[k]) if energies is not None else None,
-                                      forces=gradients[k].numpy() if gradients is not None else None))
+        for k, (mol, fock, overlap, (mo_energy, mo_coeff, mo_occ, density)) in enumerate(
+                zip(moles, focks, overlaps, orbitals)):
+            force = None if gradients is None else (forces_np[k] if forces_np is not None else gradients[k].numpy())
+            results.append(Prediction(fock=fock, overlap=overlap, mo_energy=mo_energy, mo_coeff=mo_coeff,
+                                      mo_occ=mo_occ, density_matrix=density, mol=mol,
+                                      energy=float(energies[k]) if energies is not None else None, forces=force))
         return results
 
 
+def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_electrons: list[int]):
+    """Per molecule ``(mo_energy, mo_coeff, mo_occ, density_matrix)`` (numpy), one batched solve per equal size.
+
+    A group holding a nearly singular overlap falls back to one solve per molecule (with the warning).
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, (fock, n) in enumerate(zip(focks, n_electrons)):
+        groups.setdefault((len(fock), n), []).append(k)
+    out = [None] * len(focks)
+    for (_, n), members in groups.items():
+        try:
+            solved = [(members, solve_orbitals(torch.as_tensor(np.stack([focks[k] for k in members])),
+                                               torch.as_tensor(np.stack([overlaps[k] for k in members])), n))]
+        except LinearDependencyInBatch:
+            solved = []
+            for k in members:
+                alone = solve_orbitals(torch.as_tensor(focks[k]), torch.as_tensor(overlaps[k]), n)
+                solved.append(([k], Orbitals(alone.energies[None], alone.coefficients[None], alone.occupations[None])))
+        for part, orbitals in solved:
+            arrays = [np.asarray(t) for t in (orbitals.energies, orbitals.coefficients, orbitals.occupations,
+                                              orbitals.density_matrix())]
+            for i, k in enumerate(part):
+                out[k] = tuple(a[i] for a in arrays)
+    return out
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "auto",
-               dtype: torch.dtype | None = None) -> HamiltonianPredictor:
-    """Load a model directory or shipped model name; ``device`` is ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+               dtype: torch.dtype | None = None, compile: bool = False) -> HamiltonianPredictor:
+    """Load a model directory or shipped model name.
+
+    Args:
+        name_or_path: a model directory or the name of a shipped model.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        dtype: network dtype (default: the one it was trained in).
+        compile: compile the network's forward with ``torch.compile(fullgraph=True, dynamic=True)``
+            (fewer, fused kernels; the first call of each new shape pays the compilation, about a
+            minute on a CPU, see docs/benchmarks.md). Needs a working C++ compiler on CPUs.
+    """
     device = resolve_device(device)
     path = resolve_model_path(name_or_path)
     network, config = load_network(path, device=device, dtype=dtype)
+    if compile:
+        network.fock_and_nodes = torch.compile(network.fock_and_nodes, fullgraph=True, dynamic=True)
     return HamiltonianPredictor(network, config, device, load_energy_head(path, config, device), path)

@@ -228,6 +228,12 @@ def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, un
     return (error / unit).pow(2).mean() + mae / unit, mae
 
 
+def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (AMSGrad variant for ``optimizer = "amsgrad"``), fused: one kernel for all parameters."""
+    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay,
+                             amsgrad=config.optimizer == "amsgrad", fused=True)
+
+
 class Trainer:
     """Runs (or resumes) one training run; see the module docstring for the files it writes."""
 
@@ -260,8 +266,7 @@ class Trainer:
             self._fit_normalisation()  # on the CPU, before the move: one float64 pass over the training split
         self.model.to(self.device)
         self.ema.to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                           amsgrad=config.optimizer == "amsgrad")
+        self.optimizer = make_optimizer(self.model.parameters(), config)
         if resuming:
             self._load_checkpoint()  # loads onto the device; the optimizer state follows its parameters
 
@@ -333,8 +338,7 @@ class Trainer:
     def _update_ema(self) -> None:
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
         with torch.no_grad():
-            for p_ema, p in zip(self.ema.parameters(), self.model.parameters()):
-                p_ema.mul_(decay).add_(p, alpha=1 - decay)
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - decay)
 
     @torch.no_grad()
     def validate(self, model: HamiltonianModel | None = None, indices=None) -> float:

@@ -62,7 +62,9 @@ def tiny_model_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_model")
     network = HamiltonianModel(ModelConfig(elements=[1, 6, 8], channels=4, num_layers=1, num_radial=4,
                                            radial_hidden=8, target="fock-hcore"), dtype=torch.float64)
+    network.heads.scale.fill_(0.02)  # a random part of F of tens of mHa, as a trained model's deviations
     save_model(network, directory, "pbe", training={"grid_level": 1})
-    save_energy_head(EnergyHead(EnergyConfig(term="half-core", elements=[1, 6, 8], num_scalars=4, hidden=[8],
-                                           features="scalars")), directory)
+    head = EnergyHead(EnergyConfig(term="half-core", elements=[1, 6, 8], num_scalars=4, hidden=[8], features="scalars"))
+    head.scale.fill_(300.0)  # the untrained network's scalars vary little with geometry: make the head's forces sizeable
+    save_energy_head(head, directory)
     return directory

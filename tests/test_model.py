@@ -96,3 +96,16 @@ def test_lmax_too_small_for_basis_is_refused():
 
     with pytest.raises(InputError, match="lmax=2 is too small"):
         HamiltonianModel(ModelConfig(**{**TINY, "lmax": 2}))
+
+
+@pytest.mark.slow
+def test_compiled_network_matches_eager(tiny_model_dir):
+    """``load_model(..., compile=True)``: torch.compile(fullgraph=True) gives the eager F, energy and forces."""
+    import mlwfcalc
+
+    eager = mlwfcalc.load_model(tiny_model_dir, device="cpu")
+    compiled = mlwfcalc.load_model(tiny_model_dir, device="cpu", compile=True)
+    atoms = molecule("CH3CH2OH")
+    a, b = eager.predict(atoms, forces=True), compiled.predict(atoms, forces=True)
+    assert np.abs(a.fock - b.fock).max() < 1e-10
+    assert abs(a.energy - b.energy) < 1e-10 and np.abs(a.forces - b.forces).max() < 1e-8

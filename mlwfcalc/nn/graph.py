@@ -51,7 +51,9 @@ class Batch:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
-                value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+                wanted = dtype if (dtype is not None and value.is_floating_point()) else value.dtype
+                if value.dtype != wanted or (device is not None and value.device != torch.device(device)):
+                    value = value.to(device=device, dtype=wanted)
             moved[f.name] = value
         return Batch(**moved)
 
