@@ -24,6 +24,7 @@ from pyscf import lib
 from mlwfcalc import MLWFCalculator
 from mlwfcalc.predictor import HamiltonianPredictor, load_model
 from mlwfcalc.pyscf import reference_scf
+from mlwfcalc.validation import InputError
 from systems import random_model, uracil
 
 
@@ -49,20 +50,28 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pyscf-repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the network under torch.compile (load_model(..., compile=True))")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lib.num_threads(args.threads)
     from tblite.ase import TBLite
 
     shipped = load_model(args.model, device="cpu")
-    ethanol = load_model(args.ethanol_model, device="cpu")
+    try:
+        ethanol = load_model(args.ethanol_model, device="cpu")
+    except InputError as err:  # e.g. a model of an older format: time the architecture with random weights
+        print(f"ethanol model not loaded ({str(err)[:80]}...): random weights\n")
+        ethanol = None
     systems = [("water", molecule("H2O"), shipped),
-               ("ethanol", molecule("CH3CH2OH"), ethanol if ethanol.energy_head is not None else None),
+               ("ethanol", molecule("CH3CH2OH"), ethanol if ethanol is not None and ethanol.energy_head is not None
+                else None),
                ("uracil", uracil(), None)]
     print(f"{args.threads} threads; median of {args.repeats} calls (PySCF: {args.pyscf_repeats}); milliseconds\n")
+    compiled_header = " ml f32 compiled | compiled / xTB |" if args.compile else ""
     print("| molecule | mlwfcalc ml f32 | ml f64 | variational | tblite GFN2-xTB | PySCF SCF+grad | "
-          "PySCF / ml f32 | ml f32 / xTB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "PySCF / ml f32 | ml f32 / xTB |" + compiled_header)
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|" if args.compile else ""))
     for name, atoms, model in systems:
         elements = sorted(set(int(z) for z in atoms.numbers))
         if model is None:
@@ -77,8 +86,16 @@ def main():
             if model.path is not None else float("nan")
         xtb = time_calls(atoms, TBLite(method="GFN2-xTB", verbosity=0), args.repeats)
         pyscf = time_calls(atoms, PySCFCalculator(model), args.pyscf_repeats)
+        compiled_cells = ""
+        if args.compile:
+            compiled = HamiltonianPredictor(model.network, model.config, model.device, model.energy_head, model.path)
+            eager_forward = model.network.fock_and_nodes
+            model.network.fock_and_nodes = torch.compile(eager_forward, fullgraph=True, dynamic=True)
+            ms = time_calls(atoms, MLWFCalculator(compiled), args.repeats)
+            model.network.fock_and_nodes = eager_forward
+            compiled_cells = f" {ms:.1f} | {ms / xtb:.0f}x |"
         print(f"| {name} | {f32:.1f} | {f64:.1f} | {variational:.0f} | {xtb:.1f} | {pyscf:.0f} | "
-              f"{pyscf / f32:.0f}x | {f32 / xtb:.0f}x |")
+              f"{pyscf / f32:.0f}x | {f32 / xtb:.0f}x |" + compiled_cells, flush=True)
 
 
 class PySCFCalculator(Calculator):

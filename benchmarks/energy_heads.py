@@ -19,7 +19,6 @@ import torch
 
 from mlwfcalc.data import LabelledDataset
 from mlwfcalc.data.dataset import split_indices
-from mlwfcalc.energy import invariant_width
 from mlwfcalc.energy_training import EnergyFitConfig, Precomputed, errors, fit_energy_head, precompute
 from mlwfcalc.predictor import load_model
 
@@ -70,7 +69,7 @@ def main():
           f"{args.dataset}, test {args.test}; features and Jacobians in {seconds:.0f} s on {args.threads} threads\n")
     print("| term | features | MLP | epochs | lr | train E / F | validation E / F | test E / F | fit s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    num_scalars = invariant_width(model.network.config.hidden_irreps(), "scalars")  # the leading columns
+    num_scalars = model.network.invariant_width("scalars")  # the leading columns
     for fit in [json.loads(f) for f in args.fit] if args.fit else DEFAULT_FITS:
         config = EnergyFitConfig(**{**fit, "seed": seed})
         parts = {k: view(v, config.term, config.features, num_scalars) for k, v in data.items()}

@@ -30,25 +30,9 @@ from pyscf import lib
 from torch.profiler import ProfilerActivity, profile
 
 import mlwfcalc
-from mlwfcalc.energy import EnergyConfig, EnergyHead
-from mlwfcalc.io import model_config_dict, resolve_model_path
-from mlwfcalc.nn import HamiltonianModel, ModelConfig, make_batch
-from mlwfcalc.predictor import HamiltonianPredictor
-
-
-def shipped_architecture(name: str, elements: list[int]) -> HamiltonianPredictor:
-    """A random-weight predictor with the model's architecture and a term-none, invariants energy head."""
-    section = json.loads((resolve_model_path(name) / "config.json").read_text())["model"]
-    torch.manual_seed(0)
-    network = HamiltonianModel(ModelConfig(**{**section, "elements": elements}), dtype=torch.float32).eval()
-    predictor = HamiltonianPredictor(network, model_config_dict(network, "pbe"), torch.device("cpu"))
-    atoms = molecule("H2O") if set(elements) <= {1, 8} else molecule("CH3CH2OH")
-    batch = make_batch(network.layout, [torch.as_tensor(atoms.numbers)], [torch.as_tensor(atoms.positions / Bohr)],
-                       network.config.cutoff).to(dtype=torch.float32)
-    with torch.no_grad():
-        width = predictor.head_features(network.fock_and_nodes(batch)[1], "invariants").shape[1]
-    head = EnergyHead(EnergyConfig(term="none", elements=elements, num_scalars=width, features="invariants"))
-    return HamiltonianPredictor(network, predictor.config, torch.device("cpu"), head)
+from mlwfcalc.io import resolve_model_path
+from mlwfcalc.nn import make_batch
+from systems import random_model
 
 
 def count_aten(function) -> int:
@@ -79,7 +63,8 @@ def main():
     torch.set_num_threads(args.threads)
     lib.num_threads(args.threads)
     atoms = molecule(args.molecule)
-    model = shipped_architecture(args.model, sorted(set(int(z) for z in atoms.numbers)))
+    section = json.loads((resolve_model_path(args.model) / "config.json").read_text())["model"]
+    model = random_model(None, sorted(set(int(z) for z in atoms.numbers)), architecture=section)
     network = model.network
     rng = np.random.default_rng(0)
     images = []

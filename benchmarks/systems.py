@@ -10,6 +10,7 @@ import time
 import torch
 from ase import Atoms
 from ase.build import molecule
+from ase.units import Bohr
 
 from mlwfcalc.energy import EnergyConfig, EnergyHead
 from mlwfcalc.io import model_config_dict
@@ -36,14 +37,26 @@ def stacked_benzene_trimer() -> Atoms:
 
 
 def random_model(like: HamiltonianPredictor, elements: list[int], dtype: torch.dtype = torch.float32,
-                 device: str | torch.device = "cpu") -> HamiltonianPredictor:
-    """A random-weight predictor with ``like``'s architecture for ``elements``, with a random energy head."""
-    config = ModelConfig(**{**like.network.config.to_dict(), "elements": elements})
-    network = HamiltonianModel(config, dtype=dtype).to(device).eval()
-    head = EnergyHead(EnergyConfig(elements=elements, num_scalars=config.channels)).to(device)
-    return HamiltonianPredictor(network, {**model_config_dict(network, like.functional),
-                                          "training": like.config.get("training", {})},
-                                torch.device(device), head)
+                 device: str | torch.device = "cpu", architecture: dict | None = None) -> HamiltonianPredictor:
+    """A random-weight predictor with ``like``'s architecture (or ``architecture``, a config's ``"model"``
+    section) for ``elements``, with a random energy head of the shipped kind (term none, invariants).
+
+    Written against the APIs that the format-1 network shared, so benchmarks can time both codes.
+    """
+    torch.manual_seed(0)
+    section = architecture or like.network.config.to_dict()
+    network = HamiltonianModel(ModelConfig(**{**section, "elements": elements}), dtype=dtype).to(device).eval()
+    config = {**model_config_dict(network, like.functional if like is not None else "pbe"),
+              "training": like.config.get("training", {}) if like is not None else {}}
+    bare = HamiltonianPredictor(network, config, torch.device(device))
+    atoms = molecule("H2O") if set(elements) <= {1, 8} else molecule("CH3CH2OH")
+    with torch.no_grad():
+        moles = [bare.make_mole(atoms)]
+        positions = [torch.as_tensor(atoms.positions / Bohr)]
+        nodes = network.fock_and_nodes(bare.graph_batch([atoms], positions, moles))[1]
+        width = bare.head_features(nodes, "invariants").shape[1]
+    head = EnergyHead(EnergyConfig(term="none", features="invariants", elements=elements, num_scalars=width))
+    return HamiltonianPredictor(network, config, torch.device(device), head.to(device))
 
 
 def median_ms(function, repeats: int, warmup: int = 1) -> float:

@@ -24,11 +24,11 @@ def __getattr__(name):
     raise AttributeError(f"module 'mlwfcalc' has no attribute {name!r}")
 
 
-def load_model(name_or_path, device="auto", dtype=None):
+def load_model(name_or_path, device="auto", dtype=None, compile=False):
     """Load a model directory or shipped model name; see :func:`mlwfcalc.predictor.load_model`."""
     from .predictor import load_model as _load
 
-    return _load(name_or_path, device=device, dtype=dtype)
+    return _load(name_or_path, device=device, dtype=dtype, compile=compile)
 
 
 def list_models():

@@ -157,6 +157,9 @@ class BasisLayout:
         if not self.elements:
             raise InputError("a basis layout needs at least one element")
         self._layouts = {z: _element_layout(self.basis, z) for z in self.elements}
+        # parsed once: PySCF would re-read and parse the basis file for every Mole (about 1 ms per element)
+        self._parsed_basis = {chemical_symbols[z]: gto.basis.load(self.basis, chemical_symbols[z])
+                              for z in self.elements}
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{l.symbol}: {l.shell_label()}" for l in self._layouts.values())
@@ -221,7 +224,9 @@ class BasisLayout:
         """A PySCF Mole (spherical AOs, Bohr) of this basis whose AO order the layout describes."""
         atoms = [(chemical_symbols[self.element(z).number], tuple(map(float, p)))
                  for z, p in zip(numbers, np.asarray(positions_bohr))]
-        mol = gto.M(atom=atoms, basis=self.basis, unit="Bohr", charge=charge, spin=spin, cart=False, verbose=verbose)
+        mol = gto.M(atom=atoms, basis=self._parsed_basis, unit="Bohr", charge=charge, spin=spin, cart=False,
+                    verbose=verbose)
+        mol.basis = self.basis  # what PySCF holds had it parsed the name itself (a rebuild parses it again)
         expected = [(s.start, s.stop) for s in self.ao_slices(numbers)]
         actual = [(int(a[2]), int(a[3])) for a in mol.aoslice_by_atom()]
         if expected != actual:  # pragma: no cover - would mean PySCF changed its AO order

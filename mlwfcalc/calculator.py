@@ -39,9 +39,10 @@ class MLWFCalculator(Calculator):
             energies and forces are always assembled in float64.
         mode: how energies and forces are made (costs measured on 2 CPU cores, water / ethanol):
 
-            * ``"ml"`` (default): the model's energy head, ``E = E_nn + 1/2 tr[P(H_core + F)] + sum_i e_i``;
-              forces are its exact gradient (conservative, for MD). One network pass plus one backward pass,
-              tens of ms. Accuracy: the model card (water: about 0.3 meV and 8 meV/A).
+            * ``"ml"`` (default): the model's energy head (the shipped ones: ``E = sum_i e(Z_i, h_i)``
+              on the network's invariant features, term ``"none"``); forces are its exact gradient
+              (conservative, for MD). One network pass plus one backward pass; time and accuracy per
+              model in its card and docs/benchmarks.md.
             * ``"variational"``: the PBE energy functional of PySCF at the predicted density; error second
               order in the density error (water: well under 1 meV). Forces are PySCF's analytic nuclear
               gradient at the predicted orbitals: not the exact derivative of this energy (error first

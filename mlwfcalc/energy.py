@@ -15,7 +15,7 @@
 correction per atom: an MLP on invariants ``h_i`` of the Hamiltonian network's last node features
 plus a per-element reference energy. ``EnergyConfig.features`` picks the invariants: ``"scalars"``,
 the 0e channels, or ``"invariants"``, those plus the squared norm of every other channel (0o and
-all l > 0; 120 numbers per atom instead of 16 for channels 16, lmax 4), a richer description of
+all l > 0; 160 numbers per atom instead of 16 for channels 16, lmax 4), a richer description of
 each atom's surroundings at no extra network cost. Forces are ``-dE/dR`` by autograd through
 everything: the network, ``S(R)`` (PySCF ``int1e_ipovlp``) and ``H_core(R)`` (PySCF's
 ``hcore_generator``).

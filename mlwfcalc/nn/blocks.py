@@ -126,11 +126,11 @@ class BlockHeads(nn.Module):
     def coefficients(self, features: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         """``(R, K, C)`` features -> ``(R, (lmax+1) * 2 * (2 lmax + 1) * M)`` padded coefficients."""
         n, half = len(features), self.channels // 2
-        x = torch.cat([features, features.new_zeros(n, 1, self.channels)], dim=1)[:, self.pad_index]
+        x = torch.cat([features, features.new_zeros(n, 1, self.channels)], dim=1).index_select(1, self.pad_index)
         x = x.reshape(n, self.lmax + 1, self.components, 2, half).transpose(2, 3)  # (R, L, kind, m, c)
-        weight = (self.weight * self.scale)[types]  # (R, L, kind, c, M)
+        weight = (self.weight * self.scale).index_select(0, types)  # (R, L, kind, c, M)
         coefficients = torch.matmul(x, weight)  # (R, L, kind, m, M)
-        return coefficients.reshape(n, -1) + self.shift[types]
+        return coefficients.reshape(n, -1) + self.shift.index_select(0, types)
 
     def forward(self, features: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int,
                 num_molecules: int) -> torch.Tensor:

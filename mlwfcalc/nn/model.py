@@ -105,7 +105,7 @@ class EdgeInput(nn.Module):
         self.sender = LinearPerL(lmax, width, width, bias=False)
 
     def forward(self, x, wigner, src, dst):
-        return torch.bmm(wigner, self.receiver(x)[src] + self.sender(x)[dst])
+        return torch.bmm(wigner, self.receiver(x).index_select(0, src) + self.sender(x).index_select(0, dst))
 
 
 class Interaction(nn.Module):
@@ -187,7 +187,7 @@ class HamiltonianModel(nn.Module):
         """Node features ``(N, K, C)`` and pair features ``(E, K, C)`` (lab frame, model axes)."""
         positions = to_model_frame(batch.positions)
         src, dst = batch.edge_src, batch.edge_dst
-        vectors = positions[dst] - positions[src]
+        vectors = positions.index_select(0, dst) - positions.index_select(0, src)
         wigner = self.frames(vectors)
         scales = torch.split(self.radial_mlp(self.radial(vectors.norm(dim=1))), self.scale_widths, dim=1)
         onehot = torch.nn.functional.one_hot(self.element_index[batch.numbers], len(self.config.elements))

@@ -177,13 +177,13 @@ class SO2Linear(nn.Module):
 
     def matrices(self) -> list[torch.Tensor]:
         """The per-m matrices ``(rows_in, rows_out)`` built from the free weights."""
-        flat = self.weight[self.index] * self.sign
+        flat = self.weight.index_select(0, self.index) * self.sign
         parts = torch.split(flat, [a * b for a, b in self.matrix_shapes])
         return [part.view(shape) for part, shape in zip(parts, self.matrix_shapes)]
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         if scale is not None:
-            x = x * scale.view(len(x), -1, self.channels_in)[:, self.scale_index]
+            x = x * scale.view(len(x), -1, self.channels_in).index_select(1, self.scale_index)
         n = len(x)
         outputs = [(chunk.reshape(n, -1) @ w).view(n, -1, self.channels_out)
                    for chunk, w in zip(torch.split(x, self.sizes, dim=1), self.matrices())]
@@ -234,7 +234,7 @@ class LinearPerL(nn.Module):
         self.register_buffer("bias_mask", bias_mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = (self.weight * self.mask)[self.l_index]  # (K, Cin, Cout)
+        w = (self.weight * self.mask).index_select(0, self.l_index)  # (K, Cin, Cout)
         out = contiguous_gradient(torch.bmm(x.transpose(0, 1), w)).transpose(0, 1)
         return out + self.bias * self.bias_mask if self.bias is not None else out
 
@@ -259,5 +259,5 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
         pre = torch.cat([x[:, 0, : self.half], self.linear(invariants)], dim=1)
-        gates = torch.sigmoid(pre)[:, self.slot].reshape(x.shape)
+        gates = torch.sigmoid(pre).index_select(1, self.slot).reshape(x.shape)
         return x * gates
