@@ -136,34 +136,36 @@ class HamiltonianPredictor:
         return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)]
 
     def fock_and_energy(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], forces: bool = False
-                        ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor] | None]:
-        """One batched pass: F per molecule (float64, CPU), total energies ``(B,)`` Hartree, forces or None.
+                        ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        """One batched pass: F ``(B, nmax, nmax)`` (float64, zero padded), energies ``(B,)`` Hartree, forces or None.
 
-        Forces ``(n_k, 3)`` Hartree/Bohr are ``-dE/dR`` by autograd through the network, S(R) and, for the
-        half-core term, H_core(R). Needs an energy head.
+        Forces ``(n_k, 3)`` Hartree/Bohr per molecule are ``-dE/dR`` by autograd through the network and,
+        for the half-core and band terms, S(R) and H_core(R). Needs an energy head. Returned as numpy,
+        converted once for the whole batch.
         """
         if self.energy_head is None:
             raise InputError(f"model {self.path or ''} has no energy head: fit one with `mlwfcalc train-energy`, "
                              "or use the variational DFT energy (mode='variational')")
-        positions = [torch.as_tensor(a.positions / Bohr, dtype=torch.float64).requires_grad_(forces)
-                     for a in molecules]
+        sizes = [len(a) for a in molecules]
+        flat = torch.as_tensor(np.concatenate([a.positions for a in molecules]) / Bohr, dtype=torch.float64)
+        flat.requires_grad_(forces)
         with torch.set_grad_enabled(forces):
+            positions = torch.split(flat, sizes)
             batch = self.graph_batch(molecules, positions, moles)
             fock, nodes = self.network.fock_and_nodes(batch)
             atomic = self.energy_head(self.head_features(nodes, self.energy_head.config.features),
                                       batch.numbers).to("cpu")
-            per_molecule = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
+            energies = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
             term = self.energy_head.config.term
-            energies = per_molecule
             if term != "none":
                 focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
                 energies = energies + torch.stack([reference_terms(term, m, torch.as_tensor(a.numbers), p, f)
                                                    for a, m, p, f in zip(molecules, moles, positions, focks)])
-            gradients = (torch.autograd.grad(energies.sum(), positions, allow_unused=True, materialize_grads=True)
-                         if forces else None)  # a lone atom's position is unused: zero force
-            gradients = [-g for g in gradients] if gradients is not None else None
-        fock = fock.detach().to("cpu", torch.float64)
-        return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)], energies.detach(), gradients
+            gradient = None
+            if forces:  # a lone atom's position is unused: zero force
+                (gradient,) = torch.autograd.grad(energies.sum(), flat, allow_unused=True, materialize_grads=True)
+        force_list = np.split(-np.asarray(gradient), np.cumsum(sizes)[:-1]) if forces else None
+        return np.asarray(fock.detach().to("cpu", torch.float64)), np.asarray(energies.detach()), force_list
 
     def predict(self, atoms: Atoms | Sequence[Atoms], charge: int = 0, spin: int = 0, energy: bool | None = None,
                 forces: bool = False, batch_size: int | None = None) -> Prediction | list[Prediction]:
@@ -198,21 +200,20 @@ class HamiltonianPredictor:
         moles = [self.make_mole(a, charge, spin) for a in molecules]
         energy = forces or (self.energy_head is not None if energy is None else energy)
         if energy:
-            focks, energies, gradients = self.fock_and_energy(molecules, moles, forces)
+            fock, energies, gradients = self.fock_and_energy(molecules, moles, forces)
+            focks = [fock[k, :m.nao, :m.nao] for k, m in enumerate(moles)]
         else:
-            focks, energies, gradients = self.predict_fock(molecules, moles), None, None
-        focks = [np.asarray(f.detach().to("cpu", torch.float64)) for f in focks]
+            focks = [np.asarray(f.to("cpu", torch.float64)) for f in self.predict_fock(molecules, moles)]
+            energies, gradients = None, None
         overlaps = [mol.intor("int1e_ovlp") for mol in moles]
         orbitals = _solve_orbitals(focks, overlaps, [mol.nelectron for mol in moles])
-        forces_np = np.asarray(torch.stack(gradients)) if gradients is not None and \
-            len({len(a) for a in molecules}) == 1 else None
         results = []
         for k, (mol, fock, overlap, (mo_energy, mo_coeff, mo_occ, density)) in enumerate(
                 zip(moles, focks, overlaps, orbitals)):
-            force = None if gradients is None else (forces_np[k] if forces_np is not None else gradients[k].numpy())
             results.append(Prediction(fock=fock, overlap=overlap, mo_energy=mo_energy, mo_coeff=mo_coeff,
                                       mo_occ=mo_occ, density_matrix=density, mol=mol,
-                                      energy=float(energies[k]) if energies is not None else None, forces=force))
+                                      energy=float(energies[k]) if energies is not None else None,
+                                      forces=gradients[k] if gradients is not None else None))
         return results
 
 

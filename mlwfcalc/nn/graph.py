@@ -97,9 +97,11 @@ def make_batch(layout: BasisLayout, numbers_list: Sequence[torch.Tensor], positi
     sizes = [nao_of_element[e] for e in element]
     naos = [int(s.sum()) for s in sizes]
     nmax = max(naos)
+    positions = torch.cat([p if isinstance(p, torch.Tensor) else torch.as_tensor(p) for p in positions_list])
+    flat = np.asarray(positions.detach().cpu(), dtype=np.float64)  # neighbour search only: no gradient
     src, dst, starts = [], [], np.cumsum([0] + [len(z) for z in numbers])
-    for start, p in zip(starts, positions_list):
-        p = np.asarray(torch.as_tensor(p).detach().cpu(), dtype=np.float64)  # neighbour search only: no gradient
+    for start, stop in zip(starts[:-1], starts[1:]):
+        p = flat[start:stop]
         close = np.linalg.norm(p[:, None, :] - p[None, :, :], axis=-1) <= cutoff
         np.fill_diagonal(close, False)
         i, j = np.nonzero(close)
@@ -113,7 +115,6 @@ def make_batch(layout: BasisLayout, numbers_list: Sequence[torch.Tensor], positi
     rows, cols = np.concatenate([atoms, src]), np.concatenate([atoms, dst])
     block_base = molecule[rows] * nmax * nmax + ao_offset[rows] * nmax + ao_offset[cols]
     hcore = pad_matrices([torch.as_tensor(h) for h in hcore_list], nmax) if hcore_list is not None else None
-    positions = torch.cat([torch.as_tensor(p) for p in positions_list])
 
     def index(array):
         return torch.as_tensor(array, dtype=torch.long, device=positions.device)

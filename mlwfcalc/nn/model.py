@@ -229,7 +229,7 @@ class HamiltonianModel(nn.Module):
         scalars = nodes[:, 0, : self.config.channels]
         if features == "scalars":
             return scalars
-        norms = torch.einsum("nkc,kl->nlc", nodes * nodes, self.l_sum.to(nodes.dtype)).reshape(len(nodes), -1)
+        norms = ((nodes * nodes).transpose(1, 2) @ self.l_sum.to(nodes.dtype)).transpose(1, 2).reshape(len(nodes), -1)
         return torch.cat([scalars, norms[:, self.config.channels:]], dim=1)
 
     def invariant_width(self, features: str) -> int:
