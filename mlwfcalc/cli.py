@@ -24,10 +24,10 @@ def _cmd_sample(args) -> None:
 
 
 def _cmd_label(args) -> None:
-    from .data.database import LabelSettings
     from .data.labelling import label_frames, read_frames
+    from .theory import LevelOfTheory
 
-    settings = LabelSettings(xc=args.xc, basis=args.basis, grid_level=args.grid_level, conv_tol=args.conv_tol,
+    settings = LevelOfTheory(xc=args.xc, basis=args.basis, grid_level=args.grid_level, conv_tol=args.conv_tol,
                              max_cycle=args.max_cycle)
     frames = read_frames(args.frames)
     summary = label_frames(frames, args.output, settings, workers=args.workers,
@@ -189,7 +189,7 @@ def _cmd_scf(args) -> None:
     from ase.io import read
     from ase.units import Hartree
 
-    from .data.database import LabelSettings
+    from .theory import LevelOfTheory
     from .pyscf import guess_dm, resolve_model
 
     model = resolve_model(args.model, args.device)
@@ -202,7 +202,7 @@ def _cmd_scf(args) -> None:
     mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], unit="Angstrom",
                 basis=args.basis or model.basis, charge=args.charge, spin=args.spin, verbose=0)
 
-    settings = LabelSettings(xc=args.xc or model.functional, basis=mol.basis, grid_level=args.grid_level,
+    settings = LevelOfTheory(xc=args.xc or model.functional, basis=mol.basis, grid_level=args.grid_level,
                              conv_tol=args.conv_tol)
     make = partial(settings.make_scf, mol)
 

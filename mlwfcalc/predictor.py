@@ -17,6 +17,7 @@ from .energy import EnergyHead, core_hamiltonian, reference_terms
 from .io import load_energy_head, load_network, resolve_model_path
 from .nn.graph import make_batch
 from .nn.model import HamiltonianModel
+from .theory import LevelOfTheory
 from .validation import InputError, check_closed_shell, check_elements, check_not_periodic, check_positions
 
 
@@ -84,6 +85,9 @@ class HamiltonianPredictor:
         self.layout = network.layout
         self.basis = network.config.basis
         self.functional = config.get("functional", "pbe")
+        #: the level of theory of the predicted F and of the training labels (its SCF factory: ``make_scf``)
+        self.theory = LevelOfTheory(xc=self.functional, basis=self.basis,
+                                    grid_level=int(config.get("training", {}).get("grid_level", 3)))
         self.elements = list(network.config.elements)
         if energy_head is not None:
             head = energy_head.config

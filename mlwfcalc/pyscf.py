@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +145,7 @@ def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto")
 
 def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 1e-9):
     """An RKS object at the model's level of theory (functional, grid level of its training labels)."""
-    from .data.database import LabelSettings
-
-    grid_level = int(model.config.get("training", {}).get("grid_level", 3))
-    return LabelSettings(xc=model.functional, basis=model.basis, grid_level=grid_level,
-                         conv_tol=conv_tol).make_scf(mol)
+    return replace(model.theory, conv_tol=conv_tol).make_scf(mol)
 
 
 def variational_energy(model: HamiltonianPredictor, prediction, mf=None) -> float:

@@ -32,7 +32,7 @@ def water_db(tmp_path_factory):
     """8 water geometries (500 K GFN2-xTB MD) labelled with PySCF PBE/def2-SVP at a coarse grid."""
     from ase.io import write
 
-    from mlwfcalc.data import LabelSettings
+    from mlwfcalc.theory import LevelOfTheory
     from mlwfcalc.data.labelling import label_frames, read_frames
     from mlwfcalc.data.sampling import sample_md
 
@@ -40,7 +40,7 @@ def water_db(tmp_path_factory):
     sample_md(molecule("H2O"), folder / "frames.extxyz", n_frames=8, interval=10, equilibration=20, seed=11,
               progress=False)
     db = folder / "water.db"
-    summary = label_frames(read_frames([folder / "frames.extxyz"]), db, LabelSettings(grid_level=1, conv_tol=1e-9),
+    summary = label_frames(read_frames([folder / "frames.extxyz"]), db, LevelOfTheory(grid_level=1, conv_tol=1e-9),
                            workers=2, progress=False)
     assert summary.done == 8
     return db

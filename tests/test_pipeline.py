@@ -14,7 +14,8 @@ from ase.io import read
 from ase.units import Bohr
 
 from mlwfcalc.cli import main
-from mlwfcalc.data import LabelDatabase, LabelledDataset, LabelSettings, split_indices
+from mlwfcalc.data import LabelDatabase, LabelledDataset, split_indices
+from mlwfcalc.theory import LevelOfTheory
 from mlwfcalc.data.labelling import label_frames, read_frames
 from mlwfcalc.validation import InputError
 
@@ -96,7 +97,7 @@ def test_label_killed_halfway_resumes_to_exactly_eight_rows(frames_file, tmp_pat
 def test_unconverged_geometry_is_recorded_as_failed_and_never_loaded(frames_file, tmp_path):
     db = tmp_path / "failed.db"
     frames = read_frames([frames_file])[:2]
-    summary = label_frames(frames, db, LabelSettings(max_cycle=2, grid_level=1), workers=1, progress=False)
+    summary = label_frames(frames, db, LevelOfTheory(max_cycle=2, grid_level=1), workers=1, progress=False)
     assert summary.failed == 2 and summary.done == 0
     assert "SCF not converged within max_cycle=2" in str(summary)
     database = LabelDatabase(db)

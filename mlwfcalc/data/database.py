@@ -20,45 +20,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.db import connect
 from ase.units import Bohr, Hartree
 
+from ..theory import SETTINGS_KEYS, LevelOfTheory
 from ..validation import InputError
 
 if TYPE_CHECKING:
     from .labelling import LabelResult
-
-#: Settings that must agree for two labelling runs to share one database.
-SETTINGS_KEYS = ("method", "xc", "basis", "grid_level", "conv_tol", "max_cycle")
-
-
-@dataclass(frozen=True)
-class LabelSettings:
-    """PySCF settings of a labelling run (restricted Kohn-Sham, spherical AOs)."""
-
-    xc: str = "pbe"
-    basis: str = "def2-svp"
-    grid_level: int = 3
-    conv_tol: float = 1e-10
-    max_cycle: int = 100
-    method: str = "RKS"
-
-    def __post_init__(self):
-        object.__setattr__(self, "xc", self.xc.lower())
-        object.__setattr__(self, "basis", self.basis.lower().replace(" ", ""))
-
-    def make_scf(self, mol):
-        """A quiet PySCF RKS object for ``mol`` at these settings (functional, grid level, tolerances)."""
-        from pyscf import dft
-
-        mf = dft.RKS(mol, xc=self.xc)
-        mf.grids.level = self.grid_level
-        mf.conv_tol = self.conv_tol
-        mf.max_cycle = self.max_cycle
-        mf.verbose = 0
-        return mf
-
-    @classmethod
-    def from_metadata(cls, metadata: dict) -> "LabelSettings":
-        return cls(**{k: metadata[k] for k in SETTINGS_KEYS})
-
 
 def geometry_key(numbers: np.ndarray, positions: np.ndarray) -> str:
     """Content key of a geometry: SHA-1 of the atomic numbers and positions rounded to 1e-6 A."""
@@ -70,7 +36,7 @@ def geometry_key(numbers: np.ndarray, positions: np.ndarray) -> str:
 class LabelDatabase:
     """Writer/reader for a labelled set. Creates the file, or checks its settings on reopening."""
 
-    def __init__(self, path: str | Path, settings: LabelSettings | None = None):
+    def __init__(self, path: str | Path, settings: LevelOfTheory | None = None):
         self.path = Path(path)
         exists = self.path.exists()
         try:
@@ -82,7 +48,7 @@ class LabelDatabase:
         if exists and not all(k in metadata for k in SETTINGS_KEYS):
             raise InputError(f"{self.path} is not an mlwfcalc label database (no labelling settings in its metadata)")
         if exists:
-            stored = LabelSettings.from_metadata(metadata)
+            stored = LevelOfTheory.from_metadata(metadata)
             if settings is not None and stored != settings:
                 diff = {k: (getattr(stored, k), getattr(settings, k)) for k in SETTINGS_KEYS
                         if getattr(stored, k) != getattr(settings, k)}

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..basis import BasisLayout
 from ..validation import InputError, check_closed_shell, check_not_periodic, check_positions
-from .database import LabelDatabase, LabelSettings, geometry_key
+from .database import LabelDatabase, LevelOfTheory, geometry_key
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def validate_frames(frames: Iterable[Frame], basis: str) -> None:
         check_closed_shell(frame.numbers, frame.charge, frame.spin, where=frame.where)
 
 
-def label_frame(frame: Frame, settings: LabelSettings) -> LabelResult:
+def label_frame(frame: Frame, settings: LevelOfTheory) -> LabelResult:
     """Run RKS + nuclear gradient on one frame. Never raises: failures come back with a reason."""
     start = time.perf_counter()
     try:
@@ -152,7 +152,7 @@ def _init_worker(threads: int) -> None:
         pass
 
 
-def label_frames(frames: Sequence[Frame], database: str | Path, settings: LabelSettings | None = None, *,
+def label_frames(frames: Sequence[Frame], database: str | Path, settings: LevelOfTheory | None = None, *,
                  workers: int | None = None, threads_per_worker: int = 1, progress: bool = True) -> LabelSummary:
     """Label ``frames`` into the ASE database ``database``, resuming where an earlier run stopped.
 
@@ -166,7 +166,7 @@ def label_frames(frames: Sequence[Frame], database: str | Path, settings: LabelS
         workers: parallel processes (default: CPU count // threads_per_worker).
         threads_per_worker: PySCF OpenMP threads per process.
     """
-    settings = settings or LabelSettings()
+    settings = settings or LevelOfTheory()
     validate_frames(frames, settings.basis)
     start = time.perf_counter()
     db = LabelDatabase(database, settings)
