@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
-    p.add_argument("--channels", type=int, help="model: multiplicity of natural-parity irreps")
+    p.add_argument("--channels", type=int, help="model: channels per parity and l (feature width 2 x channels)")
     p.add_argument("--num-layers", type=int, help="model: message-passing layers")
     p.add_argument("--lmax", type=int, help="model: highest l of features")
     p.add_argument("--cutoff", type=float, help="model: pair cutoff, Bohr")

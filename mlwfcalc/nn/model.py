@@ -245,5 +245,6 @@ class HamiltonianModel(nn.Module):
         self.heads.fit_normalisation(targets, batch.block_type, batch.block_base, batch.nmax)
 
     def num_parameters(self) -> int:
-        """Trainable numbers, counting only the weights the parity masks leave free."""
+        """Trainable numbers. ``LinearPerL`` stores a full matrix per l of which the parity mask uses
+        half (the other half gets no gradient); ``SO2Linear`` stores only its free weights."""
         return sum(p.numel() for p in self.parameters())
