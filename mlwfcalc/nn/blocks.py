@@ -153,8 +153,9 @@ class BlockHeads(nn.Module):
     @torch.no_grad()
     def fit_normalisation(self, targets: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int) -> None:
         """Set ``shift`` (0e means) and ``scale`` (per-irrep RMS) from target matrices ``(B, nmax, nmax)``."""
-        flat = targets.reshape(-1)
-        shift, scale = torch.zeros_like(self.shift), torch.ones_like(self.scale)
+        flat, types, base = targets.reshape(-1).cpu(), types.cpu(), base.cpu()  # statistics on the host, float64
+        shift = torch.zeros(self.shift.shape, dtype=torch.float64)
+        scale = torch.ones(self.scale.shape, dtype=torch.float64)
         for t, (cg, slots) in enumerate(zip(self.maps, self.slots)):
             rows = torch.nonzero(types == t, as_tuple=True)[0]
             if not len(rows):
