@@ -156,7 +156,7 @@ def _cmd_predict(args) -> None:
 
     model = load_model(args.model, device=args.device)
     atoms = load_start_structure(args.structure)
-    model.predict(atoms)  # warm-up (first call builds e3nn kernels)
+    model.predict(atoms)  # warm-up: the first call allocates and builds caches
     start = time.perf_counter()
     result = model.predict(atoms)
     seconds = time.perf_counter() - start
@@ -199,6 +199,11 @@ def _cmd_scf(args) -> None:
         raise InputError(f"cannot read {args.structure} ({err}); give an xyz or extxyz file") from None
     from pyscf import gto
 
+    electrons = int(atoms.numbers.sum()) - args.charge
+    if (electrons - args.spin) % 2:
+        raise InputError(f"charge {args.charge} and spin {args.spin} (2S) leave {electrons} electrons, which cannot "
+                         f"have 2S = {args.spin}: give --spin {1 if args.spin == 0 else args.spin - 1} for an odd "
+                         "electron count, or another --charge")
     mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], unit="Angstrom",
                 basis=args.basis or model.basis, charge=args.charge, spin=args.spin, verbose=0)
 

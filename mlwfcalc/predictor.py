@@ -171,13 +171,16 @@ class HamiltonianPredictor:
         force_list = np.split(-np.asarray(gradient), np.cumsum(sizes)[:-1]) if forces else None
         return np.asarray(fock.detach().to("cpu", torch.float64)), np.asarray(energies.detach()), force_list
 
-    def predict(self, atoms: Atoms | Sequence[Atoms], charge: int = 0, spin: int = 0, energy: bool | None = None,
-                forces: bool = False, batch_size: int | None = None) -> Prediction | list[Prediction]:
+    def predict(self, atoms: Atoms | Sequence[Atoms], charge: int | None = None, spin: int | None = None,
+                energy: bool | None = None, forces: bool = False,
+                batch_size: int | None = None) -> Prediction | list[Prediction]:
         """Predict F and the orbitals, density matrix and overlap derived from it (and energy, forces).
 
         Args:
             atoms: one ASE Atoms (Angstrom) or a list of molecules of any sizes (packed into batched passes).
-            charge, spin: must be a state the model was trained for (checked), the same for every molecule.
+            charge, spin: total charge and 2S for every molecule; None (default): each molecule's
+                ``atoms.info["charge"]`` / ``atoms.info["spin"]``, else 0, as ``MLWFCalculator`` does.
+                Must be a state the model was trained for (checked).
             energy: also the total energy; default: when the model has an energy head.
             forces: also the forces (implies ``energy``; one backward pass through the network).
             batch_size: molecules per network pass (None: all in one pass); bounds the memory of long lists.
@@ -188,20 +191,22 @@ class HamiltonianPredictor:
         """
         single = isinstance(atoms, Atoms)
         molecules = [atoms] if single else list(atoms)
-        for k, a in enumerate(molecules):
-            self.check_atoms(a, charge, spin, where=None if single else f"molecule {k}")
+        states = [(int(a.info.get("charge", 0) if charge is None else charge),
+                   int(a.info.get("spin", 0) if spin is None else spin)) for a in molecules]
+        for k, (a, (c, s)) in enumerate(zip(molecules, states)):
+            self.check_atoms(a, c, s, where=None if single else f"molecule {k}")
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch_size must be a positive number of molecules, got {batch_size}")
         step = batch_size or max(len(molecules), 1)
         results = []
         for start in range(0, len(molecules), step):
-            results += self._predict_batch(molecules[start:start + step], charge, spin, energy, forces)
+            results += self._predict_batch(molecules[start:start + step], states[start:start + step], energy, forces)
         return results[0] if single else results
 
-    def _predict_batch(self, molecules: list[Atoms], charge: int, spin: int, energy: bool | None,
+    def _predict_batch(self, molecules: list[Atoms], states: list[tuple[int, int]], energy: bool | None,
                        forces: bool) -> list[Prediction]:
-        """One network pass for checked ``molecules``; the orbitals per molecule (float64, CPU)."""
-        moles = [self.make_mole(a, charge, spin) for a in molecules]
+        """One network pass for checked ``molecules`` with their ``(charge, spin)``; orbitals per molecule."""
+        moles = [self.make_mole(a, c, s) for a, (c, s) in zip(molecules, states)]
         energy = forces or (self.energy_head is not None if energy is None else energy)
         if energy:
             fock, energies, gradients = self.fock_and_energy(molecules, moles, forces)

@@ -139,3 +139,15 @@ def test_bad_input_is_refused_clearly(model):
         MLWFCalculator(model, mode="dft")
     with pytest.raises(InputError, match="charge 2"):
         Atoms("H2O", positions=molecule("H2O").positions, calculator=MLWFCalculator(model, charge=2)).get_forces()
+
+
+def test_predict_reads_charge_and_spin_from_atoms_info():
+    """``model.predict`` honours ``atoms.info`` as the calculator does: a cation is refused, not predicted neutral."""
+    model = mlwfcalc.load_model("water-pbe-def2svp", device="cpu")
+    cation = molecule("H2O")
+    cation.info.update(charge=1, spin=1)
+    with pytest.raises(InputError, match="charge"):
+        model.predict(cation)
+    neutral = molecule("H2O")
+    neutral.info.update(charge=1, spin=1)
+    assert model.predict(neutral, charge=0, spin=0).mol.charge == 0  # explicit arguments win

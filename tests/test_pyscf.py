@@ -98,3 +98,12 @@ def test_scf_command(tmp_path, capsys):
     assert main(["scf", str(path), "--compare"]) == 0
     out = capsys.readouterr().out
     assert "cycles" in out and "minao" in out
+
+
+def test_scf_command_with_an_impossible_charge_and_spin_is_a_clean_error(tmp_path, capsys):
+    """Water with charge 1 has 9 electrons: spin 0 is impossible; one line naming the fix, exit status 2."""
+    path = tmp_path / "water.xyz"
+    molecule("H2O").write(path)
+    assert main(["scf", str(path), "--charge", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "9 electrons" in err and "--spin 1" in err and "Traceback" not in err
