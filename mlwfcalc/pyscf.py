@@ -140,6 +140,7 @@ def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto")
         return guess_dm(mf, model)
 
     mf.get_init_guess = get_init_guess
+    mf._keys = mf._keys.union({"get_init_guess"})  # declared, so PySCF's sanity check does not warn about it
     return mf
 
 

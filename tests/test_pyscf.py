@@ -1,5 +1,6 @@
 """The PySCF front end with the shipped water model: same converged energy, fewer cycles, any basis."""
 
+import os
 import warnings
 
 import numpy as np
@@ -107,3 +108,17 @@ def test_scf_command_with_an_impossible_charge_and_spin_is_a_clean_error(tmp_pat
     assert main(["scf", str(path), "--charge", "1"]) == 2
     err = capsys.readouterr().err
     assert "9 electrons" in err and "--spin 1" in err and "Traceback" not in err
+
+
+def test_warm_start_prints_no_pyscf_warning(model, capfd):
+    """``warm_start`` declares the method it replaces, so PySCF's sanity check says nothing at ``kernel()``."""
+    from pyscf.lib import misc
+
+    misc._warn_once_registry.clear()  # PySCF warns once per process: make this run see a fresh registry
+    mf = dft.RKS(_water(), xc="pbe")
+    mf.verbose = 4  # PySCF runs its sanity check when it dumps the flags
+    with open(os.devnull, "w") as quiet:
+        mf.stdout = quiet
+        warm_start(mf, model)
+        mf.kernel()
+    assert "Overwritten attributes" not in capfd.readouterr().err
