@@ -15,10 +15,10 @@ import json
 import numpy as np
 from ase import units
 from ase.build import molecule
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
 import mlwfcalc
+from mlwfcalc.data.sampling import thermalize
 from mlwfcalc.pyscf import reference_scf, warm_start
 
 
@@ -42,9 +42,7 @@ def main():
     model = mlwfcalc.load_model(args.model, device="auto")
     atoms = molecule("H2O")
     atoms.calc = mlwfcalc.MLWFCalculator(model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=500, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    thermalize(atoms, 500, np.random.default_rng(0))  # Maxwell-Boltzmann momenta, no net translation or rotation
     dynamics = VelocityVerlet(atoms, timestep=0.5 * units.fs)
     record = {"model": str(model.path), "device": str(model.device), "md": []}
     print(f"{model}\n\n step   E_pot (eV)     E_tot (eV)   max |F| (eV/A)  HOMO-LUMO gap (eV)")

@@ -55,6 +55,7 @@ def test_readme_main_job_runs(tmp_path):
     run = subprocess.run([sys.executable, str(script), "--steps", "2", "--output", str(output)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert "Warning" not in run.stderr and "Overwritten" not in run.stderr, run.stderr[-2000:]  # a clean first run
     record = json.loads(output.read_text())
     assert len(record["md"]) == 3
     assert np.ptp([row["total_eV"] for row in record["md"]]) < 5e-3  # NVE: total energy kept
