@@ -98,7 +98,7 @@ class HamiltonianPredictor:
                                  f"{width} {head.features} features); refit it with `mlwfcalc train-energy`")
 
     def head_features(self, nodes: torch.Tensor, features: str) -> torch.Tensor:
-        """The energy head's inputs ``(N, C)`` from the network's node features ``(N, hidden.dim)``.
+        """The energy head's inputs ``(N, C)`` from the network's node features ``(N, K, C)``.
 
         ``features`` is ``"scalars"`` or ``"invariants"`` (:meth:`~mlwfcalc.nn.model.HamiltonianModel.invariants`).
         """

@@ -254,7 +254,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = HamiltonianModel(config.model, dtype=self.dtype)
         self.data = TrainingData(dataset, config, self.model.layout)
-        self.ema = HamiltonianModel(config.model, dtype=self.dtype)  # not deepcopy: e3nn's compiled modules
+        self.ema = HamiltonianModel(config.model, dtype=self.dtype)  # weights copied from the model below
         self.device = resolve_device(config.device)
         self.step = 0
         self.best_val = math.inf

@@ -91,6 +91,20 @@ def test_batched_molecules_match_single_ones():
         assert float(together[k, n:].abs().sum()) == 0.0 and float(together[k, :, n:].abs().sum()) == 0.0  # padding
 
 
+def test_a_lone_atom_has_no_edges_and_still_gets_its_block():
+    """A batch without edges (one atom) runs: its on-site block, a finite energy, zero force.
+
+    (Whether a water model should answer for an O atom at all is issue 16's domain check.)
+    """
+    import mlwfcalc
+    from ase import Atoms
+
+    model = mlwfcalc.load_model("water-pbe-def2svp", device="cpu")
+    result = model.predict(Atoms("O"), forces=True)
+    assert result.fock.shape == (14, 14) and np.allclose(result.fock, result.fock.T)
+    assert np.isfinite(result.energy) and np.array_equal(result.forces, np.zeros((1, 3)))
+
+
 def test_lmax_too_small_for_basis_is_refused():
     from mlwfcalc.validation import InputError
 

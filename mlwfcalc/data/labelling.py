@@ -24,8 +24,9 @@ from ase.units import Bohr
 from tqdm.auto import tqdm
 
 from ..basis import BasisLayout
+from ..theory import LevelOfTheory
 from ..validation import InputError, check_closed_shell, check_not_periodic, check_positions
-from .database import LabelDatabase, LevelOfTheory, geometry_key
+from .database import LabelDatabase, geometry_key
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,10 @@ class BlockHeads(nn.Module):
             return torch.stack([torch.nn.functional.pad(torch.as_tensor(t[k], dtype=dtype), (0, width - len(t[k])))
                                 for t in triples])
 
-        self.register_buffer("source", padded(0, torch.long))
-        self.register_buffer("entry_row", padded(1, torch.long))
-        self.register_buffer("entry_col", padded(2, torch.long))
-        self.register_buffer("value", padded(3, torch.float64).to(torch.get_default_dtype()))
+        self.register_buffer("source", padded(0, torch.long), persistent=False)
+        self.register_buffer("entry_row", padded(1, torch.long), persistent=False)
+        self.register_buffer("entry_col", padded(2, torch.long), persistent=False)
+        self.register_buffer("value", padded(3, torch.float64).to(torch.get_default_dtype()), persistent=False)
         n_types = len(self.types)
         half = channels // 2
         self.weight = nn.Parameter(torch.randn(n_types, lmax + 1, 2, half, self.multiplicity) / math.sqrt(half))
@@ -103,7 +103,7 @@ class BlockHeads(nn.Module):
         pad = np.full((lmax + 1, self.components), (lmax + 1) ** 2)
         for l in range(lmax + 1):
             pad[l, : 2 * l + 1] = np.arange(l * l, l * l + 2 * l + 1)
-        self.register_buffer("pad_index", torch.as_tensor(pad.reshape(-1)))
+        self.register_buffer("pad_index", torch.as_tensor(pad.reshape(-1)), persistent=False)
 
     def _slots(self, spec) -> list[int]:
         """Flat position in the padded coefficient array of each Clebsch-Gordan row of one type."""
@@ -130,7 +130,7 @@ class BlockHeads(nn.Module):
         x = x.reshape(n, self.lmax + 1, self.components, 2, half).transpose(2, 3)  # (R, L, kind, m, c)
         weight = (self.weight * self.scale).index_select(0, types)  # (R, L, kind, c, M)
         coefficients = torch.matmul(x, weight)  # (R, L, kind, m, M)
-        return coefficients.reshape(n, -1) + self.shift.index_select(0, types)
+        return coefficients.reshape(n, self.shift.shape[1]) + self.shift.index_select(0, types)
 
     def forward(self, features: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int,
                 num_molecules: int) -> torch.Tensor:

@@ -84,7 +84,7 @@ class BesselBasis(nn.Module):
     def __init__(self, num_radial: int, cutoff: float, p: int = 6):
         super().__init__()
         self.cutoff, self.p = cutoff, p
-        self.register_buffer("frequencies", torch.arange(1, num_radial + 1) * math.pi / cutoff)
+        self.register_buffer("frequencies", torch.arange(1, num_radial + 1) * math.pi / cutoff, persistent=False)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         """``(E,)`` Bohr -> ``(E, num_radial)``."""
@@ -147,7 +147,7 @@ class PairFeatures(nn.Module):
 
     def forward(self, x, wigner, radial_scale, src, dst):
         hidden = self.conv_in(self.edge_input(x, wigner, src, dst), radial_scale)
-        invariants = hidden[:, : self.lmax + 1, : self.channels].reshape(len(hidden), -1)
+        invariants = hidden[:, : self.lmax + 1, : self.channels].reshape(len(hidden), (self.lmax + 1) * self.channels)
         return torch.bmm(wigner.transpose(1, 2), self.conv_out(self.gate(hidden, invariants)))
 
 
@@ -155,7 +155,11 @@ class HamiltonianModel(nn.Module):
     """Predicts Kohn-Sham matrices for a :class:`~mlwfcalc.nn.graph.Batch`; see the module docstring."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32):
-        """Build in float64 (Wigner fits and Clebsch-Gordan tables are exact there), then cast."""
+        """Build in float64 (Clebsch-Gordan tables are exact there), then cast.
+
+        Only weights and the fitted output normalisation are saved (``state_dict``); every derived
+        table is a non-persistent buffer, rebuilt exactly at each load.
+        """
         super().__init__()
         with float64_default():
             self._build(config)
@@ -179,9 +183,9 @@ class HamiltonianModel(nn.Module):
                                         nn.Linear(config.radial_hidden, sum(self.scale_widths)))
         self.embedding = nn.Linear(len(config.elements), config.channels)
         self.heads = BlockHeads(self.layout, lmax, width)
-        self.register_buffer("element_index", torch.full((max(config.elements) + 1,), -1, dtype=torch.long))
+        self.register_buffer("element_index", torch.full((max(config.elements) + 1,), -1, dtype=torch.long), persistent=False)
         self.element_index[config.elements] = torch.arange(len(config.elements))
-        self.register_buffer("l_sum", torch.as_tensor(l_of_rows(lmax))[:, None] == torch.arange(lmax + 1))
+        self.register_buffer("l_sum", torch.as_tensor(l_of_rows(lmax))[:, None] == torch.arange(lmax + 1), persistent=False)
 
     def features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Node features ``(N, K, C)`` and pair features ``(E, K, C)`` (lab frame, model axes)."""

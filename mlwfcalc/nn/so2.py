@@ -79,15 +79,15 @@ class EdgeFrames(nn.Module):
         with float64_default():
             for l in range(2, lmax + 1):
                 coupling = o3.wigner_3j(l - 1, 1, l) * math.sqrt(2 * l + 1)  # (2l-1, 3, 2l+1), orthonormal columns
-                self.register_buffer(f"coupling_{l}", coupling.reshape(3 * (2 * l - 1), 2 * l + 1))
+                self.register_buffer(f"coupling_{l}", coupling.reshape(3 * (2 * l - 1), 2 * l + 1), persistent=False)
         # where each block's entries go in the flattened (K, K) matrix, rows m-major
         row_of = np.argsort(m_major_order(lmax))
         where = []
         for l in range(lmax + 1):
             rows = np.arange(l * l, (l + 1) ** 2)
             where.append((row_of[rows][:, None] * k + rows[None, :]).reshape(-1))
-        self.register_buffer("where", torch.as_tensor(np.concatenate(where)))
-        self.register_buffer("reference", torch.tensor([_REFERENCE_A, _REFERENCE_B], dtype=torch.get_default_dtype()))
+        self.register_buffer("where", torch.as_tensor(np.concatenate(where)), persistent=False)
+        self.register_buffer("reference", torch.tensor([_REFERENCE_A, _REFERENCE_B], dtype=torch.get_default_dtype()), persistent=False)
 
     def rotations(self, vectors: torch.Tensor) -> torch.Tensor:
         """``(E, 3)`` edge vectors (model frame) -> ``(E, 3, 3)`` proper rotations R with ``R u = e_y``."""
@@ -107,13 +107,13 @@ class EdgeFrames(nn.Module):
         """
         r = self.rotations(vectors)
         n = len(r)
-        blocks = [torch.ones(n, 1, dtype=r.dtype, device=r.device), r.reshape(n, -1)]
+        blocks = [torch.ones(n, 1, dtype=r.dtype, device=r.device), r.reshape(n, 9)]
         d = r
         for l in range(2, self.lmax + 1):
             q = getattr(self, f"coupling_{l}").to(r.dtype)
             product = (d[:, :, None, :, None] * r[:, None, :, None, :]).reshape(n, 3 * (2 * l - 1), 3 * (2 * l - 1))
             d = q.T @ product @ q
-            blocks.append(d.reshape(n, -1))
+            blocks.append(d.reshape(n, (2 * l + 1) ** 2))
         k = (self.lmax + 1) ** 2
         return r.new_zeros(n, k * k).index_copy_(1, self.where, torch.cat(blocks, dim=1)).reshape(n, k, k)
 
@@ -171,9 +171,9 @@ class SO2Linear(nn.Module):
             index.append(ids.clamp_min(0).reshape(-1))
             sign.append(signs.reshape(-1))
         self.weight = nn.Parameter(torch.randn(count) * torch.cat(stds))
-        self.register_buffer("index", torch.cat(index))
-        self.register_buffer("sign", torch.cat(sign))
-        self.register_buffer("scale_index", torch.as_tensor(l_abs_m_index(lmax)))
+        self.register_buffer("index", torch.cat(index), persistent=False)
+        self.register_buffer("sign", torch.cat(sign), persistent=False)
+        self.register_buffer("scale_index", torch.as_tensor(l_abs_m_index(lmax)), persistent=False)
 
     def matrices(self) -> list[torch.Tensor]:
         """The per-m matrices ``(rows_in, rows_out)`` built from the free weights."""
@@ -183,9 +183,10 @@ class SO2Linear(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         if scale is not None:
-            x = x * scale.view(len(x), -1, self.channels_in).index_select(1, self.scale_index)
+            x = x * scale.view(len(x), self.scale_width() // self.channels_in, self.channels_in).index_select(
+                1, self.scale_index)
         n = len(x)
-        outputs = [(chunk.reshape(n, -1) @ w).view(n, -1, self.channels_out)
+        outputs = [(chunk.reshape(n, w.shape[0]) @ w).view(n, w.shape[1] // self.channels_out, self.channels_out)
                    for chunk, w in zip(torch.split(x, self.sizes, dim=1), self.matrices())]
         return torch.cat(outputs, dim=1)
 
@@ -225,13 +226,13 @@ class LinearPerL(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(lmax + 1, channels_in, channels_out) / math.sqrt(channels_in / 2))
         same, _ = parity_masks(1, channels_in, channels_out)
-        self.register_buffer("mask", same.to(torch.get_default_dtype()))
-        self.register_buffer("l_index", torch.as_tensor(l_of_rows(lmax)))
+        self.register_buffer("mask", same.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("l_index", torch.as_tensor(l_of_rows(lmax)), persistent=False)
         k = (lmax + 1) ** 2
         self.bias = nn.Parameter(torch.zeros(k, channels_out)) if bias else None
         bias_mask = torch.zeros(k, channels_out)
         bias_mask[0, : channels_out // 2] = 1.0
-        self.register_buffer("bias_mask", bias_mask)
+        self.register_buffer("bias_mask", bias_mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = (self.weight * self.mask).index_select(0, self.l_index)  # (K, Cin, Cout)
@@ -255,7 +256,7 @@ class Gate(nn.Module):
         self.linear = nn.Linear(num_invariants, (lmax + 1) * channels - half)
         # slot of (row, channel) in [0e values, gate logits]: l * C + channel (the 0e ones gate themselves: SiLU)
         slot = torch.as_tensor(rows_l)[:, None] * channels + torch.arange(channels)[None, :]
-        self.register_buffer("slot", slot.reshape(-1))
+        self.register_buffer("slot", slot.reshape(-1), persistent=False)
 
     def forward(self, x: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
         pre = torch.cat([x[:, 0, : self.half], self.linear(invariants)], dim=1)
