@@ -66,7 +66,6 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
         moles = [model.make_mole(a) for a in atoms]
         predicted = model.predict_fock(atoms, moles)
         for sample, mol, fock in zip(samples, moles, predicted):
-            fock = fock.detach().to("cpu", torch.float64)
             ref = sample.fock
             error = (fock - ref).abs()
             f_err.append(float(error.mean()))

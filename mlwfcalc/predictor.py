@@ -132,11 +132,11 @@ class HamiltonianPredictor:
                           self.network.config.cutoff, hcore).to(self.device, self.dtype)
 
     def predict_fock(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole] | None = None) -> list[torch.Tensor]:
-        """Predicted F ``(nao, nao)`` per molecule, one batched forward pass, on ``self.device``."""
+        """Predicted F ``(nao, nao)`` per molecule (float64, host): one forward pass, one device-to-host copy."""
         moles = moles or [self.make_mole(a) for a in molecules]
         positions = [torch.as_tensor(a.positions / Bohr) for a in molecules]
         with torch.no_grad():
-            fock = self.network(self.graph_batch(molecules, positions, moles))
+            fock = self.network(self.graph_batch(molecules, positions, moles)).to("cpu", torch.float64)
         return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)]
 
     def fock_and_energy(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], forces: bool = False
@@ -212,7 +212,7 @@ class HamiltonianPredictor:
             fock, energies, gradients = self.fock_and_energy(molecules, moles, forces)
             focks = [fock[k, :m.nao, :m.nao] for k, m in enumerate(moles)]
         else:
-            focks = [np.asarray(f.to("cpu", torch.float64)) for f in self.predict_fock(molecules, moles)]
+            focks = [np.asarray(f) for f in self.predict_fock(molecules, moles)]
             energies, gradients = None, None
         overlaps = [mol.intor("int1e_ovlp") for mol in moles]
         orbitals = _solve_orbitals(focks, overlaps, [mol.nelectron for mol in moles])

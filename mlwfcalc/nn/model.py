@@ -26,13 +26,13 @@ import torch
 from torch import nn
 
 from ..basis import BasisLayout, float64_default, to_model_frame
+from ..energy import FEATURES
 from ..validation import InputError
 from .blocks import BlockHeads
 from .graph import Batch
 from .so2 import EdgeFrames, Gate, LinearPerL, SO2Linear, l_of_rows, m_major_order
 
 TARGETS = ("fock", "fock-hcore")
-FEATURES = ("scalars", "invariants")
 
 
 @dataclass
