@@ -77,7 +77,8 @@ def main():
         model.predict(images, forces=True)
 
     batch = make_batch(network.layout, [torch.as_tensor(a.numbers) for a in images],
-                       [torch.as_tensor(a.positions / Bohr, dtype=torch.float32) for a in images], network.config.cutoff)
+                       [torch.as_tensor(a.positions / Bohr, dtype=torch.float32) for a in images],
+                       network.config.cutoff)
     target = torch.randn(args.batch_size, batch.nao.max().item(), batch.nao.max().item()) * 1e-2
     try:  # the optimiser the Trainer of this code version builds
         from mlwfcalc.training import TrainConfig, make_optimizer
@@ -94,7 +95,8 @@ def main():
         optimizer.step()
 
     parameters = sum(p.numel() for p in network.parameters())
-    print(f"{args.label}: architecture of {args.model} ({parameters:,} parameters), {args.molecule} x {args.batch_size},"
+    print(f"{args.label}: architecture of {args.model} ({parameters:,} parameters), "
+          f"{args.molecule} x {args.batch_size},"
           f" {args.threads} threads, float32")
     print("| code | quantity | aten ops | ms (median) |")
     print("|---|---|---|---|")

@@ -61,7 +61,10 @@ def lowdin_orthogonaliser(overlap: torch.Tensor, threshold: float = OVERLAP_THRE
 
 def solve_orbitals(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
                    threshold: float = OVERLAP_THRESHOLD) -> Orbitals:
-    """Closed-shell orbitals from ``fock`` and ``overlap`` ``(nao, nao)``, or ``(B, nao, nao)`` for equal-size molecules."""
+    """Closed-shell orbitals from ``fock`` and ``overlap``.
+
+    Both ``(nao, nao)``, or ``(B, nao, nao)`` for a batch of equal-size molecules.
+    """
     if n_electrons % 2:
         raise ValueError(f"{n_electrons} electrons: closed-shell orbitals need an even count")
     x = lowdin_orthogonaliser(overlap, threshold)

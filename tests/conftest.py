@@ -65,6 +65,6 @@ def tiny_model_dir(tmp_path_factory):
     network.heads.scale.fill_(0.02)  # a random part of F of tens of mHa, as a trained model's deviations
     save_model(network, directory, "pbe", training={"grid_level": 1})
     head = EnergyHead(EnergyConfig(term="half-core", elements=[1, 6, 8], num_scalars=4, hidden=[8], features="scalars"))
-    head.scale.fill_(300.0)  # the untrained network's scalars vary little with geometry: make the head's forces sizeable
+    head.scale.fill_(300.0)  # an untrained network's scalars vary little with geometry: sizeable head forces
     save_energy_head(head, directory)
     return directory

@@ -38,6 +38,11 @@ def block_irreps(layout_i: ElementLayout, layout_j: ElementLayout) -> list[tuple
     return out
 
 
+def parity_kind(big_l: int, parity: int) -> int:
+    """Which half of the feature channels carries irreps ``(L, parity)``: 0 natural ((-1)^L), 1 the other."""
+    return 0 if parity == (-1) ** big_l else 1
+
+
 def clebsch_gordan_map(layout_i: ElementLayout, layout_j: ElementLayout) -> torch.Tensor:
     """Orthonormal map ``(dim, nao_i * nao_j)`` (float64) from block irreps coefficients to a PySCF-ordered block."""
     def shell_starts(layout):
@@ -78,11 +83,11 @@ class BlockHeads(nn.Module):
         elements = [layout.element(z) for z in layout.elements]
         self.types = [(e, e) for e in elements] + [(a, b) for a in elements for b in elements]
         self.components = 2 * lmax + 1
-        specs = [block_irreps(a, b) for a, b in self.types]
+        self.specs = [block_irreps(a, b) for a, b in self.types]
         self.maps = [clebsch_gordan_map(a, b) for a, b in self.types]
-        self.multiplicity = max(sum(1 for s in spec if (s[2], s[3]) == key) for spec in specs for key in
+        self.multiplicity = max(sum(1 for s in spec if (s[2], s[3]) == key) for spec in self.specs for key in
                                 {(s[2], s[3]) for s in spec})
-        self.slots = [self._slots(spec) for spec in specs]  # per type: (coefficient row -> flat position)
+        self.slots = [self._slots(spec) for spec in self.specs]  # per type: (coefficient row -> flat position)
         triples = [self._triples(slots, cg, b.nao) for slots, cg, (a, b) in zip(self.slots, self.maps, self.types)]
         width = max(len(t[0]) for t in triples)
 
@@ -110,7 +115,7 @@ class BlockHeads(nn.Module):
         seen: dict[tuple[int, int], int] = {}
         out = []
         for _, _, big_l, parity in spec:
-            kind = 0 if parity == (-1) ** big_l else 1
+            kind = parity_kind(big_l, parity)
             mu = seen.setdefault((big_l, kind), 0)
             seen[(big_l, kind)] = mu + 1
             for m in range(2 * big_l + 1):
@@ -156,17 +161,17 @@ class BlockHeads(nn.Module):
         flat, types, base = targets.reshape(-1).cpu(), types.cpu(), base.cpu()  # statistics on the host, float64
         shift = torch.zeros(self.shift.shape, dtype=torch.float64)
         scale = torch.ones(self.scale.shape, dtype=torch.float64)
-        for t, (cg, slots) in enumerate(zip(self.maps, self.slots)):
+        for t, (spec, cg, slots) in enumerate(zip(self.specs, self.maps, self.slots)):
             rows = torch.nonzero(types == t, as_tuple=True)[0]
             if not len(rows):
                 continue
             c = flat[self.block_entries(t, base[rows], nmax)].to(torch.float64) @ cg.T  # (n, dim)
             start = 0
-            for _, _, big_l, parity in block_irreps(*self.types[t]):
+            for _, _, big_l, parity in spec:
                 part = c[:, start:start + 2 * big_l + 1]
                 slot = slots[start]
                 mu = slot % self.multiplicity
-                kind = 0 if parity == (-1) ** big_l else 1
+                kind = parity_kind(big_l, parity)
                 mean = part.mean() if (big_l == 0 and kind == 0) else part.new_zeros(())
                 shift[t, slot] = mean
                 scale[t, big_l, kind, 0, mu] = ((part - mean) ** 2).mean().sqrt().clamp_min(MIN_SCALE)

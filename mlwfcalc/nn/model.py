@@ -183,9 +183,11 @@ class HamiltonianModel(nn.Module):
                                         nn.Linear(config.radial_hidden, sum(self.scale_widths)))
         self.embedding = nn.Linear(len(config.elements), config.channels)
         self.heads = BlockHeads(self.layout, lmax, width)
-        self.register_buffer("element_index", torch.full((max(config.elements) + 1,), -1, dtype=torch.long), persistent=False)
+        self.register_buffer("element_index", torch.full((max(config.elements) + 1,), -1, dtype=torch.long),
+                             persistent=False)
         self.element_index[config.elements] = torch.arange(len(config.elements))
-        self.register_buffer("l_sum", torch.as_tensor(l_of_rows(lmax))[:, None] == torch.arange(lmax + 1), persistent=False)
+        self.register_buffer("l_sum", torch.as_tensor(l_of_rows(lmax))[:, None] == torch.arange(lmax + 1),
+                             persistent=False)
 
     def features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Node features ``(N, K, C)`` and pair features ``(E, K, C)`` (lab frame, model axes)."""

@@ -87,7 +87,8 @@ class EdgeFrames(nn.Module):
             rows = np.arange(l * l, (l + 1) ** 2)
             where.append((row_of[rows][:, None] * k + rows[None, :]).reshape(-1))
         self.register_buffer("where", torch.as_tensor(np.concatenate(where)), persistent=False)
-        self.register_buffer("reference", torch.tensor([_REFERENCE_A, _REFERENCE_B], dtype=torch.get_default_dtype()), persistent=False)
+        self.register_buffer("reference", torch.tensor([_REFERENCE_A, _REFERENCE_B], dtype=torch.get_default_dtype()),
+                             persistent=False)
 
     def rotations(self, vectors: torch.Tensor) -> torch.Tensor:
         """``(E, 3)`` edge vectors (model frame) -> ``(E, 3, 3)`` proper rotations R with ``R u = e_y``."""
