@@ -42,7 +42,7 @@ def network_only(model, images, moles):
     positions = [torch.as_tensor(a.positions / Bohr, dtype=torch.float64).requires_grad_() for a in images]
     batch = model.graph_batch(images, positions, moles)
     fock, nodes = model.network.fock_and_nodes(batch)
-    total = fock.sum() + model.energy_head(model.head_features(nodes, model.energy_head.config.features),
+    total = fock.sum() + model.energy_head(model.network.invariants(nodes, model.energy_head.config.features),
                                            batch.numbers).sum()
     torch.autograd.grad(total, positions)
 

@@ -54,7 +54,7 @@ def random_model(like: HamiltonianPredictor, elements: list[int], dtype: torch.d
         moles = [bare.make_mole(atoms)]
         positions = [torch.as_tensor(atoms.positions / Bohr)]
         nodes = network.fock_and_nodes(bare.graph_batch([atoms], positions, moles))[1]
-        width = bare.head_features(nodes, "invariants").shape[1]
+        width = bare.network.invariants(nodes, "invariants").shape[1]
     head = EnergyHead(EnergyConfig(term="none", features="invariants", elements=elements, num_scalars=width))
     return HamiltonianPredictor(network, config, torch.device(device), head.to(device))
 

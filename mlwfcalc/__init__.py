@@ -9,6 +9,7 @@
 __version__ = "0.1.0"
 
 from .validation import InputError  # noqa: E402
+from .domain import OutOfDomainError, OutOfDomainWarning  # noqa: E402
 
 
 def __getattr__(name):
@@ -38,4 +39,4 @@ def list_models():
     return _list()
 
 
-__all__ = ["InputError", "MLWFCalculator", "__version__", "list_models", "load_model"]
+__all__ = ["InputError", "MLWFCalculator", "OutOfDomainError", "OutOfDomainWarning", "__version__", "list_models", "load_model"]

@@ -11,6 +11,7 @@ Also available as ``ase.calculators.calculator.get_calculator_class("mlwfcalc")`
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +23,7 @@ from ase.calculators.calculator import (Calculator, PropertyNotImplementedError,
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import Bohr, Hartree
 
+from .domain import DOMAIN_POLICIES, OutOfDomainWarning
 from .electronic import dipole_moment, mulliken_charges, write_density_cube, write_orbital_cube
 from .predictor import HamiltonianPredictor, Prediction, load_model
 from .validation import InputError
@@ -54,26 +56,38 @@ class MLWFCalculator(Calculator):
         charge, spin: total charge and 2S (PySCF's ``spin``); when None, ``atoms.info["charge"]`` and
             ``atoms.info["spin"]`` are read, else 0. The model refuses states it was not trained for.
         scf_conv_tol: energy convergence of the ``"scf"`` mode, Hartree.
+        domain: ``"refuse"`` (default): a structure outside the model's training domain (another
+            molecule, a dimer, a fragment, a bond stretched beyond what training saw) raises
+            :class:`~mlwfcalc.domain.OutOfDomainError`; ``"warn"``: computed, with one warning per calculator.
 
     Properties: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/A), ``dipole`` (e*A about the origin,
-    from the predicted or SCF density), ``charges`` (Mulliken, e). All are computed in one pass and cached.
-    ``calls`` counts the passes actually computed.
+    from the predicted or SCF density), ``charges`` (Mulliken, e), and ``uncertainty``: the expected mean
+    absolute error of the predicted Kohn-Sham matrix elements, eV, from the distance of the structure's
+    atomic environments to the training data (None in mode ``"scf"``, whose answer is exact DFT, and for
+    models without a fitted uncertainty). When it passes the model's threshold (an expected error twice
+    the validation set's) the calculator warns once and counts such calls in
+    ``flagged_calls``; ``results["uncertainty_above_threshold"]`` says it for the last call. All are
+    computed in one pass and cached. ``calls`` counts the passes actually computed.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges"]
-    default_parameters = {"mode": "ml", "charge": None, "spin": None, "scf_conv_tol": 1e-9}
+    implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges", "uncertainty"]
+    default_parameters = {"mode": "ml", "charge": None, "spin": None, "scf_conv_tol": 1e-9, "domain": "refuse"}
 
     def __init__(self, model: str | Path | HamiltonianPredictor = "water-pbe-def2svp", device: str = "auto",
                  dtype: torch.dtype | None = None, mode: str = "ml", charge: int | None = None,
-                 spin: int | None = None, scf_conv_tol: float = 1e-9, **kwargs):
-        super().__init__(mode=mode, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol, **kwargs)
+                 spin: int | None = None, scf_conv_tol: float = 1e-9, domain: str = "refuse", **kwargs):
+        super().__init__(mode=mode, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol, domain=domain, **kwargs)
         if mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if domain not in DOMAIN_POLICIES:
+            raise InputError(f"domain={domain!r}: choose one of {DOMAIN_POLICIES}")
         self.model = model if isinstance(model, HamiltonianPredictor) else load_model(model, device, dtype)
         if mode == "ml" and self.model.energy_head is None:
             raise InputError(f"model {self.model.path} has no energy head, which mode='ml' needs: use "
                              "mode='variational' or 'scf', or fit one with `mlwfcalc train-energy`")
         self.calls = 0
+        self.flagged_calls = 0
+        self._warned: set[str] = set()
         self.prediction: Prediction | None = None
 
     def state(self, atoms: Atoms) -> tuple[int, int]:
@@ -95,15 +109,19 @@ class MLWFCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         charge, spin = self.state(atoms)
-        self.model.check_atoms(atoms, charge, spin)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OutOfDomainWarning)
+            outside = self.model.check_atoms(atoms, charge, spin, domain=self.parameters.domain)
+        if outside:
+            self._warn_once("domain", str(caught[-1].message), OutOfDomainWarning)
         mode = self.parameters.mode
         if mode == "ml":
-            prediction = self.model.predict(atoms, charge, spin, forces=True)
+            (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], forces=True)
             energy, forces = prediction.energy, prediction.forces
         elif mode == "variational":
             from .pyscf import reference_scf, variational_energy
 
-            prediction = self.model.predict(atoms, charge, spin, energy=False)
+            (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], energy=False)
             mf = reference_scf(self.model, prediction.mol)  # one object: its grids serve energy and gradient
             energy = variational_energy(self.model, prediction, mf)
             gradient = mf.nuc_grad_method().kernel(
@@ -111,17 +129,37 @@ class MLWFCalculator(Calculator):
             forces = -gradient
         else:
             prediction, energy, forces = self._scf(atoms, charge, spin)
+        prediction.outside_domain = outside
         self.prediction = prediction
         self.results = ase_results(prediction, energy, forces)
+        self.results["uncertainty_above_threshold"] = self._flag(prediction, atoms)
         self.calls += 1
+
+    def _flag(self, prediction: Prediction, atoms: Atoms) -> bool:
+        """Whether the prediction's uncertainty passes the model's threshold; warns the first time."""
+        threshold = self.model.uncertainty_threshold
+        if prediction.uncertainty is None or threshold is None or prediction.uncertainty <= threshold:
+            return False
+        self.flagged_calls += 1
+        self._warn_once("uncertainty", f"{atoms.get_chemical_formula()}: uncertainty (expected MAE of F) "
+                        f"{1e6 * prediction.uncertainty:.0f} micro-Hartree passes the threshold of {self.model.name} "
+                        f"({1e6 * threshold:.0f}): F is expected to be more than twice as wrong here as on the "
+                        "model's validation set, and energies, forces and orbitals with it. Later crossings are "
+                        "counted in calc.flagged_calls, not warned.", UserWarning)
+        return True
+
+    def _warn_once(self, kind: str, message: str, category: type[Warning]) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, category, stacklevel=4)
 
     def calculate_batch(self, images: Sequence[Atoms], batch_size: int = 64) -> np.ndarray:
         """Energies and forces of many structures (conformer screening, dataset scoring) in batched passes.
 
         Mode ``"ml"`` only: ``batch_size`` molecules share one network pass and one backward pass. Each
         image gets a :class:`~ase.calculators.singlepoint.SinglePointCalculator` holding energy,
-        free_energy, forces, dipole and charges (ASE units), so ``image.get_potential_energy()`` works
-        afterwards without recomputing. Charge and spin come from the calculator or each image's ``info``
+        free_energy, forces, dipole and charges (ASE units), and in its ``results`` the uncertainty
+        (eV) and its flag, so ``image.get_potential_energy()`` works afterwards without recomputing. Charge and spin come from the calculator or each image's ``info``
         and must be the same for all images. ``calls`` grows by the number of network passes.
 
         Returns:
@@ -135,9 +173,14 @@ class MLWFCalculator(Calculator):
         if len(states) > 1:
             raise InputError(f"calculate_batch needs one charge and spin for all images, got {sorted(states)}")
         charge, spin = states.pop() if states else (0, 0)
-        predictions = self.model.predict(images, charge, spin, forces=True, batch_size=batch_size)
+        predictions = self.model.predict(images, charge, spin, forces=True, batch_size=batch_size,
+                                         domain=self.parameters.domain)
         for image, prediction in zip(images, predictions):
-            image.calc = SinglePointCalculator(image, **ase_results(prediction, prediction.energy, prediction.forces))
+            results = ase_results(prediction, prediction.energy, prediction.forces)
+            uncertainty = results.pop("uncertainty")  # not one of ASE's properties: added after
+            image.calc = SinglePointCalculator(image, **results)
+            image.calc.results.update(uncertainty=uncertainty,
+                                      uncertainty_above_threshold=self._flag(prediction, image))
         self.calls += math.ceil(len(images) / batch_size)
         return np.array([p.energy * Hartree for p in predictions])
 
@@ -146,7 +189,9 @@ class MLWFCalculator(Calculator):
 
         mol = self.model.make_mole(atoms, charge, spin)
         mf = reference_scf(self.model, mol, conv_tol=self.parameters.scf_conv_tol)
-        mf.kernel(dm0=guess_dm(mol, self.model))
+        with warnings.catch_warnings():  # checked and warned about by calculate()
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            mf.kernel(dm0=guess_dm(mol, self.model, domain="warn"))
         if not mf.converged:
             raise RuntimeError(f"PySCF SCF did not converge in {mf.max_cycle} cycles from the model's guess "
                                f"({atoms.get_chemical_formula()})")
@@ -250,7 +295,8 @@ def ase_results(prediction: Prediction, energy: float, forces: np.ndarray) -> di
     dipole = dipole_moment(prediction.mol, density).numpy() * Bohr
     charges = mulliken_charges(prediction.mol, density, torch.as_tensor(prediction.overlap)).numpy()
     return {"energy": energy * Hartree, "free_energy": energy * Hartree,
-            "forces": np.asarray(forces) * Hartree / Bohr, "dipole": dipole, "charges": charges}
+            "forces": np.asarray(forces) * Hartree / Bohr, "dipole": dipole, "charges": charges,
+            "uncertainty": None if prediction.uncertainty is None else prediction.uncertainty * Hartree}
 
 
 if "mlwfcalc" not in external_calculators:

@@ -66,13 +66,25 @@ def _cmd_train(args) -> None:
     summary = trainer.run(stop_at_step=args.stop_at_step)
     print(f"step {summary['step']}: best validation MAE of F {summary['best_val_mae_uha']:.1f} micro-Hartree; "
           f"{summary['seconds_per_step'] * 1000:.0f} ms/step; best model in {config.output}/best")
+    if trainer.step >= config.max_steps or args.stop_at_step is None:
+        import warnings
+
+        from .domain_fitting import fit_and_save_domain
+        from .predictor import load_model
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
+            best = load_model(trainer.output / "best", device=config.device)
+        fitted = fit_and_save_domain(best, trainer.data.dataset, trainer.data.train_index, trainer.data.val_index,
+                                     compositions=args.compositions, progress=not args.quiet)
+        print(f"training domain recorded: {_fitted(fitted)}")
 
 
 def _cmd_train_energy(args) -> None:
     import json
     import time
 
-    from .data.dataset import LabelledDataset, split_indices
+    from .data.dataset import LabelledDataset
     from .energy_training import EnergyFitConfig, errors, fit_energy_head, model_errors, precompute
     from .io import save_energy_head
     from .predictor import HamiltonianPredictor, load_model
@@ -81,11 +93,7 @@ def _cmd_train_energy(args) -> None:
     model = load_model(args.model, device=args.device)
     dataset = LabelledDataset(args.dataset)
     _check_labels(model, dataset)
-    training = model.config.get("training", {})
-    seed = training.get("train_config", {}).get("seed", 0) if args.seed is None else args.seed
-    n_train = args.n_train if args.n_train is not None else training.get("n_train", 0.9)
-    n_val = args.n_val if args.n_val is not None else training.get("n_val", 0.1)
-    train_index, val_index = split_indices(len(dataset), [n_train, n_val], seed)
+    train_index, val_index, seed = _model_split(model, dataset, args)
     config = EnergyFitConfig(term=args.term, features=args.features, hidden=[int(w) for w in args.hidden.split(",")],
                              energy_weight=args.energy_weight, force_weight=args.force_weight, epochs=args.epochs,
                              lr=args.lr, seed=seed)
@@ -103,7 +111,8 @@ def _cmd_train_energy(args) -> None:
         test_set = LabelledDataset(args.test)
         _check_labels(model, test_set)
         summary["test_dataset"] = str(args.test)
-        with_head = HamiltonianPredictor(model.network, model.config, model.device, head, model.path)
+        with_head = HamiltonianPredictor(model.network, model.config, model.device, head, model.path,
+                                         model.domain, model.uncertainty)
         summary["test"] = model_errors(with_head, test_set.samples)
     for part in ("train", "val", "test"):
         if part in summary:
@@ -115,6 +124,46 @@ def _cmd_train_energy(args) -> None:
         return
     save_energy_head(head, model.path, summary)
     print(f"energy head ({config.term}) written to {model.path}")
+
+
+def _model_split(model, dataset, args) -> tuple:
+    """``(train_index, val_index, seed)``: the model's own training split, unless the flags say otherwise."""
+    from .data.dataset import split_indices
+
+    training = model.config.get("training", {})
+    seed = training.get("train_config", {}).get("seed", 0) if args.seed is None else args.seed
+    n_train = args.n_train if args.n_train is not None else training.get("n_train", 0.9)
+    n_val = args.n_val if args.n_val is not None else training.get("n_val", 0.1)
+    return (*split_indices(len(dataset), [n_train, n_val], seed), seed)
+
+
+def _cmd_fit_domain(args) -> None:
+    import warnings
+
+    from .data.dataset import LabelledDataset
+    from .domain_fitting import fit_and_save_domain
+    from .predictor import load_model
+
+    _set_threads(args.threads)
+    with warnings.catch_warnings():  # the domain about to be recorded is unknown until then
+        warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
+        model = load_model(args.model, device=args.device)
+    dataset = LabelledDataset(args.dataset)
+    _check_labels(model, dataset)
+    train_index, val_index, _ = _model_split(model, dataset, args)
+    summary = fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
+                                  margin_ang=args.margin, progress=not args.quiet)
+    print(f"domain of {model.name}: {_fitted(summary)}; written to {model.path}")
+
+
+def _fitted(summary: dict) -> str:
+    """One line on what ``fit_domain`` recorded."""
+    line = f"{', '.join(summary['formulas'][:10])} from {summary['n_train_structures']} training structures"
+    if "uncertainty" in summary:
+        return f"{line}; uncertainty {summary['uncertainty']}"
+    return (f"{line}; uncertainty calibrated on {summary['n_structures']} validation structures (rank correlation "
+            f"with their F error {summary['spearman_f_error']:.2f}), threshold "
+            f"{1e6 * summary['threshold_hartree']:.1f} micro-Hartree")
 
 
 def _check_labels(model, dataset) -> None:
@@ -156,9 +205,9 @@ def _cmd_predict(args) -> None:
 
     model = load_model(args.model, device=args.device)
     atoms = load_start_structure(args.structure)
-    model.predict(atoms)  # warm-up: the first call allocates and builds caches
+    model.predict(atoms, domain=args.domain)  # warm-up: the first call allocates and builds caches
     start = time.perf_counter()
-    result = model.predict(atoms)
+    result = model.predict(atoms, domain=args.domain)
     seconds = time.perf_counter() - start
     n_occ = int((result.mo_occ > 0).sum())
     print(f"{atoms.get_chemical_formula()} with {args.model}: {result.mol.nao} AOs ({model.basis}), "
@@ -167,6 +216,10 @@ def _cmd_predict(args) -> None:
           f"gap {result.homo_lumo_gap * Hartree:.3f} eV")
     if result.energy is not None:
         print(f"energy (energy head) {result.energy:.8f} Hartree")
+    if result.uncertainty is not None:
+        flag = (" ABOVE the model's threshold: more than twice its validation error expected"
+                if result.uncertainty > model.uncertainty_threshold else " (below the model's threshold)")
+        print(f"uncertainty: expected MAE of F {1e6 * result.uncertainty:.1f} micro-Hartree{flag}")
     if args.compare:
         mf = reference_scf(model, result.mol, conv_tol=1e-10)
         start = time.perf_counter()
@@ -213,7 +266,7 @@ def _cmd_scf(args) -> None:
 
     mf = make()
     start = time.perf_counter()
-    dm0 = guess_dm(mf, model)
+    dm0 = guess_dm(mf, model, domain=args.domain)
     guess_seconds = time.perf_counter() - start
     mf.kernel(dm0=dm0)
     seconds = time.perf_counter() - start
@@ -241,13 +294,27 @@ def _cmd_models(args) -> None:
         if "error" in m:
             print(f"{m['name']}: unusable ({m['error']})")
         else:
+            from .domain import TrainingDomain
+
             status = f"; PRELIMINARY: {m['preliminary']}" if m.get("preliminary") else ""
+            domain = TrainingDomain.from_dict(m["domain"]).summary() if m.get("domain") else "unknown"
             print(f"{m['name']}: {m['functional'].upper()}/{m['basis']}, elements {' '.join(m['elements'])}, "
-                  f"path {m['path']}{status}")
+                  f"domain {domain}, path {m['path']}{status}")
 
 
 def _number(text: str):
     return float(text) if "." in text else int(text)
+
+
+def _add_domain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--domain", choices=["refuse", "warn"], default="refuse",
+                        help="a molecule outside the model's training domain: refuse it (default), or warn and go on")
+
+
+def _add_compositions(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compositions", choices=["formulas", "elements"], default="formulas",
+                        help="domain: answer only for the chemical formulas seen (per-molecule models, default), "
+                             "or for any molecule of the elements and sizes seen (chemical-space models)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,8 +375,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density-loss-weight", type=float,
                    help="weight of the first-order density-error loss (what an SCF guess from F gets wrong)")
     p.add_argument("--init-from", help="start from this model directory's weights (same architecture)")
+    _add_compositions(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("fit-domain", help="record a model's training domain and fit its uncertainty (train does "
+                                          "this itself; for older models)")
+    p.add_argument("model", help="model directory or shipped model name (written into it)")
+    p.add_argument("dataset", help="the model's training label database")
+    p.add_argument("--seed", type=int, help="split seed (default: the model's training seed)")
+    p.add_argument("--n-train", type=_number, help="default: the model's training split")
+    p.add_argument("--n-val", type=_number, help="default: the model's validation split")
+    _add_compositions(p)
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="Angstrom beyond the distance ranges seen in training before a structure is refused "
+                        "(default 0.1)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fit_domain)
 
     p = sub.add_parser("train-energy", help="fit the energy head of a model to PySCF energies and forces")
     p.add_argument("model", help="model directory or shipped model name (the head is written into it)")
@@ -350,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="water-pbe-def2svp", help="model directory or shipped model name")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--compare", action="store_true", help="also run PySCF SCF and report the errors")
+    _add_domain(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("scf", help="PySCF SCF warm-started from the model; --compare also runs the minao guess")
@@ -363,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-tol", type=float, default=1e-9, help="energy tolerance, Hartree (default 1e-9)")
     p.add_argument("--compare", action="store_true", help="also run from PySCF's default (minao) guess")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_domain(p)
     p.set_defaults(func=_cmd_scf)
 
     p = sub.add_parser("models", help="list the shipped models")

@@ -106,7 +106,7 @@ def _precompute_chunk(model: HamiltonianPredictor, samples: list[Sample], term: 
     n, m = len(samples[0].numbers), len(samples)
     batch = model.graph_batch(molecules, positions, moles)
     fock, nodes = model.network.fock_and_nodes(batch)
-    scalars = model.head_features(nodes, features).to("cpu", torch.float64).reshape(m, n, -1)
+    scalars = model.network.invariants(nodes, features).to("cpu", torch.float64).reshape(m, n, -1)
     base = torch.stack([reference_terms(term, mol, s.numbers, p, f[:mol.nao, :mol.nao])
                         for s, mol, p, f in zip(samples, moles, positions, fock)])
     base_gradient = torch.stack(torch.autograd.grad(base.sum(), positions, retain_graph=True))

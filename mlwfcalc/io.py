@@ -19,8 +19,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .domain import TrainingDomain
 from .energy import EnergyConfig, EnergyHead
 from .nn.model import HamiltonianModel, ModelConfig
+from .uncertainty import FeatureDistance, UncertaintyConfig
 from .validation import InputError
 
 FORMAT = "mlwfcalc-model"
@@ -30,6 +32,7 @@ FORMAT_VERSION = 2
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 ENERGY_WEIGHTS = "energy.safetensors"
+UNCERTAINTY_WEIGHTS = "uncertainty.safetensors"
 #: Where shipped models live: ``models/<name>/`` next to the package source (an editable or source
 #: install), or the directory named by the environment variable ``MLWFCALC_MODELS``.
 MODELS_DIR = Path(os.environ.get("MLWFCALC_MODELS", Path(__file__).resolve().parent.parent / "models"))
@@ -95,7 +98,7 @@ def list_models() -> list[dict]:
         models.append({"name": directory.name, "path": str(directory), "basis": config["basis"],
                        "functional": config["functional"], "elements": config["elements"],
                        "val_mae_uha": config.get("training", {}).get("val_mae_uha"),
-                       "preliminary": config.get("preliminary")})
+                       "preliminary": config.get("preliminary"), "domain": config.get("domain")})
     return models
 
 
@@ -161,9 +164,7 @@ def save_energy_head(head: EnergyHead, directory: str | Path, training: dict | N
     tmp.replace(directory / ENERGY_WEIGHTS)
     config["energy"] = {"config": head.config.to_dict(), "network_sha256": weights_fingerprint(directory),
                         "units": {"energy": "Hartree", "forces": "Hartree/Bohr"}, "training": training or {}}
-    tmp = directory / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(directory / CONFIG)
+    _write_config(directory, config)
     return directory
 
 
@@ -182,6 +183,60 @@ def load_energy_head(directory: Path, config: dict, device: str | torch.device =
                          "refit it with `mlwfcalc train-energy`")
     head.load_state_dict(_load_tensors(directory / ENERGY_WEIGHTS, head.state_dict(), "energy head"))
     return head.to(device).eval()
+
+
+def _write_config(directory: Path, config: dict) -> None:
+    tmp = directory / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(directory / CONFIG)
+
+
+def save_domain(directory: str | Path, domain: TrainingDomain, uncertainty: FeatureDistance | None = None) -> Path:
+    """Write a model's training domain (``config.json``) and uncertainty (``uncertainty.safetensors``)."""
+    directory = resolve_model_path(directory)
+    config = read_config(directory)
+    config["domain"] = domain.to_dict()
+    config.pop("uncertainty", None)
+    if uncertainty is not None:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in uncertainty.state_dict().items()}
+        tmp = directory / (UNCERTAINTY_WEIGHTS + ".tmp")
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        tmp.replace(directory / UNCERTAINTY_WEIGHTS)
+        config["uncertainty"] = {"config": uncertainty.config.to_dict(), "network_sha256": weights_fingerprint(directory),
+                                 "units": {"uncertainty": "Hartree (expected MAE of F)"}}
+    _write_config(directory, config)
+    return directory
+
+
+def load_domain(directory: Path, config: dict) -> TrainingDomain | None:
+    """The model's training domain; None, with a warning, for a model saved without one."""
+    if "domain" not in config:
+        warnings.warn(f"model {directory.name} has no recorded training domain, so nothing outside it is refused "
+                      "and its numbers may be silently wrong there; record it with "
+                      f"`mlwfcalc fit-domain {directory} TRAINING_DB`", UserWarning, stacklevel=3)
+        return None
+    return TrainingDomain.from_dict(config["domain"])
+
+
+def load_uncertainty(directory: Path, config: dict, network: HamiltonianModel,
+                     device: str | torch.device = "cpu") -> FeatureDistance | None:
+    """The model's fitted uncertainty, or None; refuses one fitted to other network weights."""
+    section = config.get("uncertainty")
+    if section is None:
+        return None
+    try:
+        estimator = FeatureDistance(UncertaintyConfig(**section["config"]))
+    except (KeyError, TypeError) as err:
+        raise InputError(f"{directory / CONFIG}: incompatible uncertainty section ({err}); refit it with "
+                         "`mlwfcalc fit-domain`") from None
+    if section.get("network_sha256") != weights_fingerprint(directory):
+        raise InputError(f"{directory}: the uncertainty was fitted to other network weights than {WEIGHTS} holds; "
+                         "refit it with `mlwfcalc fit-domain`")
+    if estimator.config.width != network.invariant_width(estimator.config.features):
+        raise InputError(f"{directory}: the uncertainty expects {estimator.config.width} features, the network gives "
+                         f"{network.invariant_width(estimator.config.features)}; refit it with `mlwfcalc fit-domain`")
+    estimator.load_state_dict(_load_tensors(directory / UNCERTAINTY_WEIGHTS, estimator.state_dict(), "uncertainty"))
+    return estimator.to(device)
 
 
 def load_network(name_or_path: str | Path, device: str | torch.device = "cpu",

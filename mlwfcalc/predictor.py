@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -12,12 +12,14 @@ from ase import Atoms
 from ase.units import Bohr
 from pyscf import gto
 
+from .domain import OutOfDomainError, TrainingDomain, enforce, hill_formula, models_that_fit
 from .electronic import LinearDependencyInBatch, Orbitals, solve_orbitals
 from .energy import EnergyHead, core_hamiltonian, reference_terms
-from .io import load_energy_head, load_network, resolve_model_path
+from .io import load_domain, load_energy_head, load_network, load_uncertainty, resolve_model_path
 from .nn.graph import make_batch
 from .nn.model import HamiltonianModel
 from .theory import LevelOfTheory
+from .uncertainty import FeatureDistance
 from .validation import InputError, check_closed_shell, check_elements, check_not_periodic, check_positions
 
 
@@ -35,6 +37,12 @@ class Prediction:
         mol: the PySCF Mole these matrices refer to.
         energy: total energy (Hartree) from the energy head, or None (no head, or not asked).
         forces: ``(n_atoms, 3)`` Hartree/Bohr, ``-dE/dR``, or None (not asked).
+        uncertainty: the expected mean absolute error of the predicted F's matrix elements, Hartree,
+            from the distance of the atoms' features to the training data
+            (:mod:`mlwfcalc.uncertainty`); None when the model has no uncertainty fitted.
+            Compare it with ``model.uncertainty_threshold``.
+        outside_domain: what lies outside the model's training domain (computed with ``domain="warn"``);
+            empty inside.
     """
 
     fock: np.ndarray
@@ -46,12 +54,26 @@ class Prediction:
     mol: gto.Mole
     energy: float | None = None
     forces: np.ndarray | None = None
+    uncertainty: float | None = None
+    outside_domain: list[str] = field(default_factory=list)
 
     @property
     def homo_lumo_gap(self) -> float:
         """Hartree."""
         n = int((self.mo_occ > 0).sum())
         return float(self.mo_energy[n] - self.mo_energy[n - 1])
+
+
+@dataclass
+class NetworkOutput:
+    """One batched network pass, on the host: F ``(B, nmax, nmax)`` (float64, zero padded), energies ``(B,)``
+    Hartree, forces (one ``(n_k, 3)`` Hartree/Bohr array per molecule) and uncertainties ``(B,)`` Hartree;
+    each None when not asked or not available."""
+
+    fock: np.ndarray
+    energies: np.ndarray | None
+    forces: list[np.ndarray] | None
+    uncertainty: np.ndarray | None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -73,11 +95,16 @@ class HamiltonianPredictor:
         device: where the network runs.
         energy_head: the fitted :class:`~mlwfcalc.energy.EnergyHead`, or None (no energies from the model).
         path: the model directory it was loaded from, if any.
+        domain: the :class:`~mlwfcalc.domain.TrainingDomain`, or None (unknown: nothing is refused).
+        uncertainty: the fitted :class:`~mlwfcalc.uncertainty.FeatureDistance`, or None.
     """
 
     def __init__(self, network: HamiltonianModel, config: dict, device: torch.device,
-                 energy_head: EnergyHead | None = None, path: Path | None = None):
+                 energy_head: EnergyHead | None = None, path: Path | None = None,
+                 domain: TrainingDomain | None = None, uncertainty: FeatureDistance | None = None):
         self.network = network
+        self.domain = domain
+        self.uncertainty = uncertainty
         self.config = config
         self.device = device
         self.energy_head = energy_head
@@ -97,12 +124,15 @@ class HamiltonianPredictor:
                                  f"{head.features} features) does not fit the network (elements {self.elements}, "
                                  f"{width} {head.features} features); refit it with `mlwfcalc train-energy`")
 
-    def head_features(self, nodes: torch.Tensor, features: str) -> torch.Tensor:
-        """The energy head's inputs ``(N, C)`` from the network's node features ``(N, K, C)``.
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else "the model"
 
-        ``features`` is ``"scalars"`` or ``"invariants"`` (:meth:`~mlwfcalc.nn.model.HamiltonianModel.invariants`).
-        """
-        return self.network.invariants(nodes, features)
+    @property
+    def uncertainty_threshold(self) -> float | None:
+        """Above this uncertainty (Hartree) a structure's F is expected to be more than twice as wrong as on the
+        validation set (the model card's figure); None without a fitted uncertainty."""
+        return None if self.uncertainty is None else self.uncertainty.config.threshold_hartree
 
     def __repr__(self) -> str:
         return (f"HamiltonianPredictor(basis={self.basis!r}, functional={self.functional!r}, "
@@ -112,12 +142,20 @@ class HamiltonianPredictor:
     def dtype(self) -> torch.dtype:
         return next(self.network.parameters()).dtype
 
-    def check_atoms(self, atoms: Atoms, charge: int = 0, spin: int = 0, where: str | None = None) -> None:
-        """Refuse what the model cannot answer: pbc, bad coordinates, unknown elements, not neutral closed shell."""
+    def check_atoms(self, atoms: Atoms, charge: int = 0, spin: int = 0, where: str | None = None,
+                    domain: str = "refuse") -> list[str]:
+        """Refuse what the model cannot answer: pbc, bad coordinates, unknown elements (an
+        :class:`OutOfDomainError` naming the models that fit), not neutral closed shell, and
+        (``domain="refuse"``) a structure outside the training domain, which ``domain="warn"``
+        lets through with a warning. Returns what lies outside the domain (empty when inside)."""
         check_not_periodic(atoms.pbc, where)
         check_positions(atoms.positions, where)
-        check_elements(atoms.numbers, self.elements, where, what=f"this model (basis {self.basis})")
+        try:
+            check_elements(atoms.numbers, self.elements, where, what=f"this model (basis {self.basis})")
+        except InputError as err:  # no opt-out: the network has no weights for that element
+            raise OutOfDomainError(f"{err}.{models_that_fit(hill_formula(atoms.numbers), self.name)}") from None
         check_closed_shell(atoms.numbers, charge, spin, where, allowed_charges=self.config.get("charges", [0]))
+        return enforce(self.domain, atoms.numbers, atoms.positions, domain, model_name=self.name, where=where)
 
     def make_mole(self, atoms: Atoms, charge: int = 0, spin: int = 0) -> gto.Mole:
         """The PySCF Mole of ``atoms`` in the model's basis (Bohr inside)."""
@@ -139,41 +177,56 @@ class HamiltonianPredictor:
             fock = self.network(self.graph_batch(molecules, positions, moles)).to("cpu", torch.float64)
         return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)]
 
-    def fock_and_energy(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], forces: bool = False
-                        ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
-        """One batched pass: F ``(B, nmax, nmax)`` (float64, zero padded), energies ``(B,)`` Hartree, forces or None.
+    def network_pass(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], energy: bool = False,
+                     forces: bool = False) -> NetworkOutput:
+        """One batched network pass: F, and as asked the energies, forces and uncertainties.
 
-        Forces ``(n_k, 3)`` Hartree/Bohr per molecule are ``-dE/dR`` by autograd through the network and,
-        for the half-core and band terms, S(R) and H_core(R). Needs an energy head. Returned as numpy,
-        converted once for the whole batch.
+        Forces are ``-dE/dR`` by autograd through the network and, for the half-core and band terms,
+        S(R) and H_core(R); energies and forces need an energy head. The uncertainty comes from the
+        same node features, for free, when the model has one. Everything is copied to the host once.
         """
-        if self.energy_head is None:
+        if (energy or forces) and self.energy_head is None:
             raise InputError(f"model {self.path or ''} has no energy head: fit one with `mlwfcalc train-energy`, "
                              "or use the variational DFT energy (mode='variational')")
+        energy = energy or forces
         sizes = [len(a) for a in molecules]
         flat = torch.as_tensor(np.concatenate([a.positions for a in molecules]) / Bohr, dtype=torch.float64)
         flat.requires_grad_(forces)
+        energies = gradient = uncertainty = None
         with torch.set_grad_enabled(forces):
             positions = torch.split(flat, sizes)
             batch = self.graph_batch(molecules, positions, moles)
-            fock, nodes = self.network.fock_and_nodes(batch)
-            atomic = self.energy_head(self.head_features(nodes, self.energy_head.config.features),
-                                      batch.numbers).to("cpu")
-            energies = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
-            term = self.energy_head.config.term
-            if term != "none":
-                focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
-                energies = energies + torch.stack([reference_terms(term, m, torch.as_tensor(a.numbers), p, f)
-                                                   for a, m, p, f in zip(molecules, moles, positions, focks)])
-            gradient = None
+            if not energy and self.uncertainty is None:
+                fock = self.network(batch)
+            else:
+                fock, nodes = self.network.fock_and_nodes(batch)
+            if self.uncertainty is not None:
+                features = self.network.invariants(nodes, self.uncertainty.config.features)
+                uncertainty = self.uncertainty(features, batch.numbers, batch.molecule, len(moles)).cpu().numpy()
+            if energy:
+                energies = self._energies(molecules, moles, positions, batch, fock, nodes)
             if forces:  # a lone atom's position is unused: zero force
                 (gradient,) = torch.autograd.grad(energies.sum(), flat, allow_unused=True, materialize_grads=True)
-        force_list = np.split(-np.asarray(gradient), np.cumsum(sizes)[:-1]) if forces else None
-        return np.asarray(fock.detach().to("cpu", torch.float64)), np.asarray(energies.detach()), force_list
+        return NetworkOutput(
+            fock=np.asarray(fock.detach().to("cpu", torch.float64)),
+            energies=None if energies is None else np.asarray(energies.detach()),
+            forces=np.split(-np.asarray(gradient), np.cumsum(sizes)[:-1]) if forces else None,
+            uncertainty=uncertainty)
+
+    def _energies(self, molecules, moles, positions, batch, fock, nodes) -> torch.Tensor:
+        """Total energies ``(B,)`` (Hartree, float64, host): the head's atomic sum plus its reference terms."""
+        head = self.energy_head
+        atomic = head(self.network.invariants(nodes, head.config.features), batch.numbers).to("cpu")
+        energies = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
+        if head.config.term != "none":
+            focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
+            energies = energies + torch.stack([reference_terms(head.config.term, m, torch.as_tensor(a.numbers), p, f)
+                                               for a, m, p, f in zip(molecules, moles, positions, focks)])
+        return energies
 
     def predict(self, atoms: Atoms | Sequence[Atoms], charge: int | None = None, spin: int | None = None,
-                energy: bool | None = None, forces: bool = False,
-                batch_size: int | None = None) -> Prediction | list[Prediction]:
+                energy: bool | None = None, forces: bool = False, batch_size: int | None = None,
+                domain: str = "refuse") -> Prediction | list[Prediction]:
         """Predict F and the orbitals, density matrix and overlap derived from it (and energy, forces).
 
         Args:
@@ -184,6 +237,9 @@ class HamiltonianPredictor:
             energy: also the total energy; default: when the model has an energy head.
             forces: also the forces (implies ``energy``; one backward pass through the network).
             batch_size: molecules per network pass (None: all in one pass); bounds the memory of long lists.
+            domain: ``"refuse"`` (default): a molecule outside the model's training domain raises
+                :class:`~mlwfcalc.domain.OutOfDomainError` before any network work; ``"warn"``: it is
+                computed with an :class:`~mlwfcalc.domain.OutOfDomainWarning` (expect large errors).
 
         Returns:
             A :class:`Prediction` (or a list of them, in input order), numpy arrays in atomic units and
@@ -193,27 +249,26 @@ class HamiltonianPredictor:
         molecules = [atoms] if single else list(atoms)
         states = [(int(a.info.get("charge", 0) if charge is None else charge),
                    int(a.info.get("spin", 0) if spin is None else spin)) for a in molecules]
-        for k, (a, (c, s)) in enumerate(zip(molecules, states)):
-            self.check_atoms(a, c, s, where=None if single else f"molecule {k}")
+        outside = [self.check_atoms(a, c, s, where=None if single else f"molecule {k}", domain=domain)
+                   for k, (a, (c, s)) in enumerate(zip(molecules, states))]
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch_size must be a positive number of molecules, got {batch_size}")
         step = batch_size or max(len(molecules), 1)
         results = []
         for start in range(0, len(molecules), step):
-            results += self._predict_batch(molecules[start:start + step], states[start:start + step], energy, forces)
+            results += self.predict_checked(molecules[start:start + step], states[start:start + step], energy, forces)
+        for result, found in zip(results, outside):
+            result.outside_domain = found
         return results[0] if single else results
 
-    def _predict_batch(self, molecules: list[Atoms], states: list[tuple[int, int]], energy: bool | None,
-                       forces: bool) -> list[Prediction]:
-        """One network pass for checked ``molecules`` with their ``(charge, spin)``; orbitals per molecule."""
+    def predict_checked(self, molecules: list[Atoms], states: list[tuple[int, int]], energy: bool | None = None,
+                        forces: bool = False) -> list[Prediction]:
+        """:meth:`predict` for molecules already passed through :meth:`check_atoms` (with their
+        ``(charge, spin)``): one network pass, orbitals per molecule, no checks repeated."""
         moles = [self.make_mole(a, c, s) for a, (c, s) in zip(molecules, states)]
         energy = forces or (self.energy_head is not None if energy is None else energy)
-        if energy:
-            fock, energies, gradients = self.fock_and_energy(molecules, moles, forces)
-            focks = [fock[k, :m.nao, :m.nao] for k, m in enumerate(moles)]
-        else:
-            focks = [np.asarray(f) for f in self.predict_fock(molecules, moles)]
-            energies, gradients = None, None
+        out = self.network_pass(molecules, moles, energy, forces)
+        focks = [out.fock[k, :m.nao, :m.nao] for k, m in enumerate(moles)]
         overlaps = [mol.intor("int1e_ovlp") for mol in moles]
         orbitals = _solve_orbitals(focks, overlaps, [mol.nelectron for mol in moles])
         results = []
@@ -221,8 +276,9 @@ class HamiltonianPredictor:
                 zip(moles, focks, overlaps, orbitals)):
             results.append(Prediction(fock=fock, overlap=overlap, mo_energy=mo_energy, mo_coeff=mo_coeff,
                                       mo_occ=mo_occ, density_matrix=density, mol=mol,
-                                      energy=float(energies[k]) if energies is not None else None,
-                                      forces=gradients[k] if gradients is not None else None))
+                                      energy=None if out.energies is None else float(out.energies[k]),
+                                      forces=None if out.forces is None else out.forces[k],
+                                      uncertainty=None if out.uncertainty is None else float(out.uncertainty[k])))
         return results
 
 
@@ -269,4 +325,5 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto",
     network, config = load_network(path, device=device, dtype=dtype)
     if compile:
         network.fock_and_nodes = torch.compile(network.fock_and_nodes, fullgraph=True, dynamic=True)
-    return HamiltonianPredictor(network, config, device, load_energy_head(path, config, device), path)
+    return HamiltonianPredictor(network, config, device, load_energy_head(path, config, device), path,
+                                load_domain(path, config), load_uncertainty(path, config, network, device))

@@ -72,14 +72,15 @@ def _check_functional(mf, model: HamiltonianPredictor) -> None:
                       UserWarning, stacklevel=3)
 
 
-def model_orbitals(mol: gto.Mole, model: HamiltonianPredictor) -> tuple[np.ndarray, int]:
+def model_orbitals(mol: gto.Mole, model: HamiltonianPredictor, domain: str = "refuse") -> tuple[np.ndarray, int]:
     """Occupied orbitals ``(nao, n_occ)`` of the model's prediction, in ``mol``'s basis, and ``n_occ``.
 
-    Raises InputError for elements, charges or spins the model was not trained for.
+    Raises InputError for elements, charges or spins the model was not trained for, and
+    OutOfDomainError for a molecule outside its training domain (``domain="warn"``: a warning).
     """
     numbers = [gto.charge(mol.atom_symbol(i)) for i in range(mol.natm)]
     atoms = Atoms(numbers=numbers, positions=mol.atom_coords(unit="Bohr") * Bohr)
-    prediction = model.predict(atoms, charge=mol.charge, spin=mol.spin, energy=False)
+    prediction = model.predict(atoms, charge=mol.charge, spin=mol.spin, energy=False, domain=domain)
     n_occ = int((prediction.mo_occ > 0).sum())
     occupied = prediction.mo_coeff[:, :n_occ]
     model_mol = prediction.mol
@@ -94,13 +95,16 @@ def _same_basis(a: gto.Mole, b: gto.Mole) -> bool:
         np.allclose(a._env[a._bas[:, gto.PTR_EXP]], b._env[b._bas[:, gto.PTR_EXP]])
 
 
-def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto"):
+def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto", domain: str = "refuse"):
     """The model's density matrix for a PySCF Mole or SCF object, tagged with ``mo_coeff``/``mo_occ``.
 
     Args:
         mol_or_mf: a ``gto.Mole``, or an RHF/RKS/UHF/UKS object (PySCF or gpu4pyscf).
         model: a loaded model, a model directory, or a shipped model name.
         device: where a model given by name runs.
+        domain: ``"refuse"`` (default) raises :class:`~mlwfcalc.domain.OutOfDomainError` for a molecule
+            outside the model's training domain (its guess could lead the SCF to another state);
+            ``"warn"`` warns and goes on.
 
     Returns:
         ``(nao, nao)`` for restricted objects and Moles, ``(2, nao, nao)`` (alpha, beta) for
@@ -109,7 +113,7 @@ def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "a
     mol, mf = _split(mol_or_mf)
     model = resolve_model(model, device)
     _check_functional(mf, model)
-    occupied, n_occ = model_orbitals(mol, model)
+    occupied, n_occ = model_orbitals(mol, model, domain)
     if _is_unrestricted(mf):
         half = occupied @ occupied.T
         dm = lib.tag_array(np.stack([half, half]), mo_coeff=np.stack([occupied, occupied]),
@@ -125,19 +129,19 @@ def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "a
     return dm
 
 
-def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto"):
-    """Make ``mf.kernel()`` start from the model's density; returns ``mf``.
+def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto", domain: str = "refuse"):
+    """Make ``mf.kernel()`` start from the model's density; returns ``mf``. ``domain`` as in :func:`guess_dm`.
 
     Replaces ``get_init_guess`` on this instance only (an ``init_guess`` string would be silently
     mapped to minao by PySCF). A geometry change of ``mf.mol`` is seen: the guess is recomputed.
     """
     model = resolve_model(model, device)
-    guess_dm(mf, model)  # fail now, not inside kernel(), on elements or states the model does not know
+    guess_dm(mf, model, domain=domain)  # fail now, not inside kernel(), on what the model does not know
 
     def get_init_guess(mol=None, key="minao", **kwargs):
         if mol is not None and mol is not mf.mol:
-            return guess_dm(type(mf)(mol), model)
-        return guess_dm(mf, model)
+            return guess_dm(type(mf)(mol), model, domain=domain)
+        return guess_dm(mf, model, domain=domain)
 
     mf.get_init_guess = get_init_guess
     mf._keys = mf._keys.union({"get_init_guess"})  # declared, so PySCF's sanity check does not warn about it

@@ -94,13 +94,14 @@ def test_batched_molecules_match_single_ones():
 def test_a_lone_atom_has_no_edges_and_still_gets_its_block():
     """A batch without edges (one atom) runs: its on-site block, a finite energy, zero force.
 
-    (Whether a water model should answer for an O atom at all is issue 16's domain check.)
+    (The water model refuses an O atom by default, tests/test_domain.py; the network itself must cope.)
     """
     import mlwfcalc
     from ase import Atoms
 
     model = mlwfcalc.load_model("water-pbe-def2svp", device="cpu")
-    result = model.predict(Atoms("O"), forces=True)
+    with pytest.warns(mlwfcalc.OutOfDomainWarning):
+        result = model.predict(Atoms("O"), forces=True, domain="warn")
     assert result.fock.shape == (14, 14) and np.allclose(result.fock, result.fock.T)
     assert np.isfinite(result.energy) and np.array_equal(result.forces, np.zeros((1, 3)))
 

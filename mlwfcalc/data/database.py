@@ -27,10 +27,19 @@ if TYPE_CHECKING:
     from .labelling import LabelResult
 
 def geometry_key(numbers: np.ndarray, positions: np.ndarray) -> str:
-    """Content key of a geometry: SHA-1 of the atomic numbers and positions rounded to 1e-6 A."""
+    """Content key of a geometry: ``"g"`` + SHA-1 of the atomic numbers and positions rounded to 1e-6 A.
+
+    The leading letter keeps ASE's database from reading a key such as ``49e17...`` as a number
+    (which it refuses to store as a string).
+    """
     digest = hashlib.sha1(np.asarray(numbers, dtype=np.int64).tobytes())
     digest.update(np.round(np.asarray(positions, dtype=float), 6).astype(np.float64).tobytes())
-    return digest.hexdigest()[:20]
+    return "g" + digest.hexdigest()[:19]
+
+
+def _current_key(stored: str) -> str:
+    """A stored key in today's form: databases written before the ``"g"`` prefix hold 20 bare hex digits."""
+    return stored if stored.startswith("g") else "g" + stored[:19]
 
 
 class LabelDatabase:
@@ -70,7 +79,7 @@ class LabelDatabase:
 
     def keys(self) -> set[str]:
         """Geometry keys of every row (done or failed)."""
-        return {row.geometry_key for row in self._db.select(columns=["key_value_pairs"])}
+        return {_current_key(str(row.geometry_key)) for row in self._db.select(columns=["key_value_pairs"])}
 
     def write(self, result: "LabelResult") -> None:
         """Write one row in one transaction (atomic: a killed process leaves no partial row)."""

@@ -1,0 +1,243 @@
+"""A model's training domain, and the refusal of structures outside it.
+
+The domain is measured on the training structures by ``mlwfcalc train`` and kept in the model's
+``config.json`` (section ``"domain"``):
+
+* ``compositions``: ``"formulas"`` (a per-molecule model answers only for the chemical formulas it saw)
+  or ``"elements"`` (a chemical-space model answers for any molecule of its elements and sizes);
+* ``formulas``: every Hill formula seen, with its number of structures; ``n_atoms``: the sizes seen;
+* ``distances_ang``: the distances seen, each as a list of intervals (measured on a 0.02 A grid):
+  ``"A-B"``, every distance between an A and a B atom (the bonded shell, the next shells...);
+  ``"A->B#k"``, over the A atoms, the distance to the k-th nearest B atom (k = 1-4: the first shell).
+  A bond stretched into the gap between two shells, a fragment (an atom far from every partner it
+  had) or a compressed bond lies in no interval;
+* ``margin_ang``: how far outside an interval a distance may lie before the structure is refused.
+
+Outside the domain the network extrapolates, and its numbers can be wrong by eV without any sign
+of it: :meth:`TrainingDomain.violations` names what is outside, and :func:`enforce` raises
+:class:`OutOfDomainError` (or, with ``domain="warn"``, warns and lets an expert go on).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from ase.data import chemical_symbols
+from ase.formula import Formula
+
+from .validation import InputError
+
+#: Policies for a structure outside the domain: raise :class:`OutOfDomainError`, or warn and compute.
+DOMAIN_POLICIES = ("refuse", "warn")
+#: Default margin (Angstrom) beyond the distance ranges seen in training before a structure is refused.
+DEFAULT_MARGIN_ANG = 0.1
+#: How many nearest neighbours of each element per atom the domain records (the first shell).
+NEIGHBOUR_RANKS = 4
+#: Resolution (Angstrom) of the pair-distance intervals, and their number (up to 50 A; longer distances
+#: count in the last interval).
+DISTANCE_BIN_ANG = 0.02
+N_DISTANCE_BINS = 2500
+
+
+class OutOfDomainError(InputError):
+    """A structure outside the model's training domain; the message names what is outside and the fix."""
+
+
+class OutOfDomainWarning(UserWarning):
+    """A structure outside the model's training domain was computed anyway (``domain="warn"``)."""
+
+
+def hill_formula(numbers: Sequence[int]) -> str:
+    """Hill formula (C first, then H, then alphabetical; other elements alphabetical), e.g. ``"C2H6O"``."""
+    return Formula.from_list([chemical_symbols[int(z)] for z in numbers]).format("hill")
+
+
+def _pair_key(a: int, b: int) -> str:
+    a, b = sorted((int(a), int(b)))
+    return f"{chemical_symbols[a]}-{chemical_symbols[b]}"
+
+
+def _distance_table(numbers: np.ndarray, positions_ang: np.ndarray) -> dict[str, np.ndarray]:
+    """The distances a domain records, by key: ``"A-B"``, every A-B distance; ``"A->B#k"``, over the A
+    atoms, the distance to the k-th nearest B atom (k = 1 .. ``NEIGHBOUR_RANKS``)."""
+    numbers = np.asarray(numbers)
+    dist = np.linalg.norm(positions_ang[:, None] - positions_ang[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    table = {}
+    elements = sorted(set(numbers.tolist()))
+    for a in elements:
+        rows = numbers == a
+        for b in elements:
+            block = dist[np.ix_(rows, numbers == b)]
+            if a < b:
+                table[_pair_key(a, b)] = block.reshape(-1)
+            elif a == b and len(block) > 1:
+                table[_pair_key(a, b)] = block[np.triu_indices(len(block), 1)]
+            ranked = np.sort(block, axis=1)
+            for k in range(min(NEIGHBOUR_RANKS, ranked.shape[1] - (a == b))):
+                table[f"{chemical_symbols[a]}->{chemical_symbols[b]}#{k + 1}"] = ranked[:, k]
+    return table
+
+
+def _intervals(histogram: np.ndarray) -> list[tuple[float, float]]:
+    """Runs of occupied bins of a distance histogram as ``[(low, high), ...]`` Angstrom."""
+    occupied = np.concatenate([[False], histogram > 0, [False]])
+    edges = np.flatnonzero(occupied[1:] != occupied[:-1])
+    return [(round(start * DISTANCE_BIN_ANG, 4), round(stop * DISTANCE_BIN_ANG, 4))
+            for start, stop in zip(edges[::2], edges[1::2])]
+
+
+def _phrase(key: str) -> str:
+    """``"H-O"`` -> ``"an H-O distance"``; ``"O->H#2"`` -> ``"an O atom's distance to its 2nd nearest H"``."""
+    if "->" not in key:
+        return f"a {key} distance"
+    pair, rank = key.split("#")
+    a, b = pair.split("->")
+    ordinal = {"1": "nearest", "2": "2nd nearest", "3": "3rd nearest"}.get(rank, f"{rank}th nearest")
+    return f"an {a} atom's distance to its {ordinal} {b}"
+
+
+def _describe(intervals: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{low:.2f}-{high:.2f}" for low, high in intervals)
+
+
+@dataclass
+class TrainingDomain:
+    """What a model saw in training (Angstrom); see the module docstring for each field."""
+
+    compositions: str = "formulas"
+    formulas: dict[str, int] = field(default_factory=dict)
+    n_atoms: tuple[int, int] = (0, 0)
+    distances_ang: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    margin_ang: float = DEFAULT_MARGIN_ANG
+
+    def __post_init__(self):
+        if self.compositions not in ("formulas", "elements"):
+            raise InputError(f"domain compositions {self.compositions!r}: choose 'formulas' or 'elements'")
+        self.n_atoms = tuple(int(n) for n in self.n_atoms)
+        self.distances_ang = {k: [tuple(map(float, i)) for i in v] for k, v in self.distances_ang.items()}
+
+    @classmethod
+    def from_structures(cls, structures: Iterable[tuple[Sequence[int], np.ndarray]], compositions: str = "formulas",
+                        margin_ang: float = DEFAULT_MARGIN_ANG) -> "TrainingDomain":
+        """Measure the domain of ``(numbers (n,), positions (n, 3) Angstrom)`` structures."""
+        formulas: dict[str, int] = {}
+        sizes, histograms = [], {}
+        for numbers, positions in structures:
+            numbers = np.asarray(numbers)
+            formula = hill_formula(numbers)
+            formulas[formula] = formulas.get(formula, 0) + 1
+            sizes.append(len(numbers))
+            for key, distances in _distance_table(numbers, np.asarray(positions, dtype=float)).items():
+                bins = np.minimum(np.floor(distances / DISTANCE_BIN_ANG).astype(int), N_DISTANCE_BINS - 1)
+                histograms.setdefault(key, np.zeros(N_DISTANCE_BINS, dtype=np.int64))
+                histograms[key] += np.bincount(bins, minlength=N_DISTANCE_BINS)
+        if not sizes:
+            raise InputError("no structures to measure a training domain on")
+        return cls(compositions=compositions, formulas=dict(sorted(formulas.items())), n_atoms=(min(sizes), max(sizes)),
+                   distances_ang={key: _intervals(h) for key, h in sorted(histograms.items())}, margin_ang=margin_ang)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["n_atoms"] = list(self.n_atoms)
+        out["distances_ang"] = {k: [list(i) for i in v] for k, v in self.distances_ang.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingDomain":
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"unreadable training domain in the model config ({err}); retrain or rerun "
+                             "`mlwfcalc fit-domain`") from None
+
+    def summary(self) -> str:
+        """One line for ``mlwfcalc models``, e.g. ``"H2O (1000 structures), 3 atoms"``."""
+        if self.compositions == "formulas":
+            what = ", ".join(f"{f} ({n} structures)" for f, n in self.formulas.items())
+        else:
+            elements = sorted({s for f in self.formulas for s in Formula(f).count()})
+            what = f"molecules of {' '.join(elements)} ({len(self.formulas)} formulas, " \
+                   f"{sum(self.formulas.values())} structures)"
+        low, high = self.n_atoms
+        return f"{what}; {low}{'' if low == high else f'-{high}'} atoms"
+
+    def violations(self, numbers: Sequence[int], positions_ang: np.ndarray) -> list[str]:
+        """What about this structure lies outside the domain (empty: inside), one phrase per finding."""
+        numbers = np.asarray(numbers)
+        found = []
+        formula = hill_formula(numbers)
+        if self.compositions == "formulas":
+            if formula not in self.formulas:
+                found.append(f"formula {formula} was never seen in training (seen: {', '.join(self.formulas)})")
+                return found  # distances of another molecule say nothing more
+        elif not self.n_atoms[0] <= len(numbers) <= self.n_atoms[1]:
+            found.append(f"{len(numbers)} atoms, outside the {self.n_atoms[0]}-{self.n_atoms[1]} seen in training")
+        for key, distances in _distance_table(numbers, np.asarray(positions_ang, dtype=float)).items():
+            if key not in self.distances_ang:
+                if "#" not in key:
+                    found.append(f"no {key} pair was seen in training")
+                continue
+            seen = self.distances_ang[key]
+            inside = np.zeros(len(distances), dtype=bool)
+            for low, high in seen:
+                inside |= (distances >= low - self.margin_ang) & (distances <= high + self.margin_ang)
+            if not inside.all():
+                worst = distances[~inside][np.argmax(np.abs(distances[~inside] - np.median(distances)))]
+                found.append(f"{_phrase(key)} of {worst:.2f} A, where training saw none (seen: {_describe(seen)} A)")
+        return found
+
+
+def models_covering(formula: str, exclude: str | None = None) -> list[str]:
+    """Shipped models whose domain contains ``formula`` (a Hill formula), by name."""
+    from .io import list_models
+
+    names = []
+    for entry in list_models():
+        domain = entry.get("domain")
+        if domain is None or entry["name"] == exclude:
+            continue
+        domain = TrainingDomain.from_dict(domain)
+        if domain.compositions == "formulas" and formula in domain.formulas:
+            names.append(entry["name"])
+        elif domain.compositions == "elements":
+            elements = set(Formula(formula).count())
+            seen = {s for f in domain.formulas for s in Formula(f).count()}
+            if elements <= seen:
+                names.append(entry["name"])
+    return names
+
+
+def enforce(domain: TrainingDomain | None, numbers: Sequence[int], positions_ang: np.ndarray, policy: str = "refuse",
+            model_name: str = "the model", where: str | None = None) -> list[str]:
+    """Check one structure against ``domain``: raise, or warn (``policy="warn"``), when it is outside.
+
+    Returns the violations (empty when inside, or when the model has no recorded domain).
+    """
+    if policy not in DOMAIN_POLICIES:
+        raise InputError(f"domain={policy!r}: choose one of {DOMAIN_POLICIES}")
+    if domain is None:
+        return []
+    found = domain.violations(numbers, positions_ang)
+    if not found:
+        return []
+    formula = hill_formula(numbers)
+    prefix = f"{where}: " if where else ""
+    shown = "; ".join(found[:2]) + (f"; and {len(found) - 2} more" if len(found) > 2 else "")
+    message = f"{prefix}{formula} is outside the training domain of {model_name}: {shown}."
+    if policy == "warn":
+        warnings.warn(message + " Computed anyway (domain='warn'): expect large errors.", OutOfDomainWarning,
+                      stacklevel=4)
+        return found
+    raise OutOfDomainError(message + models_that_fit(formula, model_name) +
+                           " To compute anyway, pass domain='warn' (command line: --domain warn).")
+
+
+def models_that_fit(formula: str, model_name: str | None = None) -> str:
+    """A sentence naming the shipped models (other than ``model_name``) that cover ``formula``."""
+    others = models_covering(formula, exclude=model_name)
+    return (f" Model(s) trained for {formula}: {', '.join(others)}." if others else
+            f" No shipped model covers {formula}: train one (README, 'Make a model').")
