@@ -34,7 +34,7 @@ def main():
             parser.error(f"{pair!r}: expected MODEL=DATABASE, e.g. water-pbe-def2svp=work/water-test.db")
         name, path = pair.split("=", 1)
         model = load_model(name, device="cpu")
-        preliminary = bool(model.config.get("preliminary"))
+        preliminary = bool(model.model.record.get("preliminary"))
         dataset = LabelledDataset(path)
         report = evaluate(model, dataset, progress=False)
         col = {"held-out molecules": f"{report.n_molecules}",

@@ -78,9 +78,8 @@ def main():
             model = random_model(shipped, elements, torch.float32)
             name += " (random weights)"
         f32 = time_calls(atoms, MLWFCalculator(model), args.repeats)
-        f64_model = HamiltonianPredictor(model.network.to(torch.float64), model.config, model.device,
-                                         model.energy_head, model.path)
-        f64 = time_calls(atoms, MLWFCalculator(f64_model), args.repeats)
+        model.network.to(torch.float64)
+        f64 = time_calls(atoms, MLWFCalculator(model), args.repeats)
         model.network.to(torch.float32)
         variational = time_calls(atoms, MLWFCalculator(model, mode="variational"), args.pyscf_repeats) \
             if model.path is not None else float("nan")
@@ -88,10 +87,9 @@ def main():
         pyscf = time_calls(atoms, PySCFCalculator(model), args.pyscf_repeats)
         compiled_cells = ""
         if args.compile:
-            compiled = HamiltonianPredictor(model.network, model.config, model.device, model.energy_head, model.path)
             eager_forward = model.network.fock_and_nodes
             model.network.fock_and_nodes = torch.compile(eager_forward, fullgraph=True, dynamic=True)
-            ms = time_calls(atoms, MLWFCalculator(compiled), args.repeats)
+            ms = time_calls(atoms, MLWFCalculator(model), args.repeats)
             model.network.fock_and_nodes = eager_forward
             compiled_cells = f" {ms:.1f} | {ms / xtb:.0f}x |"
         print(f"| {name} | {f32:.1f} | {f64:.1f} | {variational:.0f} | {xtb:.1f} | {pyscf:.0f} | "

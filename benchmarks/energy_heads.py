@@ -54,7 +54,7 @@ def main():
     model = load_model(args.model, device="cpu")
     if model.network.config.target != "fock":
         raise SystemExit("the band and half-core terms need a model that predicts F itself")
-    training = model.config.get("training", {})
+    training = model.model.record.get("training", {})
     dataset = LabelledDataset(args.dataset)
     seed = training.get("train_config", {}).get("seed", 0)
     train_index, val_index = split_indices(len(dataset), [training.get("n_train", 0.9), training.get("n_val", 0.1)],

@@ -13,7 +13,6 @@ from ase.build import molecule
 from ase.units import Bohr
 
 from mlwfcalc.energy import EnergyConfig, EnergyHead
-from mlwfcalc.io import model_config_dict
 from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
 from mlwfcalc.predictor import HamiltonianPredictor
 
@@ -41,22 +40,37 @@ def random_model(like: HamiltonianPredictor, elements: list[int], dtype: torch.d
     """A random-weight predictor with ``like``'s architecture (or ``architecture``, a config's ``"model"``
     section) for ``elements``, with a random energy head of the shipped kind (term none, invariants).
 
-    Written against the APIs that the format-1 network shared, so benchmarks can time both codes.
+    Also runs on the format-1 code (commit 38b4cb6, no ``mlwfcalc.model``), so benchmarks can time both.
     """
     torch.manual_seed(0)
     section = architecture or like.network.config.to_dict()
     network = HamiltonianModel(ModelConfig(**{**section, "elements": elements}), dtype=dtype).to(device).eval()
-    config = {**model_config_dict(network, like.functional if like is not None else "pbe"),
-              "training": like.config.get("training", {}) if like is not None else {}}
-    bare = HamiltonianPredictor(network, config, torch.device(device))
     atoms = molecule("H2O") if set(elements) <= {1, 8} else molecule("CH3CH2OH")
+    try:
+        from mlwfcalc.model import MLWFModel
+        from mlwfcalc.theory import LevelOfTheory
+    except ImportError:  # the format-1 code: HamiltonianPredictor(network, config, device, head)
+        
+        config = {**model_config_dict(network, like.functional if like is not None else "pbe"),
+                  "training": like.config.get("training", {}) if like is not None else {}}
+        bare = HamiltonianPredictor(network, config, torch.device(device))
+        width = _feature_width(bare, atoms)
+        head = EnergyHead(EnergyConfig(term="none", features="invariants", elements=elements, num_scalars=width))
+        return HamiltonianPredictor(network, config, torch.device(device), head.to(device))
+    theory = like.theory if like is not None else LevelOfTheory()
+    bare = HamiltonianPredictor(MLWFModel(network, theory), torch.device(device))
+    width = _feature_width(bare, atoms)
+    head = EnergyHead(EnergyConfig(term="none", features="invariants", elements=elements, num_scalars=width))
+    return HamiltonianPredictor(MLWFModel(network, theory, head.to(device)), torch.device(device))
+
+
+def _feature_width(bare: HamiltonianPredictor, atoms: Atoms) -> int:
+    """Width of the invariant features the network gives (the format-1 code has no ``invariant_width``)."""
     with torch.no_grad():
         moles = [bare.make_mole(atoms)]
         positions = [torch.as_tensor(atoms.positions / Bohr)]
-        nodes = network.fock_and_nodes(bare.graph_batch([atoms], positions, moles))[1]
-        width = bare.network.invariants(nodes, "invariants").shape[1]
-    head = EnergyHead(EnergyConfig(term="none", features="invariants", elements=elements, num_scalars=width))
-    return HamiltonianPredictor(network, config, torch.device(device), head.to(device))
+        nodes = bare.network.fock_and_nodes(bare.graph_batch([atoms], positions, moles))[1]
+        return bare.network.invariants(nodes, "invariants").shape[1]
 
 
 def median_ms(function, repeats: int, warmup: int = 1) -> float:

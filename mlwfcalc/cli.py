@@ -86,8 +86,8 @@ def _cmd_train_energy(args) -> None:
 
     from .data.dataset import LabelledDataset
     from .energy_training import EnergyFitConfig, errors, fit_energy_head, model_errors, precompute
-    from .io import save_energy_head
-    from .predictor import HamiltonianPredictor, load_model
+    from .io import save_model
+    from .predictor import load_model
 
     _set_threads(args.threads)
     model = load_model(args.model, device=args.device)
@@ -111,9 +111,9 @@ def _cmd_train_energy(args) -> None:
         test_set = LabelledDataset(args.test)
         _check_labels(model, test_set)
         summary["test_dataset"] = str(args.test)
-        with_head = HamiltonianPredictor(model.network, model.config, model.device, head, model.path,
-                                         model.domain, model.uncertainty)
-        summary["test"] = model_errors(with_head, test_set.samples)
+        model.model.energy_head = head
+        model.model.check_parts()
+        summary["test"] = model_errors(model, test_set.samples)
     for part in ("train", "val", "test"):
         if part in summary:
             e = summary[part]
@@ -122,7 +122,9 @@ def _cmd_train_energy(args) -> None:
     if args.dry_run:
         print(json.dumps(history[-1]))
         return
-    save_energy_head(head, model.path, summary)
+    model.model.energy_head = head
+    model.model.record["energy_training"] = summary
+    save_model(model.model, model.path)
     print(f"energy head ({config.term}) written to {model.path}")
 
 
@@ -130,7 +132,7 @@ def _model_split(model, dataset, args) -> tuple:
     """``(train_index, val_index, seed)``: the model's own training split, unless the flags say otherwise."""
     from .data.dataset import split_indices
 
-    training = model.config.get("training", {})
+    training = model.model.record.get("training", {})
     seed = training.get("train_config", {}).get("seed", 0) if args.seed is None else args.seed
     n_train = args.n_train if args.n_train is not None else training.get("n_train", 0.9)
     n_val = args.n_val if args.n_val is not None else training.get("n_val", 0.1)

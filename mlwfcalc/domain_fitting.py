@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .data.dataset import LabelledDataset, Sample
 from .domain import DEFAULT_MARGIN_ANG, TrainingDomain
-from .io import save_domain
+from .io import save_model
 from .predictor import HamiltonianPredictor
 from .uncertainty import MIN_CALIBRATION_STRUCTURES, FeatureDistance, UncertaintyConfig
 
@@ -82,6 +82,7 @@ def fit_domain(model: HamiltonianPredictor, dataset: LabelledDataset, train_inde
 def fit_and_save_domain(model: HamiltonianPredictor, dataset: LabelledDataset, train_index: Sequence[int],
                         val_index: Sequence[int], **kwargs) -> dict:
     """:func:`fit_domain`, then write both into the model directory; returns the summary."""
-    domain, estimator, summary = fit_domain(model, dataset, train_index, val_index, **kwargs)
-    save_domain(model.path, domain, estimator)
+    model.model.domain, model.model.uncertainty, summary = fit_domain(model, dataset, train_index, val_index,
+                                                                      **kwargs)
+    save_model(model.model, model.path)
     return summary

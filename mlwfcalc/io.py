@@ -1,8 +1,12 @@
-"""Model files: ``model.safetensors`` (weights) + ``config.json`` (everything to rebuild and to check).
+"""Model files: one :class:`~mlwfcalc.model.MLWFModel` per directory, saved and read in one call.
 
-Nothing is ever unpickled. Loading rebuilds the network from the JSON config and refuses, with a
-clear error, a config of another format version, a basis layout that no longer matches, and a
-weights file with a missing, unexpected, mis-shaped or non-finite tensor.
+``model.safetensors`` (network weights), optional ``energy.safetensors`` (energy head) and
+``uncertainty.safetensors``, and ``config.json`` (everything to rebuild and to check: architecture,
+level of theory, basis layout, training domain, provenance; the head and the uncertainty carry the
+SHA-256 of the network weights they were fitted to). Nothing is ever unpickled. Reading rebuilds
+from the JSON config and refuses, with a clear error, a config of another format version, a basis
+layout that no longer matches, a part fitted to other network weights, and a weights file with a
+missing, unexpected, mis-shaped or non-finite tensor.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import json
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,7 +26,9 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .domain import TrainingDomain
 from .energy import EnergyConfig, EnergyHead
+from .model import MLWFModel
 from .nn.model import HamiltonianModel, ModelConfig
+from .theory import LevelOfTheory
 from .uncertainty import FeatureDistance, UncertaintyConfig
 from .validation import InputError
 
@@ -38,38 +45,74 @@ UNCERTAINTY_WEIGHTS = "uncertainty.safetensors"
 MODELS_DIR = Path(os.environ.get("MLWFCALC_MODELS", Path(__file__).resolve().parent.parent / "models"))
 
 
-def model_config_dict(model: HamiltonianModel, functional: str, training: dict | None = None) -> dict:
-    """The JSON config of a model: architecture, chemistry and provenance."""
-    layout = model.layout
-    return {
+def model_config_dict(model: MLWFModel) -> dict:
+    """The JSON config of a model: architecture, chemistry, level of theory, domain and provenance.
+
+    The sections of the energy head and the uncertainty get their network fingerprint in :func:`save_model`.
+    """
+    network = model.network
+    elements = network.config.elements
+    config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "mlwfcalc_version": __version__,
-        "model": model.config.to_dict(),
-        "basis": model.config.basis,
-        "functional": functional.lower(),
-        "method": "RKS",
-        "elements": [chemical_symbols[z] for z in model.config.elements],
-        "charges": [0],
+        "model": network.config.to_dict(),
+        "basis": network.config.basis,
+        "functional": model.theory.xc,
+        "method": model.theory.method,
+        "theory": asdict(model.theory),
+        "elements": [chemical_symbols[z] for z in elements],
+        "charges": model.charges,
         "spins": [0],
-        "shells": {chemical_symbols[z]: list(layout.element(z).shells) for z in model.config.elements},
+        "shells": {chemical_symbols[z]: list(network.layout.element(z).shells) for z in elements},
         "units": {"positions": "Bohr", "fock": "Hartree"},
         "ao_convention": "pyscf-spherical; model frame (y, z, x); p shells [1, 2, 0]",
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "training": training or {},
+        "dtype": str(next(network.parameters()).dtype).replace("torch.", ""),
+        "training": model.record.get("training", {}),
     }
+    if model.record.get("preliminary"):
+        config["preliminary"] = model.record["preliminary"]
+    if model.energy_head is not None:
+        config["energy"] = {"config": model.energy_head.config.to_dict(),
+                            "units": {"energy": "Hartree", "forces": "Hartree/Bohr"},
+                            "training": model.record.get("energy_training", {})}
+    if model.domain is not None:
+        config["domain"] = model.domain.to_dict()
+    if model.uncertainty is not None:
+        config["uncertainty"] = {"config": model.uncertainty.config.to_dict(),
+                                 "units": {"uncertainty": "Hartree (expected MAE of F)"}}
+    return config
 
 
-def save_model(model: HamiltonianModel, directory: str | Path, functional: str, training: dict | None = None,
-               state: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory``; ``state`` overrides the weights (EMA)."""
+def _write_tensors(module: torch.nn.Module, path: Path) -> None:
+    """``module``'s state as a safetensors file, written atomically."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    tmp.replace(path)
+
+
+def save_model(model: MLWFModel, directory: str | Path) -> Path:
+    """Write the whole model into ``directory`` (created if needed) in one call.
+
+    Each file is replaced atomically, ``config.json`` last; a part the model does not have (an energy
+    head, an uncertainty) has its stale file removed, so a directory never mixes two models.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state or model.state_dict()).items()}
-    tmp = directory / (WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    tmp.replace(directory / WEIGHTS)
-    (directory / CONFIG).write_text(json.dumps(model_config_dict(model, functional, training), indent=2) + "\n")
+    _write_tensors(model.network, directory / WEIGHTS)
+    config = model_config_dict(model)
+    fingerprint = weights_fingerprint(directory)
+    for part, filename, section in ((model.energy_head, ENERGY_WEIGHTS, "energy"),
+                                    (model.uncertainty, UNCERTAINTY_WEIGHTS, "uncertainty")):
+        if part is None:
+            (directory / filename).unlink(missing_ok=True)
+        else:
+            _write_tensors(part, directory / filename)
+            config[section]["network_sha256"] = fingerprint
+    tmp = directory / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(directory / CONFIG)
     return directory
 
 
@@ -154,94 +197,38 @@ def _load_tensors(path: Path, expected: dict[str, torch.Tensor], what: str) -> d
     return {k: v.to(expected[k].dtype) for k, v in tensors.items()}
 
 
-def save_energy_head(head: EnergyHead, directory: str | Path, training: dict | None = None) -> Path:
-    """Add an energy head to a model directory: ``energy.safetensors`` + an ``"energy"`` section in ``config.json``."""
-    directory = resolve_model_path(directory)
-    config = read_config(directory)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
-    tmp = directory / (ENERGY_WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    tmp.replace(directory / ENERGY_WEIGHTS)
-    config["energy"] = {"config": head.config.to_dict(), "network_sha256": weights_fingerprint(directory),
-                        "units": {"energy": "Hartree", "forces": "Hartree/Bohr"}, "training": training or {}}
-    _write_config(directory, config)
-    return directory
-
-
-def load_energy_head(directory: Path, config: dict, device: str | torch.device = "cpu") -> EnergyHead | None:
-    """The model's energy head, or None when it has none; refuses a head fitted to other network weights."""
-    section = config.get("energy")
-    if section is None:
+def _read_part(directory: Path, config: dict, section: str, make, filename: str, fix: str):
+    """An optional fitted part (energy head, uncertainty) from its config section and weights, or None."""
+    if section not in config:
         return None
     try:
-        head = EnergyHead(EnergyConfig(**section["config"]))
-    except (KeyError, TypeError) as err:
-        raise InputError(f"{directory / CONFIG}: incompatible energy section ({err}); refit the energy head "
-                         "with `mlwfcalc train-energy`") from None
-    if section.get("network_sha256") != weights_fingerprint(directory):
-        raise InputError(f"{directory}: the energy head was fitted to other network weights than {WEIGHTS} holds; "
-                         "refit it with `mlwfcalc train-energy`")
-    head.load_state_dict(_load_tensors(directory / ENERGY_WEIGHTS, head.state_dict(), "energy head"))
-    return head.to(device).eval()
+        part = make(config[section]["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{directory / CONFIG}: incompatible {section} section ({err}); refit it with "
+                         f"`mlwfcalc {fix}`") from None
+    if config[section].get("network_sha256") != weights_fingerprint(directory):
+        raise InputError(f"{directory}: the {section} part was fitted to other network weights than {WEIGHTS} "
+                         f"holds; refit it with `mlwfcalc {fix}`")
+    part.load_state_dict(_load_tensors(directory / filename, part.state_dict(), section))
+    return part
 
 
-def _write_config(directory: Path, config: dict) -> None:
-    tmp = directory / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(directory / CONFIG)
+def _theory(config: dict) -> LevelOfTheory:
+    """The level of theory; configs written before the ``"theory"`` section keep it in other keys."""
+    if "theory" in config:
+        return LevelOfTheory(**config["theory"])
+    return LevelOfTheory(xc=config.get("functional", "pbe"), basis=config["basis"],
+                         grid_level=int(config.get("training", {}).get("grid_level", 3)))
 
 
-def save_domain(directory: str | Path, domain: TrainingDomain, uncertainty: FeatureDistance | None = None) -> Path:
-    """Write a model's training domain (``config.json``) and uncertainty (``uncertainty.safetensors``)."""
-    directory = resolve_model_path(directory)
-    config = read_config(directory)
-    config["domain"] = domain.to_dict()
-    config.pop("uncertainty", None)
-    if uncertainty is not None:
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in uncertainty.state_dict().items()}
-        tmp = directory / (UNCERTAINTY_WEIGHTS + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        tmp.replace(directory / UNCERTAINTY_WEIGHTS)
-        config["uncertainty"] = {"config": uncertainty.config.to_dict(), "network_sha256": weights_fingerprint(directory),
-                                 "units": {"uncertainty": "Hartree (expected MAE of F)"}}
-    _write_config(directory, config)
-    return directory
+def read_model(name_or_path: str | Path, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None) -> tuple[MLWFModel, Path]:
+    """Read a model directory (or shipped model name) in one call. Returns ``(model, directory)``.
 
-
-def load_domain(directory: Path, config: dict) -> TrainingDomain | None:
-    """The model's training domain; None, with a warning, for a model saved without one."""
-    if "domain" not in config:
-        warnings.warn(f"model {directory.name} has no recorded training domain, so nothing outside it is refused "
-                      "and its numbers may be silently wrong there; record it with "
-                      f"`mlwfcalc fit-domain {directory} TRAINING_DB`", UserWarning, stacklevel=3)
-        return None
-    return TrainingDomain.from_dict(config["domain"])
-
-
-def load_uncertainty(directory: Path, config: dict, network: HamiltonianModel,
-                     device: str | torch.device = "cpu") -> FeatureDistance | None:
-    """The model's fitted uncertainty, or None; refuses one fitted to other network weights."""
-    section = config.get("uncertainty")
-    if section is None:
-        return None
-    try:
-        estimator = FeatureDistance(UncertaintyConfig(**section["config"]))
-    except (KeyError, TypeError) as err:
-        raise InputError(f"{directory / CONFIG}: incompatible uncertainty section ({err}); refit it with "
-                         "`mlwfcalc fit-domain`") from None
-    if section.get("network_sha256") != weights_fingerprint(directory):
-        raise InputError(f"{directory}: the uncertainty was fitted to other network weights than {WEIGHTS} holds; "
-                         "refit it with `mlwfcalc fit-domain`")
-    if estimator.config.width != network.invariant_width(estimator.config.features):
-        raise InputError(f"{directory}: the uncertainty expects {estimator.config.width} features, the network gives "
-                         f"{network.invariant_width(estimator.config.features)}; refit it with `mlwfcalc fit-domain`")
-    estimator.load_state_dict(_load_tensors(directory / UNCERTAINTY_WEIGHTS, estimator.state_dict(), "uncertainty"))
-    return estimator.to(device)
-
-
-def load_network(name_or_path: str | Path, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None) -> tuple[HamiltonianModel, dict]:
-    """Rebuild a :class:`HamiltonianModel` from a model directory. Returns ``(network, config dict)``."""
+    ``dtype`` is the network's (default: the one it was trained in); the energy head and the
+    uncertainty stay float64. A preliminary model warns; a model without a training domain warns
+    that nothing will be refused.
+    """
     directory = resolve_model_path(name_or_path)
     config = read_config(directory)
     if config.get("preliminary"):
@@ -252,7 +239,26 @@ def load_network(name_or_path: str | Path, device: str | torch.device = "cpu",
     if config.get("shells") != shells:
         raise InputError(f"{directory}: the basis layout in {CONFIG} ({config.get('shells')}) differs from "
                          f"PySCF's {network.config.basis} here ({shells}); the model cannot be used with this PySCF")
-    tensors = _load_tensors(directory / WEIGHTS, network.state_dict(), "model")
-    network.load_state_dict(tensors)
-    dtype = dtype or getattr(torch, config.get("dtype", "float32"))
-    return network.to(device=device, dtype=dtype).eval(), config
+    network.load_state_dict(_load_tensors(directory / WEIGHTS, network.state_dict(), "model"))
+    network = network.to(dtype=dtype or getattr(torch, config.get("dtype", "float32"))).eval()
+    head = _read_part(directory, config, "energy", lambda c: EnergyHead(EnergyConfig(**c)), ENERGY_WEIGHTS,
+                      "train-energy")
+    uncertainty = _read_part(directory, config, "uncertainty", lambda c: FeatureDistance(UncertaintyConfig(**c)),
+                             UNCERTAINTY_WEIGHTS, "fit-domain")
+    if "domain" in config:
+        domain = TrainingDomain.from_dict(config["domain"])
+    else:
+        domain = None
+        warnings.warn(f"model {directory.name} has no recorded training domain, so nothing outside it is refused "
+                      "and its numbers may be silently wrong there; record it with "
+                      f"`mlwfcalc fit-domain {directory} TRAINING_DB`", UserWarning, stacklevel=3)
+    record = {"training": config.get("training", {}), "charges": config.get("charges", [0])}
+    if "energy" in config:
+        record["energy_training"] = config["energy"].get("training", {})
+    if config.get("preliminary"):
+        record["preliminary"] = config["preliminary"]
+    try:
+        model = MLWFModel(network, _theory(config), head, uncertainty, domain, record)
+    except InputError as err:
+        raise InputError(f"model {directory}: {err}") from None
+    return model.to(device).eval(), directory

@@ -12,14 +12,12 @@ from ase import Atoms
 from ase.units import Bohr
 from pyscf import gto
 
-from .domain import OutOfDomainError, TrainingDomain, enforce, hill_formula, models_that_fit
+from .domain import OutOfDomainError, enforce, hill_formula, models_that_fit
 from .electronic import LinearDependencyInBatch, Orbitals, solve_orbitals
-from .energy import EnergyHead, core_hamiltonian, reference_terms
-from .io import load_domain, load_energy_head, load_network, load_uncertainty, resolve_model_path
+from .energy import core_hamiltonian
+from .io import read_model
 from .nn.graph import make_batch
-from .nn.model import HamiltonianModel
-from .theory import LevelOfTheory
-from .uncertainty import FeatureDistance
+from .model import MLWFModel
 from .validation import InputError, check_closed_shell, check_elements, check_not_periodic, check_positions
 
 
@@ -87,42 +85,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 class HamiltonianPredictor:
-    """A loaded model: network + basis + functional, ready to predict for ASE Atoms.
+    """A loaded model, ready to predict for ASE Atoms: checks the input, builds the batch, runs the
+    :class:`~mlwfcalc.model.MLWFModel` once, and turns its output into :class:`Prediction` objects.
 
     Args:
-        network: the trained :class:`HamiltonianModel`.
-        config: the model's ``config.json`` content.
-        device: where the network runs.
-        energy_head: the fitted :class:`~mlwfcalc.energy.EnergyHead`, or None (no energies from the model).
-        path: the model directory it was loaded from, if any.
-        domain: the :class:`~mlwfcalc.domain.TrainingDomain`, or None (unknown: nothing is refused).
-        uncertainty: the fitted :class:`~mlwfcalc.uncertainty.FeatureDistance`, or None.
+        model: the :class:`~mlwfcalc.model.MLWFModel` (network, energy head, uncertainty, domain, theory).
+        device: where it runs.
+        path: the model directory it was read from, if any.
     """
 
-    def __init__(self, network: HamiltonianModel, config: dict, device: torch.device,
-                 energy_head: EnergyHead | None = None, path: Path | None = None,
-                 domain: TrainingDomain | None = None, uncertainty: FeatureDistance | None = None):
-        self.network = network
-        self.domain = domain
-        self.uncertainty = uncertainty
-        self.config = config
+    def __init__(self, model: MLWFModel, device: torch.device, path: Path | None = None):
+        self.model = model
         self.device = device
-        self.energy_head = energy_head
         self.path = path
-        self.layout = network.layout
-        self.basis = network.config.basis
-        self.functional = config.get("functional", "pbe")
-        #: the level of theory of the predicted F and of the training labels (its SCF factory: ``make_scf``)
-        self.theory = LevelOfTheory(xc=self.functional, basis=self.basis,
-                                    grid_level=int(config.get("training", {}).get("grid_level", 3)))
-        self.elements = list(network.config.elements)
-        if energy_head is not None:
-            head = energy_head.config
-            width = network.invariant_width(head.features)
-            if head.num_scalars != width or set(head.elements) != set(self.elements):
-                raise InputError(f"model {path or ''}: the energy head (elements {head.elements}, {head.num_scalars} "
-                                 f"{head.features} features) does not fit the network (elements {self.elements}, "
-                                 f"{width} {head.features} features); refit it with `mlwfcalc train-energy`")
+        self.layout = model.network.layout
+        self.basis = model.network.config.basis
+
+    network = property(lambda self: self.model.network, doc="The network that predicts F.")
+    energy_head = property(lambda self: self.model.energy_head, doc="The energy head, or None.")
+    uncertainty = property(lambda self: self.model.uncertainty, doc="The fitted uncertainty, or None.")
+    domain = property(lambda self: self.model.domain, doc="The training domain, or None (unknown).")
+    theory = property(lambda self: self.model.theory,
+                      doc="The level of theory of F and of the training labels (its SCF factory: ``make_scf``).")
+    functional = property(lambda self: self.model.theory.xc)
+    elements = property(lambda self: self.model.elements)
 
     @property
     def name(self) -> str:
@@ -135,8 +121,8 @@ class HamiltonianPredictor:
         return None if self.uncertainty is None else self.uncertainty.config.threshold_hartree
 
     def __repr__(self) -> str:
-        return (f"HamiltonianPredictor(basis={self.basis!r}, functional={self.functional!r}, "
-                f"elements={self.config.get('elements')}, device={self.device})")
+        return (f"HamiltonianPredictor({self.name}, basis={self.basis!r}, functional={self.functional!r}, "
+                f"elements={self.elements}, device={self.device})")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -154,7 +140,7 @@ class HamiltonianPredictor:
             check_elements(atoms.numbers, self.elements, where, what=f"this model (basis {self.basis})")
         except InputError as err:  # no opt-out: the network has no weights for that element
             raise OutOfDomainError(f"{err}.{models_that_fit(hill_formula(atoms.numbers), self.name)}") from None
-        check_closed_shell(atoms.numbers, charge, spin, where, allowed_charges=self.config.get("charges", [0]))
+        check_closed_shell(atoms.numbers, charge, spin, where, allowed_charges=self.model.charges)
         return enforce(self.domain, atoms.numbers, atoms.positions, domain, model_name=self.name, where=where)
 
     def make_mole(self, atoms: Atoms, charge: int = 0, spin: int = 0) -> gto.Mole:
@@ -179,50 +165,26 @@ class HamiltonianPredictor:
 
     def network_pass(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], energy: bool = False,
                      forces: bool = False) -> NetworkOutput:
-        """One batched network pass: F, and as asked the energies, forces and uncertainties.
+        """One batched pass of the model: F, and as asked the energies, forces and (when fitted) uncertainties.
 
         Forces are ``-dE/dR`` by autograd through the network and, for the half-core and band terms,
-        S(R) and H_core(R); energies and forces need an energy head. The uncertainty comes from the
-        same node features, for free, when the model has one. Everything is copied to the host once.
+        S(R) and H_core(R). Everything is copied to the host once.
         """
-        if (energy or forces) and self.energy_head is None:
-            raise InputError(f"model {self.path or ''} has no energy head: fit one with `mlwfcalc train-energy`, "
-                             "or use the variational DFT energy (mode='variational')")
         energy = energy or forces
         sizes = [len(a) for a in molecules]
         flat = torch.as_tensor(np.concatenate([a.positions for a in molecules]) / Bohr, dtype=torch.float64)
         flat.requires_grad_(forces)
-        energies = gradient = uncertainty = None
+        gradient = None
         with torch.set_grad_enabled(forces):
             positions = torch.split(flat, sizes)
-            batch = self.graph_batch(molecules, positions, moles)
-            if not energy and self.uncertainty is None:
-                fock = self.network(batch)
-            else:
-                fock, nodes = self.network.fock_and_nodes(batch)
-            if self.uncertainty is not None:
-                features = self.network.invariants(nodes, self.uncertainty.config.features)
-                uncertainty = self.uncertainty(features, batch.numbers, batch.molecule, len(moles)).cpu().numpy()
-            if energy:
-                energies = self._energies(molecules, moles, positions, batch, fock, nodes)
+            out = self.model(self.graph_batch(molecules, positions, moles), moles, positions, energy=energy)
             if forces:  # a lone atom's position is unused: zero force
-                (gradient,) = torch.autograd.grad(energies.sum(), flat, allow_unused=True, materialize_grads=True)
+                (gradient,) = torch.autograd.grad(out.energy.sum(), flat, allow_unused=True, materialize_grads=True)
         return NetworkOutput(
-            fock=np.asarray(fock.detach().to("cpu", torch.float64)),
-            energies=None if energies is None else np.asarray(energies.detach()),
+            fock=np.asarray(out.fock.detach().to("cpu", torch.float64)),
+            energies=None if out.energy is None else np.asarray(out.energy.detach()),
             forces=np.split(-np.asarray(gradient), np.cumsum(sizes)[:-1]) if forces else None,
-            uncertainty=uncertainty)
-
-    def _energies(self, molecules, moles, positions, batch, fock, nodes) -> torch.Tensor:
-        """Total energies ``(B,)`` (Hartree, float64, host): the head's atomic sum plus its reference terms."""
-        head = self.energy_head
-        atomic = head(self.network.invariants(nodes, head.config.features), batch.numbers).to("cpu")
-        energies = torch.zeros(len(moles), dtype=torch.float64).index_add(0, batch.molecule.cpu(), atomic)
-        if head.config.term != "none":
-            focks = [f[:m.nao, :m.nao].to("cpu", torch.float64) for f, m in zip(fock, moles)]
-            energies = energies + torch.stack([reference_terms(head.config.term, m, torch.as_tensor(a.numbers), p, f)
-                                               for a, m, p, f in zip(molecules, moles, positions, focks)])
-        return energies
+            uncertainty=None if out.uncertainty is None else np.asarray(out.uncertainty))
 
     def predict(self, atoms: Atoms | Sequence[Atoms], charge: int | None = None, spin: int | None = None,
                 energy: bool | None = None, forces: bool = False, batch_size: int | None = None,
@@ -321,9 +283,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto",
             minute on a CPU, see docs/benchmarks.md). Needs a working C++ compiler on CPUs.
     """
     device = resolve_device(device)
-    path = resolve_model_path(name_or_path)
-    network, config = load_network(path, device=device, dtype=dtype)
+    model, path = read_model(name_or_path, device=device, dtype=dtype)
     if compile:
-        network.fock_and_nodes = torch.compile(network.fock_and_nodes, fullgraph=True, dynamic=True)
-    return HamiltonianPredictor(network, config, device, load_energy_head(path, config, device), path,
-                                load_domain(path, config), load_uncertainty(path, config, network, device))
+        model.network.fock_and_nodes = torch.compile(model.network.fock_and_nodes, fullgraph=True, dynamic=True)
+    return HamiltonianPredictor(model, device, path)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .data.dataset import LabelledDataset, split_indices
 from .io import save_model
+from .model import MLWFModel
 from .nn.graph import Batch, make_batch, pad_matrices
 from .nn.model import HamiltonianModel, ModelConfig
 from .predictor import resolve_device
@@ -281,12 +282,12 @@ class Trainer:
 
     def _initialise_from(self, model_dir: str) -> None:
         """Start from another model's weights and normalisation; its architecture must be this run's."""
-        from .io import load_network
+        from .io import read_model
 
-        network, config = load_network(model_dir, dtype=self.dtype)
-        if ModelConfig(**config["model"]) != self.config.model:
-            raise InputError(f"init_from {model_dir}: its model config {config['model']} differs from this run's "
-                             f"{self.config.model.to_dict()}; use the same [model] settings")
+        network = read_model(model_dir, dtype=self.dtype)[0].network
+        if network.config != self.config.model:
+            raise InputError(f"init_from {model_dir}: its model config {network.config.to_dict()} differs from this "
+                             f"run's {self.config.model.to_dict()}; use the same [model] settings")
         self.model.load_state_dict(network.state_dict())
         self.ema.load_state_dict(network.state_dict())
 
@@ -421,7 +422,7 @@ class Trainer:
                     "n_val": len(self.data.val_index), "step": self.step, "val_mae_uha": self.best_val * 1e6,
                     "xc": self.settings.xc, "grid_level": self.settings.grid_level,
                     "conv_tol": self.settings.conv_tol, "train_config": self.config.to_dict()}
-        return save_model(self.ema, directory, functional=self.settings.xc, training=training)
+        return save_model(MLWFModel(self.ema, self.settings, record={"training": training}), directory)
 
     def _write_log(self) -> None:
         path = self.output / "log.csv"

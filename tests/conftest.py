@@ -55,16 +55,17 @@ def tiny_model_dir(tmp_path_factory):
     import torch
 
     from mlwfcalc.energy import EnergyConfig, EnergyHead
-    from mlwfcalc.io import save_energy_head, save_model
+    from mlwfcalc.io import save_model
+    from mlwfcalc.model import MLWFModel
     from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
+    from mlwfcalc.theory import LevelOfTheory
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("tiny_model")
     network = HamiltonianModel(ModelConfig(elements=[1, 6, 8], channels=4, num_layers=1, num_radial=4,
                                            radial_hidden=8, target="fock-hcore"), dtype=torch.float64)
     network.heads.scale.fill_(0.02)  # a random part of F of tens of mHa, as a trained model's deviations
-    save_model(network, directory, "pbe", training={"grid_level": 1})
     head = EnergyHead(EnergyConfig(term="half-core", elements=[1, 6, 8], num_scalars=4, hidden=[8], features="scalars"))
     head.scale.fill_(300.0)  # an untrained network's scalars vary little with geometry: sizeable head forces
-    save_energy_head(head, directory)
+    save_model(MLWFModel(network, LevelOfTheory(grid_level=1), head), directory)
     return directory

@@ -20,6 +20,8 @@ from mlwfcalc.energy import EnergyConfig, EnergyHead, core_hamiltonian
 from mlwfcalc.energy_training import (EnergyFitConfig, errors, fit_energy_head, head_energy_forces, model_errors,
                                       precompute)
 from mlwfcalc.io import save_model
+from mlwfcalc.model import MLWFModel
+from mlwfcalc.theory import LevelOfTheory
 from mlwfcalc.predictor import Prediction
 from mlwfcalc.pyscf import harris_energy, reference_scf, variational_energy
 from mlwfcalc.validation import InputError
@@ -57,7 +59,7 @@ def test_shipped_configuration_forces_match_finite_differences(tiny, name):
     head = EnergyHead(EnergyConfig(term="none", elements=[1, 6, 8], num_scalars=width, hidden=[16],
                                    features="invariants"))
     head.scale.fill_(300.0)
-    model = HamiltonianPredictor(tiny.network, tiny.config, tiny.device, head, tiny.path)
+    model = HamiltonianPredictor(MLWFModel(tiny.network, tiny.theory, head), tiny.device, tiny.path)
     atoms = molecule(name)
     atoms.rattle(0.05, seed=5)
     atoms.calc = MLWFCalculator(model)
@@ -133,7 +135,7 @@ def test_head_from_other_network_weights_is_refused(tiny_model_dir, tmp_path):
     with torch.no_grad():
         next(network.parameters()).add_(0.1)
     config = json.loads((copy / "config.json").read_text())
-    save_model(network, copy, "pbe", training={"grid_level": 1})
+    save_model(MLWFModel(network, LevelOfTheory(grid_level=1)), copy)
     (copy / "config.json").write_text(json.dumps({**json.loads((copy / "config.json").read_text()),
                                                   "energy": config["energy"]}))
     with pytest.raises(InputError, match="fitted to other network weights"):
@@ -148,7 +150,7 @@ def test_head_from_other_network_weights_is_refused(tiny_model_dir, tmp_path):
 
 def test_model_without_energy_head_says_how_to_get_one(tiny_model_dir, tmp_path):
     network = mlwfcalc.load_model(tiny_model_dir, device="cpu").network
-    save_model(network, tmp_path, "pbe")
+    save_model(MLWFModel(network, LevelOfTheory()), tmp_path)
     model = mlwfcalc.load_model(tmp_path, device="cpu")
     assert model.predict(molecule("H2O")).energy is None
     with pytest.raises(InputError, match="no energy head.*train-energy"):
