@@ -12,15 +12,75 @@ from .validation import InputError
 
 
 def _cmd_sample(args) -> None:
-    from .data.sampling import load_start_structure, sample_md
+    from .data.sampling import load_start_structure, sample_md, sample_normal_modes, sample_trajectories
 
     start = load_start_structure(args.start)
-    frames = sample_md(start, args.output, temperature_K=args.temperature, n_frames=args.frames,
-                       interval=args.interval, timestep_fs=args.timestep, equilibration=args.equilibration,
-                       friction_per_fs=args.friction, seed=args.seed, overwrite=args.overwrite,
-                       progress=not args.quiet)
-    print(f"wrote {len(frames)} frames of {start.get_chemical_formula()} to {args.output} "
-          f"(GFN2-xTB Langevin MD, {args.temperature} K, every {args.interval} steps of {args.timestep} fs)")
+    temperatures, seeds = _numbers(args.temperature, float, "--temperature"), _numbers(args.seed, int, "--seed")
+    formula = start.get_chemical_formula()
+    if args.method == "normal-modes":
+        if len(seeds) > 1:
+            raise InputError("--method normal-modes takes one --seed (its frames are independent draws)")
+        frames = sample_normal_modes(start, args.output, temperatures_K=temperatures, n_frames=args.frames,
+                                     seed=seeds[0], overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {len(frames)} frames of {formula} to {args.output} (normal-mode distortions of the GFN2-xTB "
+              f"minimum at {', '.join(f'{t:g}' for t in temperatures)} K)")
+        return
+    md = dict(interval=args.interval, timestep_fs=args.timestep, equilibration=args.equilibration,
+              friction_per_fs=args.friction, overwrite=args.overwrite, progress=not args.quiet)
+    if len(temperatures) == 1 and len(seeds) == 1:
+        frames = sample_md(start, args.output, temperature_K=temperatures[0], n_frames=args.frames, seed=seeds[0],
+                           **md)
+    else:
+        frames = sample_trajectories(start, args.output, temperatures_K=temperatures, seeds=seeds,
+                                     n_frames=args.frames, **md)
+    print(f"wrote {len(frames)} frames of {formula} to {args.output} (GFN2-xTB Langevin MD at "
+          f"{', '.join(f'{t:g}' for t in temperatures)} K, seeds {', '.join(map(str, seeds))}; every {args.interval} "
+          f"steps of {args.timestep} fs)")
+
+
+def _numbers(text: str, kind, flag: str) -> list:
+    """``"300,500"`` -> ``[300.0, 500.0]``; a clear error for anything else."""
+    try:
+        values = [kind(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: give a number or a comma-separated list such as 300,500,700") from None
+    if not values:
+        raise InputError(f"{flag} is empty")
+    return values
+
+
+def _cmd_select(args) -> None:
+    import warnings
+
+    import numpy as np
+    from ase.io import write
+
+    from .data.labelling import read_images
+    from .data.selection import deduplicate, pool_summary, select_frames
+    from .domain import OutOfDomainWarning
+    from .predictor import load_model
+
+    _set_threads(args.threads)
+    pool = [atoms for _, _, atoms in read_images(args.frames)]
+    if args.exclude:
+        from .data.database import LabelDatabase, geometry_key
+
+        done = LabelDatabase(args.exclude).keys()
+        pool = [a for a in pool if geometry_key(a.numbers, a.positions) not in done]
+    kept = [pool[k] for k in deduplicate(pool, args.tolerance)]
+    if not kept:
+        raise InputError("no frames left to select from (all duplicates or already labelled)")
+    model = load_model(args.model, device=args.device)
+    picked, uncertainty = select_frames(model, kept, args.n, args.by, progress=not args.quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        for k in picked:
+            kept[k].info["uncertainty_uha"] = round(1e6 * float(uncertainty[k]), 2)
+    write(args.output, [kept[k] for k in picked], format="extxyz")
+    print(f"pool: {pool_summary(pool)}; {len(pool) - len(kept)} near-duplicates dropped; wrote {len(picked)} frames "
+          f"({args.by}) to {args.output}; uncertainty of the picked frames: median "
+          f"{1e6 * np.median(uncertainty[picked]):.1f}, of the pool: median {1e6 * np.median(uncertainty):.1f} "
+          "micro-Hartree")
 
 
 def _cmd_label(args) -> None:
@@ -323,19 +383,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlwfcalc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sample", help="sample geometries with GFN2-xTB Langevin MD (tblite)")
+    p = sub.add_parser("sample", help="sample geometries with GFN2-xTB (tblite): Langevin MD or normal-mode "
+                                      "distortions")
     p.add_argument("start", help="xyz/extxyz file (last frame is used) or an ase.build.molecule name such as H2O")
     p.add_argument("-o", "--output", required=True, help="extxyz file to write")
-    p.add_argument("--temperature", type=float, default=500.0, help="K (default 500, as MD17)")
-    p.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
+    p.add_argument("--method", choices=["md", "normal-modes"], default="md",
+                   help="md (default): Langevin MD trajectories; normal-modes: classical harmonic distortions of "
+                        "the relaxed molecule (independent frames, reaching stretched bonds)")
+    p.add_argument("--temperature", default="500",
+                   help="K, or a comma-separated list (one MD run per temperature and seed; normal modes: the "
+                        "temperatures in turn); default 500, as MD17")
+    p.add_argument("--frames", type=int, default=100,
+                   help="frames per MD run (per temperature and seed), or in all for normal modes (default 100)")
     p.add_argument("--interval", type=int, default=20, help="MD steps between frames (default 20)")
     p.add_argument("--timestep", type=float, default=0.5, help="fs (default 0.5)")
     p.add_argument("--equilibration", type=int, default=200, help="MD steps before the first frame (default 200)")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", default="0", help="seed, or a comma-separated list (one MD run per seed)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("select", help="de-duplicate a pool of sampled frames and pick the ones worth labelling")
+    p.add_argument("frames", nargs="+", help="xyz/extxyz files (FILE@SLICE picks frames)")
+    p.add_argument("-o", "--output", required=True, help="extxyz file of the picked frames (for `mlwfcalc label`)")
+    p.add_argument("--model", required=True, help="a model of these molecules with a fitted uncertainty")
+    p.add_argument("--n", type=int, required=True, help="frames to pick")
+    p.add_argument("--by", choices=["fps", "uncertainty"], default="fps",
+                   help="fps (default): farthest-point sampling in the model's features, from the most uncertain "
+                        "frame; uncertainty: the most uncertain frames (active learning)")
+    p.add_argument("--exclude", help="a label database: frames already in it are not picked again")
+    p.add_argument("--tolerance", type=float, default=0.002,
+                   help="near-duplicates: RMS difference of the interatomic distances below this, A (default 0.002)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_select)
 
     p = sub.add_parser("label", help="label geometries with PySCF RKS into an ASE database (resumable)")
     p.add_argument("frames", nargs="+", help="xyz/extxyz files, every frame; ASE's FILE@SLICE picks frames (traj.xyz@:400)")

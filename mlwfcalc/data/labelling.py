@@ -79,12 +79,11 @@ class LabelSummary:
         return "\n".join([text] + [f"  failed: {f}" for f in self.failures])
 
 
-def read_frames(paths: Sequence[str | Path]) -> list[Frame]:
-    """Read every frame of xyz/extxyz files (any ASE-readable format); InputError if unreadable.
-
-    ASE's ``path@slice`` selects frames: ``traj.xyz@:400`` reads the first 400.
+def read_images(paths: Sequence[str | Path]) -> list[tuple[str, int, Atoms]]:
+    """``(source, index, Atoms)`` for every frame of xyz/extxyz files (any ASE-readable format), ``info``
+    kept; InputError if unreadable. ASE's ``path@slice`` selects frames: ``traj.xyz@:400`` reads the first 400.
     """
-    frames = []
+    out = []
     for path in paths:
         try:
             name, index = parse_filename(str(path))
@@ -95,8 +94,13 @@ def read_frames(paths: Sequence[str | Path]) -> list[Frame]:
                              "optionally with an ASE slice such as traj.xyz@:400") from None
         if not images:
             raise InputError(f"{path} holds no geometry")
-        frames.extend(frame_of(atoms, str(path), index) for index, atoms in enumerate(images))
-    return frames
+        out.extend((str(path), index, atoms) for index, atoms in enumerate(images))
+    return out
+
+
+def read_frames(paths: Sequence[str | Path]) -> list[Frame]:
+    """Every frame of xyz/extxyz files as :class:`Frame` objects (see :func:`read_images`)."""
+    return [frame_of(atoms, source, index) for source, index, atoms in read_images(paths)]
 
 
 def frame_of(atoms: Atoms, source: str, index: int) -> Frame:

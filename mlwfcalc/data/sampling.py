@@ -1,7 +1,11 @@
-"""Cheap geometry sampling: GFN2-xTB Langevin MD through tblite's ASE calculator.
+"""Cheap geometry sampling with GFN2-xTB (tblite's ASE calculator): MD and normal-mode distortions.
 
-This mirrors how MD17 was made (ab initio MD at 500 K) at a small fraction of the cost; the
-frames are then labelled with PySCF by :mod:`mlwfcalc.data.labelling`.
+:func:`sample_md` runs Langevin MD (as MD17 was made, ab initio MD at 500 K, at a small fraction of
+the cost); :func:`sample_trajectories` runs several temperatures and seeds into one file;
+:func:`sample_normal_modes` relaxes the molecule and draws classical harmonic (Boltzmann)
+displacements along its normal modes, which reach the stretched bonds and bent angles MD rarely
+visits. Frames are then selected (:mod:`mlwfcalc.data.selection`) and labelled with PySCF
+(:mod:`mlwfcalc.data.labelling`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation
 from tqdm.auto import tqdm
 
 from ..validation import InputError, check_not_periodic, check_positions
+
+#: Normal modes softer than this (cm^-1; torsions, rotors) are displaced as if they had this frequency:
+#: the harmonic picture would send them arbitrarily far.
+SOFTEST_MODE_CM = 150.0
+#: cm^-1 per sqrt(eV / (A^2 amu)): harmonic frequency from a mass-weighted Hessian eigenvalue.
+CM_PER_SQRT_EV_A2_AMU = 521.47
+#: A normal-mode frame with two atoms closer than this (Angstrom) is drawn again.
+MIN_SAMPLED_DISTANCE = 0.6
 
 
 def load_start_structure(spec: str) -> Atoms:
@@ -104,4 +116,103 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
             write(handle, frame, format="extxyz")
             handle.flush()
             frames.append(frame)
+    return frames
+
+
+def sample_trajectories(start: Atoms, output: str | Path, *, temperatures_K: list[float], seeds: list[int],
+                        n_frames: int = 100, overwrite: bool = False, progress: bool = True, **md) -> list[Atoms]:
+    """:func:`sample_md` for every temperature and seed, all frames into one extxyz file.
+
+    Each frame's ``info`` also holds ``target_temperature_K``, ``seed`` and ``method="md"``. ``md`` passes
+    on ``interval``, ``timestep_fs``, ``equilibration`` and ``friction_per_fs``.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists; choose another file or pass --overwrite")
+    frames = []
+    part = output.with_name(output.name + ".part")
+    for temperature in temperatures_K:
+        for seed in seeds:
+            run = sample_md(start, part, temperature_K=temperature, n_frames=n_frames, seed=seed, overwrite=True,
+                            progress=progress, **md)
+            for frame in run:
+                frame.info.update(target_temperature_K=float(temperature), seed=int(seed), method="md")
+            frames += run
+    part.unlink(missing_ok=True)
+    write(output, frames, format="extxyz")
+    return frames
+
+
+def relax(start: Atoms, fmax: float = 0.005) -> Atoms:
+    """``start`` relaxed with GFN2-xTB (BFGS to ``fmax`` eV/A); a new Atoms without calculator."""
+    from ase.optimize import BFGS
+
+    atoms = Atoms(start.numbers, positions=start.positions)
+    atoms.calc = _xtb_calculator()
+    BFGS(atoms, logfile=None).run(fmax=fmax, steps=500)
+    return Atoms(atoms.numbers, positions=atoms.positions)
+
+
+def normal_modes(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Harmonic frequencies ``(k,)`` (cm^-1) and Cartesian mode shapes ``(k, n, 3)`` (A per sqrt(amu)) of a
+    relaxed molecule (GFN2-xTB finite-difference Hessian), without the translations and rotations."""
+    import tempfile
+
+    from ase.vibrations import Vibrations
+
+    atoms = Atoms(atoms.numbers, positions=atoms.positions)
+    atoms.calc = _xtb_calculator()
+    with tempfile.TemporaryDirectory() as scratch:
+        vibrations = Vibrations(atoms, name=os.path.join(scratch, "vib"), delta=0.005, nfree=2)
+        vibrations.run()
+        hessian = vibrations.get_vibrations().get_hessian_2d()  # eV/A^2
+    inverse_sqrt_mass = np.repeat(1 / np.sqrt(atoms.get_masses()), 3)
+    eigenvalues, vectors = np.linalg.eigh(hessian * np.outer(inverse_sqrt_mass, inverse_sqrt_mass))
+    n_rigid = 5 if len(atoms) == 2 or _is_linear(atoms) else 6
+    keep = np.argsort(np.abs(eigenvalues))[n_rigid:]
+    frequencies = CM_PER_SQRT_EV_A2_AMU * np.sqrt(np.abs(eigenvalues[keep]))
+    shapes = (vectors[:, keep] * inverse_sqrt_mass[:, None]).T.reshape(len(keep), len(atoms), 3)
+    return frequencies, shapes
+
+
+def _is_linear(atoms: Atoms) -> bool:
+    centred = atoms.positions - atoms.positions.mean(axis=0)
+    return np.linalg.svd(centred, compute_uv=False)[1] < 1e-3 if len(atoms) > 2 else True
+
+
+def sample_normal_modes(start: Atoms, output: str | Path, *, temperatures_K: list[float], n_frames: int = 100,
+                        seed: int = 0, overwrite: bool = False, progress: bool = True) -> list[Atoms]:
+    """Classical harmonic (Boltzmann) distortions along the normal modes of the GFN2-xTB minimum.
+
+    Each mode i gets an amplitude ``q_i ~ N(0, kT / omega_i^2)`` in mass-weighted coordinates (modes
+    softer than ``SOFTEST_MODE_CM`` as if they had that frequency); the temperatures are used in turn.
+    Unlike MD, every frame is independent and the high temperatures reach stretched bonds and bent
+    angles directly. Frames with two atoms closer than ``MIN_SAMPLED_DISTANCE`` are drawn again.
+
+    Returns:
+        The written frames, each with ``info`` keys ``target_temperature_K``, ``seed`` and
+        ``method="normal-modes"``.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists; choose another file or pass --overwrite")
+    if n_frames < 1 or not temperatures_K:
+        raise InputError("give at least one frame and one temperature")
+    minimum = relax(start)
+    frequencies, shapes = normal_modes(minimum)
+    omega2 = (np.maximum(frequencies, SOFTEST_MODE_CM) / CM_PER_SQRT_EV_A2_AMU) ** 2  # eV/(A^2 amu)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in tqdm(range(n_frames), desc="normal-mode sampling", unit="frame", disable=not progress):
+        temperature = float(temperatures_K[k % len(temperatures_K)])
+        while True:
+            amplitudes = rng.normal(0.0, np.sqrt(units.kB * temperature / omega2))
+            positions = minimum.positions + np.einsum("i,inx->nx", amplitudes, shapes)
+            distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)[np.triu_indices(len(positions), 1)]
+            if len(distances) == 0 or distances.min() >= MIN_SAMPLED_DISTANCE:
+                break
+        frame = Atoms(minimum.numbers, positions=positions)
+        frame.info.update(target_temperature_K=temperature, seed=int(seed), method="normal-modes", index=k)
+        frames.append(frame)
+    write(output, frames, format="extxyz")
     return frames

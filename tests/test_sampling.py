@@ -1,0 +1,73 @@
+"""Broad sampling (several temperatures and seeds, normal-mode distortions) and the selection of frames to label."""
+
+import numpy as np
+import pytest
+from ase.build import molecule
+from ase.io import read, write
+
+from mlwfcalc.cli import main
+from mlwfcalc.data.selection import deduplicate, farthest_point_order
+
+
+def oh_lengths(frames):
+    return np.concatenate([np.linalg.norm(a.positions[1:] - a.positions[0], axis=1) for a in frames])
+
+
+def test_md_over_temperatures_and_seeds_writes_one_file(tmp_path, capsys):
+    path = tmp_path / "pool.extxyz"
+    assert main(["sample", "H2O", "-o", str(path), "--temperature", "300,900", "--seed", "3,4", "--frames", "2",
+                 "--interval", "5", "--equilibration", "5", "-q"]) == 0
+    frames = read(path, ":")
+    assert len(frames) == 8
+    assert sorted({(a.info["target_temperature_K"], a.info["seed"]) for a in frames}) == \
+        [(300.0, 3), (300.0, 4), (900.0, 3), (900.0, 4)]
+    assert "300, 900 K, seeds 3, 4" in capsys.readouterr().out
+    assert main(["sample", "H2O", "-o", str(tmp_path / "x.xyz"), "--temperature", "hot"]) == 2
+
+
+def test_normal_mode_frames_spread_with_temperature(tmp_path):
+    path = tmp_path / "modes.extxyz"
+    assert main(["sample", "H2O", "-o", str(path), "--method", "normal-modes", "--temperature", "300,3000",
+                 "--frames", "120", "--seed", "5", "-q"]) == 0
+    frames = read(path, ":")
+    cold = [a for a in frames if a.info["target_temperature_K"] == 300]
+    hot = [a for a in frames if a.info["target_temperature_K"] == 3000]
+    assert len(cold) == len(hot) == 60 and all(a.info["method"] == "normal-modes" for a in frames)
+    # classical harmonic amplitudes grow as sqrt(T): about 3.2x from 300 to 3000 K
+    assert 2.0 < oh_lengths(hot).std() / oh_lengths(cold).std() < 4.5
+    assert 0.9 < np.median(oh_lengths(cold)) < 1.0  # around the GFN2-xTB minimum
+
+
+def test_deduplicate_drops_repeats_and_keeps_distinct_frames():
+    water = molecule("H2O")
+    moved = water.copy()
+    bond = moved.positions[1] - moved.positions[0]
+    moved.positions[1] += 0.02 * bond / np.linalg.norm(bond)  # O-H 0.02 A longer
+    turned = water.copy()
+    turned.rotate(40, "z")  # the same geometry, rotated: a duplicate for the labels
+    assert deduplicate([water, moved, turned, water.copy(), molecule("NH3")]) == [0, 1, 4]
+
+
+def test_farthest_point_order_covers_the_extremes():
+    points = np.array([[0.0, 0.0], [0.1, 0.0], [10.0, 0.0], [0.0, 5.0], [0.2, 0.1]])
+    assert farthest_point_order(points, 3, first=0) == [0, 2, 3]
+
+
+def test_select_picks_the_frames_the_model_knows_least(tmp_path, capsys):
+    """From a pool of hot and cold normal-mode frames, uncertainty selection takes hot ones; --exclude skips
+    frames already labelled."""
+    pool = tmp_path / "pool.extxyz"
+    assert main(["sample", "H2O", "-o", str(pool), "--method", "normal-modes", "--temperature", "300,2500",
+                 "--frames", "40", "-q"]) == 0
+    picked = tmp_path / "picked.extxyz"
+    assert main(["select", str(pool), "-o", str(picked), "--model", "water-pbe-def2svp", "--n", "10",
+                 "--by", "uncertainty", "-q"]) == 0
+    frames = read(picked, ":")
+    assert len(frames) == 10 and sum(a.info["target_temperature_K"] == 2500 for a in frames) >= 8
+    assert "wrote 10 frames (uncertainty)" in capsys.readouterr().out
+    assert main(["select", str(pool), "-o", str(tmp_path / "fps.extxyz"), "--model", "water-pbe-def2svp",
+                 "--n", "40", "-q"]) == 0
+    assert len(read(tmp_path / "fps.extxyz", ":")) == 40
+    write(tmp_path / "few.extxyz", read(pool, ":3"))
+    with pytest.raises(SystemExit):
+        main(["select", str(pool), "-o", str(picked), "--model", "water-pbe-def2svp"])  # --n is required
