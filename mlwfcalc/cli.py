@@ -244,15 +244,36 @@ def _set_threads(threads: int | None) -> None:
 
 def _cmd_evaluate(args) -> None:
     from .data.dataset import LabelledDataset
-    from .evaluation import evaluate, write_report
+    from .evaluation import evaluate, plot_trend, write_report
     from .predictor import load_model
 
+    _set_threads(args.threads)
     model = load_model(args.model, device=args.device)
-    dataset = LabelledDataset(args.dataset)
-    report = evaluate(model, dataset, progress=not args.quiet, parity_plot=args.plot)
-    print(f"model {args.model} on {args.dataset}\n{report.table()}")
-    write_report(report, args.json, {"model": str(args.model), "dataset": str(args.dataset)})
-    print(f"wrote {args.json}" + (f" and {args.plot}" if args.plot else ""))
+    sets = {}
+    for item in args.datasets:
+        label, _, path = item.rpartition("=")
+        sets[label or path] = path
+    reports = {}
+    for label, path in sets.items():
+        reports[label] = evaluate(model, LabelledDataset(path), progress=not args.quiet,
+                                  parity_plot=args.plot if len(reports) == 0 else None,
+                                  rotation_seed=None if args.no_rotate else args.rotate)
+    rotation = "as stored" if args.no_rotate else f"each molecule randomly rotated (seed {args.rotate})"
+    if len(reports) == 1:
+        (label, report), = reports.items()
+        print(f"model {args.model} on {sets[label]} ({rotation})\n{report.table()}")
+        write_report(report, args.json, {"model": str(args.model), "dataset": sets[label]})
+    else:
+        print(f"model {args.model} ({rotation})\n| metric | " + " | ".join(reports) + " |")
+        print("|---" * (len(reports) + 1) + "|")
+        rows = [r.rows() for r in reports.values()]
+        for i, (name, _) in enumerate(rows[0]):
+            print(f"| {name} | " + " | ".join(r[i][1] for r in rows) + " |")
+        write_report(reports, args.json, {"model": str(args.model), "datasets": sets})
+        if args.trend:
+            plot_trend(reports, args.trend, title=f"{model.name}: error against the test set")
+    print(f"wrote {args.json}" + (f" and {args.plot}" if args.plot else "") +
+          (f" and {args.trend}" if args.trend and len(reports) > 1 else ""))
 
 
 def _cmd_predict(args) -> None:
@@ -505,11 +526,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_energy)
 
-    p = sub.add_parser("evaluate", help="accuracy of a model on a label database (F, orbitals, gap)")
+    p = sub.add_parser("evaluate", help="accuracy of a model on label databases (F, orbitals, gap, dipole, energy, "
+                                        "forces), one column per database")
     p.add_argument("model", help="model directory or shipped model name")
-    p.add_argument("dataset", help="label database; every converged row is evaluated")
+    p.add_argument("datasets", nargs="+", metavar="[LABEL=]DATASET",
+                   help="label databases; every converged row is evaluated. A numeric LABEL (300=T300.db) is a "
+                        "temperature for --trend")
     p.add_argument("--json", default="evaluation.json", help="where to write the metrics (default evaluation.json)")
-    p.add_argument("--plot", default="parity.png", help="parity plot PNG (default parity.png)")
+    p.add_argument("--plot", default="parity.png", help="parity plot PNG of the first dataset (default parity.png)")
+    p.add_argument("--trend", help="PNG of the errors against the datasets' labels (several datasets)")
+    p.add_argument("--rotate", type=int, default=0, help="seed of the random rotation of each molecule (default 0)")
+    p.add_argument("--no-rotate", action="store_true", help="evaluate the molecules as stored")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)

@@ -1,14 +1,17 @@
-"""Accuracy of a model on a labelled set: F, orbital energies, orbital coefficients, HOMO-LUMO gap.
+"""Accuracy of a model on a labelled set: F, orbital energies, orbital coefficients, HOMO-LUMO gap,
+dipole, and (with an energy head) energies and forces; with the uncertainty and the share of the set
+outside the model's training domain.
 
 Orbitals on both sides come from the same exact PySCF overlap: ``F_pred C = S C e`` against
 ``F_ref C = S C e``. The orbital-coefficient similarity is PhiSNet's: the mean over occupied
-orbitals of ``|c_pred . c_ref| / (|c_pred| |c_ref|)``.
+orbitals of ``|c_pred . c_ref| / (|c_pred| |c_ref|)``. With ``rotation_seed`` every molecule is
+first turned by its own random rotation, references included (F by the AO Wigner matrices).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,9 @@ from ase import Atoms
 from ase.units import Bohr, Debye, Hartree
 from tqdm.auto import tqdm
 
-from .data.dataset import LabelledDataset
+from scipy.spatial.transform import Rotation
+
+from .data.dataset import LabelledDataset, Sample
 from .electronic import dipole_moment, solve_orbitals
 from .predictor import HamiltonianPredictor
 from .validation import InputError
@@ -35,8 +40,13 @@ class EvaluationReport:
     homo_lumo_gap_mae_uha: float
     homo_lumo_gap_mae_mev: float
     dipole_mae_debye: float
+    energy_mae_mev: float | None = None
+    force_mae_mev_per_a: float | None = None
+    mean_uncertainty_uha: float | None = None
+    outside_domain_percent: float | None = None
 
-    def table(self) -> str:
+    def rows(self) -> list[tuple[str, str]]:
+        """``(metric, value with unit)`` pairs, the table's rows."""
         rows = [("molecules", f"{self.n_molecules}"),
                 ("MAE of F, all matrix elements", f"{self.fock_mae_uha:.1f} micro-Hartree"),
                 ("max |error| of F", f"{self.fock_max_abs_uha:.1f} micro-Hartree"),
@@ -45,31 +55,67 @@ class EvaluationReport:
                 ("MAE of HOMO-LUMO gap", f"{self.homo_lumo_gap_mae_uha:.1f} micro-Hartree "
                                          f"({self.homo_lumo_gap_mae_mev:.2f} meV)"),
                 ("mean |dipole error| (predicted density)", f"{self.dipole_mae_debye:.4f} Debye")]
+        if self.energy_mae_mev is not None:
+            rows += [("energy head: energy MAE", f"{self.energy_mae_mev:.2f} meV"),
+                     ("energy head: force MAE (per component)", f"{self.force_mae_mev_per_a:.1f} meV/A")]
+        if self.mean_uncertainty_uha is not None:
+            rows.append(("mean uncertainty (expected MAE of F)", f"{self.mean_uncertainty_uha:.1f} micro-Hartree"))
+        if self.outside_domain_percent is not None:
+            rows.append(("outside the training domain", f"{self.outside_domain_percent:.0f} %"))
+        return rows
+
+    def table(self) -> str:
+        rows = self.rows()
         width = max(len(r[0]) for r in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def rotated(sample: Sample, rotation: np.ndarray, layout) -> Sample:
+    """``sample`` turned by the (improper) rotation ``(3, 3)``: positions, forces, dipole and F (AO Wigner D)."""
+    d = torch.as_tensor(layout.wigner_D(sample.numbers.tolist(), rotation))
+    r = torch.as_tensor(rotation)
+    return replace(sample, positions=sample.positions @ r.T, fock=d @ sample.fock @ d.T, forces=sample.forces @ r.T,
+                   dipole=r @ sample.dipole)
+
+
 def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: int = 32, progress: bool = True,
-             parity_plot: str | Path | None = None) -> EvaluationReport:
-    """Compare the model's F and orbitals with the reference on every molecule of ``dataset``."""
+             parity_plot: str | Path | None = None, rotation_seed: int | None = None) -> EvaluationReport:
+    """Compare the model's F, orbitals (and energies, forces) with the reference on every molecule of ``dataset``.
+
+    ``rotation_seed``: turn each molecule by its own random rotation first (None: as stored).
+    Molecules outside the model's training domain are evaluated too, and counted.
+    """
     settings = dataset.settings
     if settings.basis != model.basis:
         raise InputError(f"dataset {dataset.path} is in basis {settings.basis}, the model predicts {model.basis}")
     if settings.xc != model.functional:
         raise InputError(f"dataset {dataset.path} was labelled with {settings.xc}, the model with {model.functional}")
     f_err, f_max, e_err, cosines, gap_err, dip_err = [], 0.0, [], [], [], []
+    energy_err, force_err, uncertainties, outside = [], [], [], 0
     ref_sample, pred_sample = [], []
     rng = np.random.default_rng(0)
+    turns = np.random.default_rng(rotation_seed) if rotation_seed is not None else None
+    head = model.energy_head is not None
     for start in tqdm(range(0, len(dataset), batch_size), desc="evaluating", unit="batch", disable=not progress):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        if turns is not None:
+            samples = [rotated(s, Rotation.random(random_state=turns).as_matrix(), model.layout) for s in samples]
         atoms = [Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr) for s in samples]
+        if model.domain is not None:
+            outside += sum(bool(model.domain.violations(a.numbers, a.positions)) for a in atoms)
         moles = [model.make_mole(a) for a in atoms]
-        predicted = model.predict_fock(atoms, moles)
-        for sample, mol, fock in zip(samples, moles, predicted):
+        out = model.network_pass(atoms, moles, energy=head, forces=head)
+        if out.uncertainty is not None:
+            uncertainties += list(out.uncertainty)
+        for k, (sample, mol) in enumerate(zip(samples, moles)):
             ref = sample.fock
+            fock = torch.as_tensor(out.fock[k, :mol.nao, :mol.nao])
             error = (fock - ref).abs()
             f_err.append(float(error.mean()))
             f_max = max(f_max, float(error.max()))
+            if head:
+                energy_err.append(abs(float(out.energies[k]) - float(sample.energy)))
+                force_err.append(np.abs(out.forces[k] - sample.forces.numpy()).reshape(-1))
             overlap = torch.as_tensor(mol.intor("int1e_ovlp"))
             orb_p = solve_orbitals(fock, overlap, mol.nelectron)
             orb_r = solve_orbitals(ref, overlap, mol.nelectron)
@@ -89,10 +135,43 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                               orbital_cosine_percent=100 * float(np.mean(cosines)),
                               homo_lumo_gap_mae_uha=1e6 * float(np.mean(gap_err)),
                               homo_lumo_gap_mae_mev=1e3 * Hartree * float(np.mean(gap_err)),
-                              dipole_mae_debye=Bohr / Debye * float(np.mean(dip_err)))
+                              dipole_mae_debye=Bohr / Debye * float(np.mean(dip_err)),
+                              energy_mae_mev=1e3 * Hartree * float(np.mean(energy_err)) if head else None,
+                              force_mae_mev_per_a=(1e3 * Hartree / Bohr * float(np.concatenate(force_err).mean())
+                                                   if head else None),
+                              mean_uncertainty_uha=1e6 * float(np.mean(uncertainties)) if uncertainties else None,
+                              outside_domain_percent=100 * outside / len(dataset) if model.domain is not None else None)
     if parity_plot:
         _parity_plot(np.concatenate(ref_sample), np.concatenate(pred_sample), report, parity_plot)
     return report
+
+
+def plot_trend(reports: dict[str, EvaluationReport], path: str | Path, title: str = "") -> None:
+    """Errors against the sets' labels (temperatures in K when numeric): F, occupied orbital energies, forces."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(reports)
+    numeric = all(label.replace(".", "", 1).isdigit() for label in labels)
+    x = [float(label) for label in labels] if numeric else list(range(len(labels)))
+    series = [("F MAE (micro-Hartree)", [r.fock_mae_uha for r in reports.values()]),
+              ("occupied orbital energy MAE (micro-Hartree)", [r.orbital_energy_mae_uha for r in reports.values()])]
+    if all(r.force_mae_mev_per_a is not None for r in reports.values()):
+        series.append(("force MAE (meV/A)", [r.force_mae_mev_per_a for r in reports.values()]))
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.6))
+    for ax, (name, values) in zip(axes, series):
+        ax.plot(x, values, "o-")
+        ax.set_yscale("log")
+        ax.set_ylabel(name)
+        ax.set_xlabel("temperature of the test trajectory (K)" if numeric else "set")
+        if not numeric:
+            ax.set_xticks(x, labels, rotation=30)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _parity_plot(ref: np.ndarray, pred: np.ndarray, report: EvaluationReport, path: str | Path) -> None:
@@ -117,5 +196,9 @@ def _parity_plot(ref: np.ndarray, pred: np.ndarray, report: EvaluationReport, pa
     plt.close(fig)
 
 
-def write_report(report: EvaluationReport, path: str | Path, extra: dict | None = None) -> None:
-    Path(path).write_text(json.dumps({**asdict(report), **(extra or {})}, indent=2) + "\n")
+def write_report(report: EvaluationReport | dict[str, EvaluationReport], path: str | Path,
+                 extra: dict | None = None) -> None:
+    """One report as a flat JSON object, or several as ``{"sets": {label: report}}``, plus ``extra``."""
+    body = asdict(report) if isinstance(report, EvaluationReport) else \
+        {"sets": {label: asdict(r) for label, r in report.items()}}
+    Path(path).write_text(json.dumps({**body, **(extra or {})}, indent=2) + "\n")

@@ -221,3 +221,27 @@ def test_basis_named_in_the_config_is_checked_against_the_dataset(water_db, tmp_
     assert main(["train", "--config", str(config), "-q"]) == 2
     error = capsys.readouterr().err
     assert "is in basis def2-svp, the model config says def2-tzvp" in error, error
+
+
+def test_evaluate_is_rotation_invariant_and_tabulates_several_sets(water_db, tmp_path, capsys):
+    """Randomly rotated molecules (references turned with them) give the same rotation-invariant errors, and
+    element-wise MAEs (F, force components: not invariant) within a few percent; several sets give one
+    column each, a JSON per set and an error-against-temperature plot."""
+    from mlwfcalc.cli import main
+
+    model = mlwfcalc.load_model("water-pbe-def2svp", device="cpu", dtype=torch.float64)
+    dataset = LabelledDataset(water_db)
+    plain = evaluate(model, dataset, progress=False)
+    turned = evaluate(model, dataset, progress=False, rotation_seed=3)
+    for name in ("orbital_energy_mae_uha", "homo_lumo_gap_mae_uha", "dipole_mae_debye", "energy_mae_mev",
+                 "mean_uncertainty_uha"):
+        assert getattr(turned, name) == pytest.approx(getattr(plain, name), rel=1e-6), name
+    for name in ("fock_mae_uha", "force_mae_mev_per_a"):
+        assert getattr(turned, name) == pytest.approx(getattr(plain, name), rel=0.05), name
+    assert plain.outside_domain_percent == 0 and plain.energy_mae_mev < 5
+    report, trend = tmp_path / "eval.json", tmp_path / "trend.png"
+    assert main(["evaluate", "water-pbe-def2svp", f"300={water_db}", f"500={water_db}", "--json", str(report),
+                 "--plot", str(tmp_path / "parity.png"), "--trend", str(trend), "-q"]) == 0
+    sets = json.loads(report.read_text())["sets"]
+    assert set(sets) == {"300", "500"} and sets["300"]["n_molecules"] == 8 and trend.stat().st_size > 1000
+    assert "| energy head: force MAE (per component) |" in capsys.readouterr().out
