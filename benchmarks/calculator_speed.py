@@ -22,7 +22,7 @@ from ase.units import Bohr, Hartree
 from pyscf import lib
 
 from mlwfcalc import MLWFCalculator
-from mlwfcalc.predictor import HamiltonianPredictor, load_model
+from mlwfcalc.predictor import load_model
 from mlwfcalc.pyscf import reference_scf
 from mlwfcalc.validation import InputError
 from systems import random_model, uracil

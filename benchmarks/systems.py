@@ -50,7 +50,8 @@ def random_model(like: HamiltonianPredictor, elements: list[int], dtype: torch.d
         from mlwfcalc.model import MLWFModel
         from mlwfcalc.theory import LevelOfTheory
     except ImportError:  # the format-1 code: HamiltonianPredictor(network, config, device, head)
-        
+        from mlwfcalc.io import model_config_dict
+
         config = {**model_config_dict(network, like.functional if like is not None else "pbe"),
                   "training": like.config.get("training", {}) if like is not None else {}}
         bare = HamiltonianPredictor(network, config, torch.device(device))

@@ -9,7 +9,7 @@ the uncertainties: the energy is assembled here and nowhere else. (The energy-he
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch

@@ -155,14 +155,6 @@ class HamiltonianPredictor:
         return make_batch(self.layout, [torch.as_tensor(a.numbers) for a in molecules], positions,
                           self.network.config.cutoff, hcore).to(self.device, self.dtype)
 
-    def predict_fock(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole] | None = None) -> list[torch.Tensor]:
-        """Predicted F ``(nao, nao)`` per molecule (float64, host): one forward pass, one device-to-host copy."""
-        moles = moles or [self.make_mole(a) for a in molecules]
-        positions = [torch.as_tensor(a.positions / Bohr) for a in molecules]
-        with torch.no_grad():
-            fock = self.network(self.graph_batch(molecules, positions, moles)).to("cpu", torch.float64)
-        return [f[:m.nao, :m.nao] for f, m in zip(fock, moles)]
-
     def network_pass(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], energy: bool = False,
                      forces: bool = False) -> NetworkOutput:
         """One batched pass of the model: F, and as asked the energies, forces and (when fitted) uncertainties.

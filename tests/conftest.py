@@ -30,8 +30,6 @@ def ethanol():
 @pytest.fixture(scope="session")
 def water_db(tmp_path_factory):
     """8 water geometries (500 K GFN2-xTB MD) labelled with PySCF PBE/def2-SVP at a coarse grid."""
-    from ase.io import write
-
     from mlwfcalc.theory import LevelOfTheory
     from mlwfcalc.data.labelling import label_frames, read_frames
     from mlwfcalc.data.sampling import sample_md
