@@ -214,7 +214,8 @@ def _cmd_fit_domain(args) -> None:
     _check_labels(model, dataset)
     train_index, val_index, _ = _model_split(model, dataset, args)
     summary = fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
-                                  margin_ang=args.margin, progress=not args.quiet)
+                                  margin_ang=args.margin, threshold_factor=args.threshold_factor,
+                                  progress=not args.quiet)
     print(f"domain of {model.name}: {_fitted(summary)}; written to {model.path}")
 
 
@@ -223,9 +224,9 @@ def _fitted(summary: dict) -> str:
     line = f"{', '.join(summary['formulas'][:10])} from {summary['n_train_structures']} training structures"
     if "uncertainty" in summary:
         return f"{line}; uncertainty {summary['uncertainty']}"
-    return (f"{line}; uncertainty calibrated on {summary['n_structures']} validation structures (rank correlation "
-            f"with their F error {summary['spearman_f_error']:.2f}), threshold "
-            f"{1e6 * summary['threshold_hartree']:.1f} micro-Hartree")
+    return (f"{line}; uncertainty ({summary['aggregation']} over atoms, shrinkage {summary['shrinkage']:g}) "
+            f"calibrated on {summary['n_structures']} validation structures (rank correlation with their F error "
+            f"{summary['spearman_f_error']:.2f}), threshold {1e6 * summary['threshold_hartree']:.1f} micro-Hartree")
 
 
 def _check_labels(model, dataset) -> None:
@@ -496,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.1,
                    help="Angstrom beyond the distance ranges seen in training before a structure is refused "
                         "(default 0.1)")
+    p.add_argument("--threshold-factor", type=float, default=2.0,
+                   help="warn when the expected F error passes this many times the validation error (default 2)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

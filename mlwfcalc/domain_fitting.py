@@ -2,8 +2,9 @@
 
 ``mlwfcalc train`` runs this on its best model; ``mlwfcalc fit-domain MODEL DATASET`` runs it on any
 model directory (older models, or another split). The domain comes from the training structures,
-the uncertainty's Gaussians from the training atoms' features, its calibration from the validation
-structures' actual F errors.
+the uncertainty's Gaussians from the training atoms' features, and from the validation structures'
+actual F errors both the choice of shrinkage and aggregation (the pair of ``SHRINKAGES`` x
+``AGGREGATIONS`` whose score ranks those errors best, Spearman) and the calibration.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from .data.dataset import LabelledDataset, Sample
 from .domain import DEFAULT_MARGIN_ANG, TrainingDomain
 from .io import save_model
 from .predictor import HamiltonianPredictor
-from .uncertainty import MIN_CALIBRATION_STRUCTURES, FeatureDistance, UncertaintyConfig
+from .uncertainty import AGGREGATIONS, MIN_CALIBRATION_STRUCTURES, FeatureDistance, UncertaintyConfig
+
+#: Covariance shrinkages tried (see :mod:`mlwfcalc.uncertainty`).
+SHRINKAGES = (0.001, 0.01, 0.1)
 
 
 def _features_and_errors(model: HamiltonianPredictor, samples: Sequence[Sample], features: str, batch_size: int,
@@ -47,13 +51,14 @@ def _features_and_errors(model: HamiltonianPredictor, samples: Sequence[Sample],
 
 def fit_domain(model: HamiltonianPredictor, dataset: LabelledDataset, train_index: Sequence[int],
                val_index: Sequence[int], compositions: str = "formulas", margin_ang: float = DEFAULT_MARGIN_ANG,
-               config: UncertaintyConfig | None = None, batch_size: int = 32,
+               config: UncertaintyConfig | None = None, threshold_factor: float = 2.0, batch_size: int = 32,
                progress: bool = True) -> tuple[TrainingDomain, FeatureDistance | None, dict]:
     """The domain of the training split, and the uncertainty fitted on it and calibrated on the validation split.
 
     Returns ``(domain, uncertainty, summary)``; ``summary`` holds the calibration figures. With fewer
     than ``MIN_CALIBRATION_STRUCTURES`` validation structures there is nothing to calibrate on: the
-    uncertainty is None (and the summary says so).
+    uncertainty is None (and the summary says so). ``config`` fixes the uncertainty's settings instead of
+    choosing them; ``threshold_factor``: the threshold is this times the validation F MAE.
     """
     train = [dataset[int(i)] for i in train_index]
     val = [dataset[int(i)] for i in val_index]
@@ -64,18 +69,30 @@ def fit_domain(model: HamiltonianPredictor, dataset: LabelledDataset, train_inde
         summary["uncertainty"] = (f"not fitted: {len(val)} validation structures, calibrating needs "
                                   f"{MIN_CALIBRATION_STRUCTURES}")
         return domain, None, summary
-    features = (config.features if config else "invariants")
-    config = config or UncertaintyConfig(elements=list(model.network.config.elements),
-                                         width=model.network.invariant_width(features))
-    estimator = FeatureDistance(config)
+    from scipy.stats import spearmanr
+
+    features = config.features if config else "invariants"
     train_features, train_numbers, _, _ = _features_and_errors(model, train, features, batch_size, progress,
                                                                "domain: training features")
-    estimator.fit(train_features, train_numbers)
     _, _, batches, errors = _features_and_errors(model, val, features, batch_size, progress,
                                                  "domain: validation errors")
-    scores = torch.cat([estimator.score(*b) for b in batches]).numpy()
+    candidates = [config] if config else [
+        UncertaintyConfig(elements=list(model.network.config.elements), width=model.network.invariant_width(features),
+                          features=features, shrinkage=shrinkage, aggregation=aggregation,
+                          threshold_factor=threshold_factor)
+        for shrinkage in SHRINKAGES for aggregation in AGGREGATIONS]
+    best = None
+    for candidate in candidates:
+        estimator = FeatureDistance(candidate)
+        estimator.fit(train_features, train_numbers)
+        scores = torch.cat([estimator.score(*b) for b in batches]).numpy()
+        rank = spearmanr(scores, errors)[0]
+        if best is None or rank > best[0]:
+            best = (rank, estimator, scores)
+    _, estimator, scores = best
     estimator.calibrate(scores, errors)
-    summary.update(config.calibration, threshold_hartree=config.threshold_hartree)
+    summary.update(estimator.config.calibration, threshold_hartree=estimator.config.threshold_hartree,
+                   shrinkage=estimator.config.shrinkage, aggregation=estimator.config.aggregation)
     return domain, estimator.to(model.device), summary
 
 

@@ -6,8 +6,9 @@ with a shrunk covariance (a one-component Gaussian density of the training featu
 
     d_i^2 = |W_e (h_i - mu_e)|^2 / C,    W_e = ((1 - s) Sigma_e + s tr(Sigma_e) / C * I)^(-1/2)
 
-The structure's score is ``sqrt(max_i d_i^2)``: one atom in a strange environment is enough to make
-its blocks of F wrong. A power law fitted on the validation structures (least squares in log-log)
+The structure's score is ``sqrt(max_i d_i^2)`` (one atom in a strange environment makes its blocks
+of F wrong) or ``sqrt(mean_i d_i^2)`` (a structure distorted all over); :mod:`mlwfcalc.domain_fitting`
+picks the aggregation and the shrinkage ``s`` that rank the validation errors best. A power law fitted on the validation structures (least squares in log-log)
 turns the score into the quantity users can read: the expected mean absolute error of the
 structure's predicted Kohn-Sham matrix elements, in Hartree,
 
