@@ -390,6 +390,12 @@ def _number(text: str):
     return float(text) if "." in text else int(text)
 
 
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _add_domain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain", choices=["refuse", "warn"], default="refuse",
                         help="a molecule outside the model's training domain: refuse it (default), or warn and go on")
@@ -437,9 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", help="a label database: frames already in it are not picked again")
     p.add_argument("--tolerance", type=float, default=0.002,
                    help="near-duplicates: RMS difference of the interatomic distances below this, A (default 0.002)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_runtime(p)
     p.set_defaults(func=_cmd_select)
 
     p = sub.add_parser("label", help="label geometries with PySCF RKS into an ASE database (resumable)")
@@ -499,9 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0.1)")
     p.add_argument("--threshold-factor", type=float, default=2.0,
                    help="warn when the expected F error passes this many times the validation error (default 2)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_runtime(p)
     p.set_defaults(func=_cmd_fit_domain)
 
     p = sub.add_parser("train-energy", help="fit the energy head of a model to PySCF energies and forces")
@@ -524,9 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-val", type=_number, help="default: the model's validation split")
     p.add_argument("--test", help="a held-out label database to report test errors on")
     p.add_argument("--dry-run", action="store_true", help="report errors, write nothing")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_runtime(p)
     p.set_defaults(func=_cmd_train_energy)
 
     p = sub.add_parser("evaluate", help="accuracy of a model on label databases (F, orbitals, gap, dipole, energy, "
