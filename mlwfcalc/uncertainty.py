@@ -103,13 +103,16 @@ class FeatureDistance(nn.Module):
             self.mean[k] = x.mean(0)
             self.whitening[k] = vectors / values.sqrt()
 
+    def whiten(self, features: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        """``W_e (h_i - mu_e)`` ``(N, C)`` (float64) of atom features ``(N, C)`` with atomic numbers ``(N,)``."""
+        features = features.detach().to(self.mean.device, torch.float64)
+        element = self.element_index[numbers.to(self.mean.device)]
+        return torch.bmm((features - self.mean[element])[:, None, :], self.whitening[element])[:, 0]
+
     def score(self, features: torch.Tensor, numbers: torch.Tensor, molecule: torch.Tensor,
               n_molecules: int) -> torch.Tensor:
         """Raw score ``(B,)`` (dimensionless) of each molecule from atom features ``(N, C)``."""
-        features = features.detach().to(self.mean.device, torch.float64)
-        element = self.element_index[numbers.to(self.mean.device)]
-        centred = features - self.mean[element]
-        squared = (torch.bmm(centred[:, None, :], self.whitening[element])[:, 0] ** 2).mean(dim=1)
+        squared = (self.whiten(features, numbers) ** 2).mean(dim=1)
         molecule = molecule.to(self.mean.device)
         out = torch.zeros(n_molecules, dtype=torch.float64, device=self.mean.device)
         if self.config.aggregation == "max":

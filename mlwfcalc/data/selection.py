@@ -66,9 +66,7 @@ def describe(model, frames: Sequence[Atoms], batch_size: int = 64,
         with torch.no_grad():
             batch = model.graph_batch(chunk, positions, moles)
             out = model.model(batch)
-            features = model.network.invariants(out.nodes, estimator.config.features).to(torch.float64)
-            element = estimator.element_index[batch.numbers]
-            whitened = torch.bmm((features - estimator.mean[element])[:, None], estimator.whitening[element])[:, 0]
+            whitened = estimator.whiten(model.network.invariants(out.nodes, estimator.config.features), batch.numbers)
         whitened, molecule, numbers = whitened.cpu().numpy(), batch.molecule.cpu().numpy(), batch.numbers.cpu().numpy()
         for m in range(len(chunk)):
             parts = []
