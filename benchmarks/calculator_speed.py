@@ -1,13 +1,14 @@
 """Time per energy+forces call: mlwfcalc's ASE calculator against GFN2-xTB (tblite) and PySCF, one run.
 
     python benchmarks/calculator_speed.py [--model water-pbe-def2svp] \
-        [--ethanol-model ethanol-pbe-def2svp] [--threads 2] [--repeats 10]
+        [--ethanol-model ethanol-pbe-def2svp] [--threads 2] [--repeats 10] [--device cpu]
 
 Water and ethanol use the given (shipped) models; a model without an energy head, and uracil, use a
 randomly initialised model of the same architecture with a random energy head (the cost does not
 depend on the weights), so those ML timings are speed only; the table says which. Each calculator
 gets one warm-up call, then the median over ``--repeats`` calls on slightly displaced geometries (so no cache is hit). PySCF runs the SCF
-from its default (minao) guess at the model's level of theory, then the analytic gradient.
+from its default (minao) guess at the model's level of theory, then the analytic gradient. ``--device cuda`` runs mlwfcalc's
+network on the GPU (PySCF and tblite stay on the CPU).
 """
 
 import argparse
@@ -50,6 +51,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pyscf-repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="where mlwfcalc's network runs: cpu or cuda")
     parser.add_argument("--compile", action="store_true",
                         help="also time the network under torch.compile (load_model(..., compile=True))")
     args = parser.parse_args()
@@ -57,9 +59,9 @@ def main():
     lib.num_threads(args.threads)
     from tblite.ase import TBLite
 
-    shipped = load_model(args.model, device="cpu")
+    shipped = load_model(args.model, device=args.device)
     try:
-        ethanol = load_model(args.ethanol_model, device="cpu")
+        ethanol = load_model(args.ethanol_model, device=args.device)
     except InputError as err:  # e.g. a model of an older format: time the architecture with random weights
         print(f"ethanol model not loaded ({str(err)[:80]}...): random weights\n")
         ethanol = None
@@ -67,7 +69,7 @@ def main():
                ("ethanol", molecule("CH3CH2OH"), ethanol if ethanol is not None and ethanol.energy_head is not None
                 else None),
                ("uracil", uracil(), None)]
-    print(f"{args.threads} threads; median of {args.repeats} calls (PySCF: {args.pyscf_repeats}); milliseconds\n")
+    print(f"network on {args.device}; {args.threads} threads; median of {args.repeats} calls (PySCF: {args.pyscf_repeats}); milliseconds\n")
     compiled_header = " ml f32 compiled | compiled / xTB |" if args.compile else ""
     print("| molecule | mlwfcalc ml f32 | ml f64 | variational | tblite GFN2-xTB | PySCF SCF+grad | "
           "PySCF / ml f32 | ml f32 / xTB |" + compiled_header)
@@ -75,7 +77,7 @@ def main():
     for name, atoms, model in systems:
         elements = sorted(set(int(z) for z in atoms.numbers))
         if model is None:
-            model = random_model(shipped, elements, torch.float32)
+            model = random_model(shipped, elements, torch.float32, args.device)
             name += " (random weights)"
         f32 = time_calls(atoms, MLWFCalculator(model), args.repeats)
         model.network.to(torch.float64)
