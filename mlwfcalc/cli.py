@@ -87,8 +87,12 @@ def _cmd_label(args) -> None:
     from .data.labelling import label_frames, read_frames
     from .theory import LevelOfTheory
 
-    settings = LevelOfTheory(xc=args.xc, basis=args.basis, grid_level=args.grid_level, conv_tol=args.conv_tol,
-                             max_cycle=args.max_cycle)
+    method = args.method.upper()
+    if method != "RKS" and args.xc is not None:
+        raise InputError(f"--xc sets the functional of --method rks; {method} runs on a Hartree-Fock reference: "
+                         "drop --xc")
+    settings = LevelOfTheory(method=method, xc=args.xc or "pbe", basis=args.basis, grid_level=args.grid_level,
+                             conv_tol=args.conv_tol, max_cycle=args.max_cycle)
     frames = read_frames(args.frames)
     summary = label_frames(frames, args.output, settings, workers=args.workers,
                            threads_per_worker=args.threads, progress=not args.quiet)
@@ -446,10 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
     p.set_defaults(func=_cmd_select)
 
-    p = sub.add_parser("label", help="label geometries with PySCF RKS into an ASE database (resumable)")
+    p = sub.add_parser("label", help="label geometries with PySCF (RKS, MP2, CCSD or CCSD(T)) into an ASE database "
+                                     "(resumable)")
     p.add_argument("frames", nargs="+", help="xyz/extxyz files, every frame; ASE's FILE@SLICE picks frames (traj.xyz@:400)")
     p.add_argument("-o", "--output", required=True, help="ASE SQLite database (.db); an existing one is resumed")
-    p.add_argument("--xc", default="pbe", help="functional (default pbe)")
+    p.add_argument("--method", default="rks", type=str.lower, choices=["rks", "mp2", "ccsd", "ccsd(t)"],
+                   help="rks (default): Kohn-Sham energy, forces, F and dipole, the training labels of a model; "
+                        "mp2, ccsd, ccsd(t): all-electron on RHF, energy, analytic forces and the finite-field "
+                        "relaxed dipole (no F), the high-level labels a model is fine-tuned on")
+    p.add_argument("--xc", help="functional of --method rks (default pbe)")
     p.add_argument("--basis", default="def2-svp", help="basis (default def2-svp)")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF grids.level (default 3)")
     p.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy tolerance, Hartree (default 1e-10)")

@@ -1,7 +1,8 @@
 """The labelled set on disk: an ASE SQLite database (inspect it with ``ase db FILE``).
 
 One row per geometry. Converged rows carry ASE's energy (eV) and forces (eV/A) and, in
-``row.data``, the Kohn-Sham matrix ``fock`` (Hartree, PySCF AO order) and ``dipole`` (e*Bohr).
+``row.data``, the Kohn-Sham matrix ``fock`` (Hartree, PySCF AO order; Kohn-Sham labels only) and
+``dipole`` (e*Bohr).
 Failed rows carry ``status="failed"`` and a ``reason`` and are never used for training.
 The PySCF settings live in the database metadata; a database is only ever extended with the
 settings it was made with.
@@ -70,11 +71,17 @@ class LabelDatabase:
             import pyscf
 
             from .. import __version__
-            self._db.metadata = {**asdict(settings), "program": "mlwfcalc", "version": __version__,
-                                 "pyscf_version": pyscf.__version__,
-                                 "units": {"energy": "eV", "forces": "eV/A", "positions": "A",
-                                           "fock": "Hartree", "dipole": "e*Bohr"},
-                                 "ao_order": "pyscf-spherical"}
+            metadata = {**asdict(settings), "program": "mlwfcalc", "version": __version__,
+                        "pyscf_version": pyscf.__version__,
+                        "units": {"energy": "eV", "forces": "eV/A", "positions": "A", "fock": "Hartree",
+                                  "dipole": "e*Bohr"},
+                        "ao_order": "pyscf-spherical"}
+            if settings.correlated:
+                from .correlated import FIELD_STEP
+
+                metadata.update(correlated_electrons="all (no frozen core)",
+                                dipole_from=f"finite field, central differences, step {FIELD_STEP} a.u.")
+            self._db.metadata = metadata
             self.settings = settings
 
     def keys(self) -> set[str]:
@@ -90,7 +97,8 @@ class LabelDatabase:
         if result.converged:
             atoms.calc = SinglePointCalculator(atoms, energy=result.energy * Hartree,
                                                forces=result.forces * Hartree / Bohr)
-            self._db.write(atoms, status="ok", **info, data={"fock": result.fock, "dipole": result.dipole})
+            data = {"fock": result.fock, "dipole": result.dipole}
+            self._db.write(atoms, status="ok", **info, data={k: v for k, v in data.items() if v is not None})
         else:
             self._db.write(atoms, status="failed", reason=result.reason, **info)
 

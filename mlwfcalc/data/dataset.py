@@ -21,16 +21,17 @@ class Sample:
     Attributes:
         numbers: ``(n_atoms,)`` atomic numbers.
         positions: ``(n_atoms, 3)`` Bohr.
-        fock: ``(nao, nao)`` Hartree, PySCF AO order.
+        fock: ``(nao, nao)`` Hartree, PySCF AO order; None for correlated labels (MP2, CCSD, CCSD(T)).
         energy: ``()`` total energy, Hartree.
         forces: ``(n_atoms, 3)`` Hartree/Bohr.
-        dipole: ``(3,)`` e*Bohr about the origin, from the converged SCF density.
+        dipole: ``(3,)`` e*Bohr about the origin: of the converged SCF density, or the correlated
+            method's relaxed (finite-field) dipole.
         key: the geometry key in the database.
     """
 
     numbers: torch.Tensor
     positions: torch.Tensor
-    fock: torch.Tensor
+    fock: torch.Tensor | None
     energy: torch.Tensor
     forces: torch.Tensor
     dipole: torch.Tensor
@@ -40,13 +41,18 @@ class Sample:
 class LabelledDataset(torch.utils.data.Dataset):
     """All converged rows of a label database, loaded into memory in a deterministic order.
 
-    Failed rows are never included. ``dataset.settings`` holds the PySCF settings (basis, xc, ...).
+    Failed rows are never included. ``dataset.settings`` holds the PySCF settings (method, basis, xc, ...).
+    ``kohn_sham=True`` (training a Hamiltonian, scoring F) refuses correlated labels, which carry no F.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, kohn_sham: bool = True):
         db = LabelDatabase(path)
         self.settings = db.settings
         self.path = Path(path)
+        if kohn_sham and self.settings.correlated:
+            raise InputError(f"{path} holds {self.settings.name} labels (energies, forces, dipoles; no Kohn-Sham "
+                             "matrix F), which cannot train or score a Hamiltonian; fine-tune a model on them with "
+                             "`mlwfcalc train --transfer`")
         self.samples = [self._sample(row) for row in db.rows("ok")]
         if not self.samples:
             raise InputError(f"{path} holds no converged geometry to train on")
@@ -56,7 +62,7 @@ class LabelledDataset(torch.utils.data.Dataset):
         f64 = torch.float64
         return Sample(numbers=torch.tensor(row.numbers, dtype=torch.long),
                       positions=torch.as_tensor(row.positions / Bohr, dtype=f64),
-                      fock=torch.tensor(row.data["fock"], dtype=f64),
+                      fock=torch.tensor(row.data["fock"], dtype=f64) if "fock" in row.data else None,
                       energy=torch.tensor(row.energy / Hartree, dtype=f64),
                       forces=torch.as_tensor(row.forces * Bohr / Hartree, dtype=f64),
                       dipole=torch.tensor(row.data["dipole"], dtype=f64),

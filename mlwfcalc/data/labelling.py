@@ -1,4 +1,5 @@
-"""Label geometries with PySCF restricted Kohn-Sham: energy, forces, Kohn-Sham matrix F, dipole.
+"""Label geometries with PySCF: restricted Kohn-Sham (energy, forces, Kohn-Sham matrix F, dipole), or a
+correlated method (energy, forces, relaxed dipole; :mod:`mlwfcalc.data.correlated`).
 
 Geometries run in parallel worker processes; only the parent writes to the database, one row per
 geometry in its own transaction, so a killed run loses at most the geometries in flight and a
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from ..basis import BasisLayout
 from ..theory import LevelOfTheory
 from ..validation import InputError, check_closed_shell, check_not_periodic, check_positions
+from .correlated import NotConverged, correlated_labels
 from .database import LabelDatabase, geometry_key
 
 
@@ -60,7 +62,7 @@ class LabelResult:
     seconds: float = 0.0
     energy: float | None = None  # Hartree
     forces: np.ndarray | None = None  # Hartree/Bohr, (n_atoms, 3)
-    fock: np.ndarray | None = None  # Hartree, (nao, nao), PySCF AO order
+    fock: np.ndarray | None = None  # Hartree, (nao, nao), PySCF AO order; None for correlated methods
     dipole: np.ndarray | None = None  # e*Bohr, origin 0
     reason: str | None = None
 
@@ -126,11 +128,20 @@ def validate_frames(frames: Iterable[Frame], basis: str) -> None:
 
 
 def label_frame(frame: Frame, settings: LevelOfTheory) -> LabelResult:
-    """Run RKS + nuclear gradient on one frame. Never raises: failures come back with a reason."""
+    """Run the SCF (or correlated method) and its nuclear gradient on one frame. Never raises: failures
+    come back with a reason."""
     start = time.perf_counter()
     try:
         layout = BasisLayout(settings.basis, frame.numbers)
-        mf = settings.make_scf(layout.make_mole(frame.numbers, frame.positions / Bohr))
+        mol = layout.make_mole(frame.numbers, frame.positions / Bohr)
+        if settings.correlated:
+            try:
+                energy, forces, dipole, cycles = correlated_labels(mol, settings)
+            except NotConverged as err:
+                return LabelResult(frame, False, 0, time.perf_counter() - start, reason=str(err))
+            return LabelResult(frame, True, cycles, time.perf_counter() - start, energy=energy, forces=forces,
+                               dipole=dipole)
+        mf = settings.make_scf(mol)
         energy = mf.kernel()
         cycles = int(getattr(mf, "cycles", -1))
         if not mf.converged:
