@@ -100,6 +100,8 @@ def _cmd_label(args) -> None:
 
 
 def _cmd_train(args) -> None:
+    if args.transfer:
+        return _cmd_transfer(args)
     from .nn.model import ModelConfig
     from .training import TrainConfig, Trainer
 
@@ -142,6 +144,41 @@ def _cmd_train(args) -> None:
         fitted = fit_and_save_domain(best, trainer.data.dataset, trainer.data.train_index, trainer.data.val_index,
                                      compositions=args.compositions, progress=not args.quiet)
         print(f"training domain recorded: {_fitted(fitted)}")
+
+
+def _cmd_transfer(args) -> None:
+    """``mlwfcalc train --transfer HIGH_LEVEL_DB --init-from MODEL``: fine-tune through the wavefunction."""
+    import dataclasses
+
+    from .transfer import TransferConfig, TransferTrainer
+
+    if args.dataset:
+        raise InputError("with --transfer the labels are the --transfer database; drop the DATASET argument")
+    overrides = {k: getattr(args, k) for k in ("output", "seed", "batch_size", "max_steps", "max_minutes", "lr",
+                                               "val_every", "dtype", "threads", "n_train", "n_val", "init_from",
+                                               "device")}
+    overrides["high_level"] = args.transfer
+    known = {f.name for f in dataclasses.fields(TransferConfig)}
+    data = {}
+    if args.config:
+        from .training import TrainConfig
+
+        data = TrainConfig.read_toml(args.config)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"{args.config}: {', '.join(unknown)} are not fine-tuning settings ({', '.join(sorted(known))})")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if not data.get("output"):
+        raise InputError("give -o OUTPUT (the run directory) or output in --config")
+    trainer = TransferTrainer(TransferConfig(**data), progress=not args.quiet)
+    print(f"fine-tuning {trainer.config.init_from} on {trainer.high_level.name} labels: {len(trainer.train_index)} "
+          f"train / {len(trainer.val_index)} validation molecules; starting at step {trainer.step}")
+    summary = trainer.run(stop_at_step=args.stop_at_step)
+    best = min(summary["history"], key=lambda row: row["val_loss"])
+    print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE {best['val_energy_mae_mev']:.2f} meV "
+          f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
+          f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved {best['val_fock_shift_mae_uha']:.0f} "
+          f"micro-Hartree (RMS); best model in {trainer.output}/best")
 
 
 def _cmd_train_energy(args) -> None:
@@ -494,7 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orbital-loss-weight", type=float, help="weight of the occupied + LUMO orbital-energy loss")
     p.add_argument("--density-loss-weight", type=float,
                    help="weight of the first-order density-error loss (what an SCF guess from F gets wrong)")
-    p.add_argument("--init-from", help="start from this model directory's weights (same architecture)")
+    p.add_argument("--init-from", help="start from this model directory's weights (same architecture); with "
+                                        "--transfer, the Kohn-Sham model (directory or shipped name) to fine-tune")
+    p.add_argument("--transfer", metavar="HIGH_LEVEL_DB",
+                   help="fine-tune --init-from's network and a new energy head through the wavefunction on this "
+                        "database's energies, forces and dipoles (`mlwfcalc label --method ccsd(t)`); the TOML "
+                        "takes mlwfcalc.transfer.TransferConfig keys")
     _add_compositions(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

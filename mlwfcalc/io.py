@@ -72,8 +72,11 @@ def model_config_dict(model: MLWFModel) -> dict:
     }
     if model.record.get("preliminary"):
         config["preliminary"] = model.record["preliminary"]
+    if model.record.get("transfer"):
+        config["transfer"] = model.record["transfer"]
     if model.energy_head is not None:
         config["energy"] = {"config": model.energy_head.config.to_dict(),
+                            "level": model.record.get("transfer", {}).get("high_level", model.theory.name),
                             "units": {"energy": "Hartree", "forces": "Hartree/Bohr"},
                             "training": model.record.get("energy_training", {})}
     if model.domain is not None:
@@ -257,6 +260,8 @@ def read_model(name_or_path: str | Path, device: str | torch.device = "cpu",
         record["energy_training"] = config["energy"].get("training", {})
     if config.get("preliminary"):
         record["preliminary"] = config["preliminary"]
+    if config.get("transfer"):
+        record["transfer"] = config["transfer"]
     try:
         model = MLWFModel(network, _theory(config), head, uncertainty, domain, record)
     except InputError as err:

@@ -55,7 +55,9 @@ class MLWFModel(nn.Module):
         domain: the :class:`~mlwfcalc.domain.TrainingDomain`, or None (unknown: nothing is refused).
         record: provenance kept in ``config.json`` as is: ``"training"`` (the network's run),
             ``"energy_training"`` (the head's fit), optionally ``"preliminary"`` (why the model is not
-            fit for use) and ``"charges"`` (the total charges it answers for, default ``[0]``).
+            fit for use), ``"charges"`` (the total charges it answers for, default ``[0]``) and
+            ``"transfer"`` (a fine-tuning run on high-level labels, :mod:`mlwfcalc.transfer`: the
+            energies, forces and dipoles then follow ``transfer["high_level"]``, F stays at ``theory``).
     """
 
     def __init__(self, network: HamiltonianModel, theory: LevelOfTheory, energy_head: EnergyHead | None = None,

@@ -139,6 +139,46 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
 
 
+def write_checkpoint(output: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
+                     meta: dict) -> None:
+    """Save modules' and the optimiser's tensors (safetensors) and ``meta`` plus the optimiser's param
+    groups (JSON) into ``output``, atomically: temporary files first, then renamed."""
+    output.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{name}.{k}": v for name, module in modules.items() for k, v in module.state_dict().items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {**meta, "param_groups": optimizer.state_dict()["param_groups"]}
+    tmp_tensors = output / (CHECKPOINT + ".tmp")
+    save_file(tensors, str(tmp_tensors), metadata={"step": str(meta.get("step", ""))})
+    tmp_meta = output / (CHECKPOINT_META + ".tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=1))
+    tmp_tensors.replace(output / CHECKPOINT)
+    tmp_meta.replace(output / CHECKPOINT_META)
+
+
+def read_checkpoint_meta(output: Path) -> dict:
+    """The JSON part of the checkpoint in ``output``."""
+    return json.loads((output / CHECKPOINT_META).read_text())
+
+
+def load_checkpoint(output: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
+    """Restore what :func:`write_checkpoint` saved into ``modules`` (same names) and ``optimizer``; returns meta."""
+    meta = read_checkpoint_meta(output)
+    tensors = load_file(str(output / CHECKPOINT))
+    for name, module in modules.items():
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta
+
+
 class TrainingData:
     """The split dataset, with the per-sample references the losses need: core Hamiltonians (when the
     model learns F - H_core), and the overlap's inverse Cholesky factor with the reference orbital
@@ -291,42 +331,18 @@ class Trainer:
         self.model.load_state_dict(network.state_dict())
         self.ema.load_state_dict(network.state_dict())
 
-    def _checkpoint_tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        for index, state in self.optimizer.state_dict()["state"].items():
-            for name, value in state.items():
-                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
-        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-
     def save_checkpoint(self) -> None:
         """Atomic: tensors and metadata are written to temporary files, then renamed."""
-        self.output.mkdir(parents=True, exist_ok=True)
-        meta = {"step": self.step, "best_val_mae": self.best_val, "config": self.config.to_dict(),
-                "param_groups": self.optimizer.state_dict()["param_groups"]}
-        tmp_tensors = self.output / (CHECKPOINT + ".tmp")
-        save_file(self._checkpoint_tensors(), str(tmp_tensors), metadata={"step": str(self.step)})
-        tmp_meta = self.output / (CHECKPOINT_META + ".tmp")
-        tmp_meta.write_text(json.dumps(meta, indent=1))
-        tmp_tensors.replace(self.output / CHECKPOINT)
-        tmp_meta.replace(self.output / CHECKPOINT_META)
+        write_checkpoint(self.output, {"model": self.model, "ema": self.ema}, self.optimizer,
+                         {"step": self.step, "best_val_mae": self.best_val, "config": self.config.to_dict()})
 
     def _load_checkpoint(self) -> None:
-        meta = json.loads((self.output / CHECKPOINT_META).read_text())
-        saved = TrainConfig(**meta["config"])
+        saved = TrainConfig(**read_checkpoint_meta(self.output)["config"])
         for key in ("dataset", "seed", "n_train", "n_val", "batch_size", "max_steps", "model", "dtype"):
             if getattr(saved, key) != getattr(self.config, key):
                 raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
                                  f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
-        tensors = load_file(str(self.output / CHECKPOINT))
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        state: dict[int, dict] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                state.setdefault(int(index), {})[name] = value
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        meta = load_checkpoint(self.output, {"model": self.model, "ema": self.ema}, self.optimizer)
         self.step = int(meta["step"])
         self.best_val = float(meta["best_val_mae"])
         log = self.output / "log.csv"

@@ -1,0 +1,362 @@
+"""Transfer learning (PhiSNet's third claim): fine-tune a Kohn-Sham model on high-level observables.
+
+A model trained on PBE Kohn-Sham matrices starts the run. Its network and a new energy head are
+then trained together, through the wavefunction, on the energies, forces and dipoles of a correlated
+label set (``mlwfcalc label --method ccsd(t)``). The model's energy is
+
+    E = E_nn + E_el[P(F), F] + sum_A e_A(h_A)
+
+where F is the predicted Kohn-Sham matrix, P its closed-shell density matrix in the exact overlap,
+E_el PhiSNet's ``1/2 tr[P (H_core + F)]`` (term ``"half-core"``) or ``tr(P F)`` (``"band"``), and
+e_A the energy head on atom A's invariant features. Forces are ``-dE/dR`` (autograd through the
+network, P, S(R) and H_core(R)); the dipole is ``sum_A Z_A R_A - tr(P r)`` of the same P. Training
+on forces differentiates these forces again in the weights.
+
+The loss, per batch:
+
+    w_E mean(dE / meV)^2 + w_F mean(dF_xyz / (meV/A))^2 + w_mu mean(dmu_xyz / mD)^2
+    + w_reg mean(dF_ij / micro-Hartree)^2
+
+The last term keeps F close to the starting model's F on the same geometries (``dF_ij`` over the
+AO matrix elements), so that the orbitals and the density stay those of a Kohn-Sham Hamiltonian
+where the high-level data say nothing about them; ``fock_weight`` sets how far F may move.
+
+A run lives in one directory, like :mod:`mlwfcalc.training`'s: ``checkpoint.*`` (resumable at any
+moment), ``log.csv``, ``best/`` (the best model by validation loss without the regulariser, EMA
+weights).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.units import Bohr, Debye, Hartree
+from tqdm.auto import tqdm
+
+from .data.dataset import LabelledDataset, Sample, split_indices
+from .electronic import density_matrix, dipole_moment, overlap_matrix
+from .energy import EnergyConfig, EnergyHead, reference_terms
+from .io import read_model, save_model
+from .model import MLWFModel
+from .predictor import HamiltonianPredictor, resolve_device
+from .training import CHECKPOINT_META, learning_rate, load_checkpoint, make_optimizer, write_checkpoint
+from .validation import InputError
+
+MEV = 1000 * Hartree  # meV per Hartree
+MEV_PER_A = 1000 * Hartree / Bohr  # meV/A per Hartree/Bohr
+MILLIDEBYE = 1000 * Bohr / Debye  # mD per e*Bohr (ASE's Debye is in e*A)
+MICRO = 1e6  # micro-Hartree per Hartree
+
+
+@dataclass
+class TransferConfig:
+    """Settings of a fine-tuning run (``mlwfcalc train --transfer``; a TOML file's keys).
+
+    Attributes:
+        high_level: label database of a correlated method (energies, forces, dipoles).
+        init_from: the Kohn-Sham model (directory or shipped name) whose network starts the run.
+        output: run directory.
+        n_train, n_val: split of ``high_level`` (counts or fractions), seeded by ``seed``.
+        batch_size, max_steps, max_minutes, lr, lr_min, warmup_steps, optimizer, weight_decay,
+            clip_grad, ema_decay, val_every: as in :class:`~mlwfcalc.training.TrainConfig`.
+        term: the electronic energy term, ``"half-core"`` (PhiSNet) or ``"band"``.
+        hidden: the energy head's MLP widths.
+        energy_weight, force_weight, dipole_weight, fock_weight: loss weights (module docstring).
+        dtype: ``"float64"`` (default: forces are differentiated twice) or ``"float32"``.
+    """
+
+    high_level: str = ""
+    init_from: str = ""
+    output: str = "run-transfer"
+    seed: int = 0
+    n_train: float = 0.9
+    n_val: float = 0.1
+    batch_size: int = 8
+    max_steps: int = 3000
+    max_minutes: float | None = None
+    lr: float = 5e-4
+    lr_min: float = 1e-6
+    warmup_steps: int = 100
+    optimizer: str = "amsgrad"
+    weight_decay: float = 0.0
+    clip_grad: float = 10.0
+    ema_decay: float = 0.99
+    val_every: int = 100
+    term: str = "half-core"
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    energy_weight: float = 1.0
+    force_weight: float = 1.0
+    dipole_weight: float = 1.0
+    fock_weight: float = 1e-2
+    dtype: str = "float64"
+    threads: int | None = None
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.term not in ("half-core", "band"):
+            raise InputError(f"term {self.term!r}: the transfer model's energy needs an electronic term, "
+                             "half-core or band")
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype {self.dtype!r}: choose float32 or float64")
+
+
+@dataclass
+class Observables:
+    """Model predictions for a batch of ``B`` molecules with ``N`` atoms in all (float64 on the host).
+
+    Attributes:
+        energy: ``(B,)`` Hartree; forces: ``(N, 3)`` Hartree/Bohr; dipole: ``(B, 3)`` e*Bohr (origin 0).
+        fock: ``(B, nmax, nmax)`` the predicted F, Hartree (network dtype and device), zero padded.
+        batch: the graph the network ran on (its ``ao_mask()`` marks the valid F entries).
+    """
+
+    energy: torch.Tensor
+    forces: torch.Tensor
+    dipole: torch.Tensor
+    fock: torch.Tensor
+    batch: object
+
+
+def predict_observables(model: HamiltonianPredictor, samples: list[Sample], create_graph: bool) -> Observables:
+    """Energies, forces and dipoles of ``samples`` from ``model``'s F and energy head.
+
+    ``create_graph=True`` keeps the graph of the forces and dipoles for a loss on them (training).
+    """
+    atoms = [Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr) for s in samples]
+    moles = [model.make_mole(a) for a in atoms]
+    with torch.enable_grad():
+        positions = [s.positions.clone().requires_grad_(True) for s in samples]
+        batch = model.graph_batch(atoms, positions, moles)
+        out = model.model(batch, moles, positions, energy=True)
+        gradients = torch.autograd.grad(out.energy.sum(), positions, create_graph=create_graph)
+    dipoles = []
+    with torch.set_grad_enabled(create_graph):
+        for mol, p, fock in zip(moles, positions, out.fock):
+            f = fock[:mol.nao, :mol.nao].to("cpu", torch.float64)
+            density = density_matrix(f, overlap_matrix(mol, p.detach()), mol.nelectron)
+            dipoles.append(dipole_moment(mol, density))
+    fock = out.fock if create_graph else out.fock.detach()
+    return Observables(energy=out.energy if create_graph else out.energy.detach(),
+                       forces=-torch.cat(gradients) if create_graph else -torch.cat(gradients).detach(),
+                       dipole=torch.stack(dipoles), fock=fock, batch=batch)
+
+
+def errors(observables: Observables, samples: list[Sample]) -> dict[str, np.ndarray]:
+    """Per-molecule energy errors (meV), per-component force (meV/A) and dipole (mD) errors."""
+    energy = torch.stack([s.energy for s in samples])
+    forces = torch.cat([s.forces for s in samples])
+    dipole = torch.stack([s.dipole for s in samples])
+    return {"energy": ((observables.energy.detach() - energy) * MEV).numpy(),
+            "forces": ((observables.forces.detach() - forces) * MEV_PER_A).reshape(-1).numpy(),
+            "dipole": ((observables.dipole.detach() - dipole) * MILLIDEBYE).reshape(-1).numpy()}
+
+
+class TransferTrainer:
+    """Runs (or resumes) one fine-tuning run; see the module docstring for what it trains and writes."""
+
+    def __init__(self, config: TransferConfig, progress: bool = True):
+        self.config = config
+        self.progress = progress
+        self.output = Path(config.output)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        dtype = getattr(torch, config.dtype)
+        self.dataset = LabelledDataset(config.high_level, kohn_sham=False)
+        self.high_level = self.dataset.settings
+        start = read_model(config.init_from, dtype=dtype)[0] if config.init_from else None
+        if start is None:
+            raise InputError("give the Kohn-Sham model to start from: --init-from MODEL")
+        missing = sorted(set(self.dataset.elements) - set(start.elements))
+        if missing:
+            raise InputError(f"{config.high_level} holds elements {missing} that {config.init_from} does not cover")
+        self.train_index, self.val_index = split_indices(len(self.dataset), [config.n_train, config.n_val],
+                                                         config.seed)
+        if len(self.train_index) < config.batch_size:
+            raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
+        self.start_record = start.record
+        self.reference_network = copy.deepcopy(start.network).to(self.device).eval().requires_grad_(False)
+        torch.manual_seed(config.seed)
+        model = MLWFModel(start.network, start.theory, domain=start.domain)
+        model.energy_head = self._initial_head(model)
+        self.model = HamiltonianPredictor(model.to(self.device), self.device)
+        self.ema = HamiltonianPredictor(copy.deepcopy(model).requires_grad_(False), self.device)
+        self.optimizer = make_optimizer(list(model.network.parameters()) + list(model.energy_head.parameters()),
+                                        config)
+        self.step, self.best_val, self.history = 0, math.inf, []
+        if (self.output / CHECKPOINT_META).exists():
+            self._resume()
+
+    def _initial_head(self, model: MLWFModel) -> EnergyHead:
+        """A new head whose reference energies and feature standardisation fit the training split, given
+        the starting network's electronic energy (``E_ref - E_nn - E_el``)."""
+        predictor = HamiltonianPredictor(model.to(self.device), self.device)
+        samples = [self.dataset[int(i)] for i in self.train_index]
+        features, numbers, residuals = [], [], []
+        with torch.no_grad():
+            for start in range(0, len(samples), 32):
+                chunk = samples[start:start + 32]
+                atoms = [Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr) for s in chunk]
+                moles = [predictor.make_mole(a) for a in atoms]
+                batch = predictor.graph_batch(atoms, [s.positions for s in chunk], moles)
+                fock, nodes = model.network.fock_and_nodes(batch)
+                features.append(model.network.invariants(nodes, "invariants").to("cpu", torch.float64))
+                numbers.append(batch.numbers.cpu())
+                residuals += [s.energy - reference_terms(self.config.term, m, s.numbers, s.positions,
+                                                         f[:m.nao, :m.nao].cpu()) for s, m, f in zip(chunk, moles, fock)]
+        elements = model.elements
+        head = EnergyHead(EnergyConfig(term=self.config.term, features="invariants", elements=elements,
+                                       num_scalars=features[0].shape[1], hidden=list(self.config.hidden)))
+        element_of = head.element_index
+        counts = torch.stack([torch.bincount(element_of[s.numbers], minlength=len(elements)) for s in samples])
+        head.fit_statistics(torch.cat(features), torch.cat(numbers), counts, torch.stack(residuals))
+        with torch.no_grad():  # the MLP starts at zero: the first forces are those of E_nn + E_el alone
+            head.weights[-1].zero_()
+            head.biases[-1].zero_()
+        return head.to(self.device)
+
+    # --- state -------------------------------------------------------------------------------
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model.model, "ema": self.ema.model}
+
+    def save_checkpoint(self) -> None:
+        write_checkpoint(self.output, self._modules(), self.optimizer,
+                         {"step": self.step, "best_val_loss": self.best_val, "config": asdict(self.config)})
+
+    def _resume(self) -> None:
+        meta = load_checkpoint(self.output, self._modules(), self.optimizer)
+        saved = TransferConfig(**meta["config"])
+        for key in ("high_level", "init_from", "seed", "n_train", "n_val", "batch_size", "max_steps", "term",
+                    "hidden", "dtype"):
+            if getattr(saved, key) != getattr(self.config, key):
+                raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
+                                 f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
+        self.step, self.best_val = int(meta["step"]), float(meta["best_val_loss"])
+        log = self.output / "log.csv"
+        if log.exists():
+            with open(log) as handle:
+                self.history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)
+                                if int(float(row["step"])) <= self.step]
+
+    # --- loop --------------------------------------------------------------------------------
+    def step_indices(self, step: int) -> np.ndarray:
+        """The training molecules of ``step``: a seeded permutation per epoch (resumable exactly)."""
+        per_epoch = len(self.train_index) // self.config.batch_size
+        epoch, k = divmod(step, per_epoch)
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        order = self.train_index[torch.randperm(len(self.train_index), generator=generator).numpy()]
+        return order[k * self.config.batch_size:(k + 1) * self.config.batch_size]
+
+    def losses(self, observables: Observables, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """The loss terms of the module docstring (weights not applied)."""
+        energy = torch.stack([s.energy for s in samples])
+        forces = torch.cat([s.forces for s in samples])
+        dipole = torch.stack([s.dipole for s in samples])
+        with torch.no_grad():
+            reference_fock = self.reference_network(observables.batch)
+        mask = observables.batch.ao_mask()
+        return {"energy": ((observables.energy - energy) * MEV).pow(2).mean(),
+                "forces": ((observables.forces - forces) * MEV_PER_A).pow(2).mean(),
+                "dipole": ((observables.dipole - dipole) * MILLIDEBYE).pow(2).mean(),
+                "fock": ((observables.fock - reference_fock)[mask].to(torch.float64) * MICRO).pow(2).mean()}
+
+    def weighted(self, terms: dict[str, torch.Tensor], regulariser: bool = True) -> torch.Tensor:
+        c = self.config
+        total = c.energy_weight * terms["energy"] + c.force_weight * terms["forces"] + c.dipole_weight * terms["dipole"]
+        return total + c.fock_weight * terms["fock"] if regulariser else total
+
+    def train_step(self) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, self.step)
+        samples = [self.dataset[int(i)] for i in self.step_indices(self.step)]
+        terms = self.losses(predict_observables(self.model, samples, create_graph=True), samples)
+        loss = self.weighted(terms)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.model.parameters(), self.config.clip_grad)
+        self.optimizer.step()
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.model.parameters()), list(self.model.model.parameters()), 1 - decay)
+        self.step += 1
+        return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def validate(self, model: HamiltonianPredictor | None = None, indices=None) -> dict[str, float]:
+        """Validation errors of the EMA model: energy (raw and offset-free), force and dipole MAE, how far
+        F moved from the starting model (MAE, micro-Hartree), and the loss without the regulariser."""
+        model = model or self.ema
+        indices = self.val_index if indices is None else indices
+        parts, terms, count = [], {}, 0
+        for start in range(0, len(indices), 16):
+            samples = [self.dataset[int(i)] for i in indices[start:start + 16]]
+            observables = predict_observables(model, samples, create_graph=False)
+            parts.append(errors(observables, samples))
+            for k, v in self.losses(observables, samples).items():
+                terms[k] = terms.get(k, 0.0) + float(v) * len(samples)
+            count += len(samples)
+        e, f, d = (np.concatenate([p[k] for p in parts]) for k in ("energy", "forces", "dipole"))
+        mean = {k: torch.tensor(v / count) for k, v in terms.items()}
+        return {"energy_mae_mev": float(np.abs(e).mean()), "energy_mae_offset_free_mev": float(np.abs(e - e.mean()).mean()),
+                "force_mae_mev_per_a": float(np.abs(f).mean()), "dipole_mae_md": float(np.abs(d).mean()),
+                "fock_shift_mae_uha": float(math.sqrt(mean["fock"])),
+                "loss": float(self.weighted(mean, regulariser=False))}
+
+    def run(self, stop_at_step: int | None = None) -> dict:
+        """Fine-tune until ``max_steps`` (or ``stop_at_step`` or ``max_minutes``); returns a summary."""
+        config = self.config
+        end = min(config.max_steps, stop_at_step or config.max_steps)
+        started, first_step, running = time.perf_counter(), self.step, []
+        with tqdm(total=config.max_steps, initial=self.step, desc="fine-tuning", unit="step",
+                  disable=not self.progress) as bar:
+            while self.step < end:
+                running.append(self.train_step())
+                bar.update()
+                timed_out = config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes
+                if self.step % config.val_every == 0 or self.step == end or timed_out:
+                    seconds = (time.perf_counter() - started) / max(1, self.step - first_step)
+                    self._validate_and_save(running, seconds)
+                    bar.set_postfix(val_loss=f"{self.history[-1]['val_loss']:.3g}")
+                    running = []
+                if timed_out:
+                    break
+        return {"step": self.step, "best_val_loss": self.best_val, "seconds": time.perf_counter() - started,
+                "history": self.history}
+
+    def _validate_and_save(self, running: list[dict], seconds_per_step: float) -> None:
+        val = self.validate()
+        row = {"step": self.step, "lr": learning_rate(self.config, self.step - 1),
+               **{f"train_{k}": float(np.mean([r[k] for r in running])) for k in running[0]},
+               **{f"val_{k}": v for k, v in val.items()}, "seconds_per_step": seconds_per_step}
+        self.history.append(row)
+        if val["loss"] < self.best_val:
+            self.best_val = val["loss"]
+            self.export(self.output / "best", val)
+        self.save_checkpoint()
+        with open(self.output / "log.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    def export(self, directory: Path, validation: dict[str, float]) -> Path:
+        """Write the EMA model, with the starting model's record and this run's under ``"transfer"``.
+
+        F stays at the starting model's level of theory (``theory``); the energies, forces and dipoles
+        follow ``record["transfer"]["high_level"]``. The starting model's uncertainty is not carried
+        over (the fine-tuned features differ): refit it with ``mlwfcalc fit-domain``.
+        """
+        transfer = {"high_level": self.high_level.name, "high_level_dataset": str(self.config.high_level),
+                    "init_from": str(self.config.init_from), "n_train": len(self.train_index),
+                    "n_val": len(self.val_index), "step": self.step, "validation": validation,
+                    "config": asdict(self.config)}
+        ema = self.ema.model
+        model = MLWFModel(ema.network, ema.theory, ema.energy_head, domain=ema.domain,
+                          record={**self.start_record, "transfer": transfer})
+        return save_model(model, directory)

@@ -1,0 +1,100 @@
+"""Transfer learning (issue 18): fine-tuning a Kohn-Sham model through its wavefunction on MP2 labels."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from ase.io import write
+from ase.units import Bohr
+
+import mlwfcalc
+from mlwfcalc.cli import main
+from mlwfcalc.data.dataset import LabelledDataset, Sample
+from mlwfcalc.energy import EnergyConfig, EnergyHead
+from mlwfcalc.io import read_model
+from mlwfcalc.model import MLWFModel
+from mlwfcalc.predictor import HamiltonianPredictor
+from mlwfcalc.transfer import TransferConfig, TransferTrainer, predict_observables
+
+
+@pytest.fixture(scope="module")
+def mp2_db(tmp_path_factory):
+    """12 distorted waters labelled with MP2/6-31g (energies, analytic forces, finite-field dipoles)."""
+    directory = tmp_path_factory.mktemp("mp2")
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(12):
+        atoms = molecule("H2O")
+        atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)
+        frames.append(atoms)
+    write(directory / "water.xyz", frames)
+    assert main(["label", str(directory / "water.xyz"), "-o", str(directory / "mp2.db"), "--method", "mp2",
+                 "--basis", "6-31g", "--workers", "1", "-q"]) == 0
+    return directory / "mp2.db"
+
+
+def test_transfer_forces_are_minus_the_gradient_of_the_wavefunction_energy():
+    """E = E_nn + 1/2 tr[P(H_core + F)] + head: the autograd forces through P, S(R), H_core(R) and the network."""
+    start = read_model("water-pbe-def2svp", dtype=torch.float64)[0]
+    torch.manual_seed(0)
+    width = start.network.invariant_width("invariants")
+    head = EnergyHead(EnergyConfig(term="half-core", features="invariants", elements=[1, 8], num_scalars=width,
+                                   hidden=[8]))
+    model = HamiltonianPredictor(MLWFModel(start.network, start.theory, head), torch.device("cpu"))
+    atoms = molecule("H2O")
+    atoms.positions[1] += (0.03, -0.02, 0.04)
+
+    def sample(positions):
+        return Sample(numbers=torch.as_tensor(atoms.numbers), positions=torch.as_tensor(positions / Bohr),
+                      fock=None, energy=torch.zeros(()), forces=torch.zeros(3, 3), dipole=torch.zeros(3), key="")
+
+    forces = predict_observables(model, [sample(atoms.positions)], create_graph=False).forces
+    step = 1e-4  # Angstrom
+    for atom, axis in [(0, 2), (1, 0), (2, 1)]:
+        plus, minus = atoms.positions.copy(), atoms.positions.copy()
+        plus[atom, axis] += step
+        minus[atom, axis] -= step
+        energies = [float(predict_observables(model, [sample(p)], create_graph=False).energy[0]) for p in (plus, minus)]
+        numeric = -(energies[0] - energies[1]) / (2 * step / Bohr)
+        assert float(forces[atom, axis]) == pytest.approx(numeric, abs=2e-6)
+
+
+def _config(db, output, **changes):
+    settings = dict(high_level=str(db), init_from="water-pbe-def2svp", output=str(output), n_train=8, n_val=4,
+                    batch_size=4, max_steps=12, val_every=4, warmup_steps=2, lr=1e-3, threads=1)
+    return TransferConfig(**{**settings, **changes})
+
+
+def test_fine_tuning_lowers_the_validation_error_and_resumes_exactly(mp2_db, tmp_path):
+    trainer = TransferTrainer(_config(mp2_db, tmp_path / "whole"), progress=False)
+    before = trainer.validate(trainer.model)
+    trainer.run()
+    after = trainer.history[-1]
+    assert after["val_loss"] < before["loss"] and after["val_force_mae_mev_per_a"] < before["force_mae_mev_per_a"]
+    assert 0 < after["val_fock_shift_mae_uha"] < 1e5  # F moved, and stays a Hamiltonian of the same scale
+
+    first = TransferTrainer(_config(mp2_db, tmp_path / "split"), progress=False)
+    first.run(stop_at_step=6)
+    resumed = TransferTrainer(_config(mp2_db, tmp_path / "split"), progress=False)
+    assert resumed.step == 6
+    resumed.run()
+    for a, b in zip(trainer.model.model.parameters(), resumed.model.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+    # the exported model is a calculator with every accessor; its record says what its energy follows
+    model = mlwfcalc.load_model(tmp_path / "whole" / "best")
+    assert model.model.record["transfer"]["high_level"] == "MP2/6-31g"
+    assert model.energy_head.config.term == "half-core"
+    atoms = molecule("H2O")
+    atoms.calc = mlwfcalc.MLWFCalculator(model)
+    assert np.isfinite(atoms.get_potential_energy()) and atoms.get_forces().shape == (3, 3)
+    assert atoms.calc.get_density_matrix().shape == (24, 24)
+
+
+def test_transfer_command_line_refusals(mp2_db, tmp_path, capsys):
+    assert main(["train", "--transfer", str(mp2_db), "-o", str(tmp_path / "r"), "-q"]) == 2
+    assert "--init-from" in capsys.readouterr().err
+    assert main(["train", str(mp2_db), "--transfer", str(mp2_db), "--init-from", "water-pbe-def2svp",
+                 "-o", str(tmp_path / "r"), "-q"]) == 2
+    assert "drop the DATASET" in capsys.readouterr().err
+    assert LabelledDataset(mp2_db, kohn_sham=False).settings.name == "MP2/6-31g"
