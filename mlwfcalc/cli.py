@@ -94,8 +94,8 @@ def _cmd_label(args) -> None:
     settings = LevelOfTheory(method=method, xc=args.xc or "pbe", basis=args.basis, grid_level=args.grid_level,
                              conv_tol=args.conv_tol, max_cycle=args.max_cycle)
     frames = read_frames(args.frames)
-    summary = label_frames(frames, args.output, settings, workers=args.workers,
-                           threads_per_worker=args.threads, progress=not args.quiet)
+    summary = label_frames(frames, args.output, settings, workers=args.workers, threads_per_worker=args.threads,
+                           progress=not args.quiet, scheduler=args.scheduler)
     print(summary)
 
 
@@ -500,8 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-level", type=int, default=3, help="PySCF grids.level (default 3)")
     p.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy tolerance, Hartree (default 1e-10)")
     p.add_argument("--max-cycle", type=int, default=100, help="SCF cycles before a geometry counts as failed")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count / threads)")
-    p.add_argument("--threads", type=int, default=1, help="PySCF threads per process (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes of the local Dask cluster (default: CPU count / threads)")
+    p.add_argument("--threads", type=int, default=1, help="PySCF threads per geometry (default 1)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run on the workers of this Dask scheduler (a cluster you already run; each worker needs "
+                        "mlwfcalc installed) instead of a local cluster; this process alone writes the database")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_label)
 

@@ -60,6 +60,47 @@ def test_frames_can_be_picked_with_ase_slices(frames_file):
         read_frames([f"{frames_file}@first"])
 
 
+def test_a_dask_worker_killed_mid_run_loses_no_geometry_and_duplicates_none(frames_file, tmp_path):
+    """Labelling on a running Dask cluster (as with --scheduler): SIGKILL a worker while it runs a geometry;
+    Dask reschedules it, and the database still gets each of the 8 geometries exactly once."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    db = tmp_path / "labels.db"
+    killed = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=50) as cluster, Client(cluster, set_as_default=False) as client:
+        def kill_a_busy_worker():
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                busy = [address for address, tasks in client.processing().items() if tasks]
+                if busy:
+                    pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                    killed["rows_before"] = _rows(db)
+                    os.kill(pid, signal.SIGKILL)
+                    killed["pid"] = pid
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_a_busy_worker)
+        killer.start()
+        summary = label_frames(read_frames([frames_file]), db, LevelOfTheory(), scheduler=cluster.scheduler_address,
+                               progress=False)
+        killer.join()
+    assert "pid" in killed and killed["rows_before"] < 8, "the kill must land while geometries are in flight"
+    assert (summary.done, summary.failed, summary.skipped) == (8, 0, 0)
+    database = LabelDatabase(db)
+    assert database.count() == 8 and database.count("ok") == 8 and len(database.keys()) == 8
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(frames_file, tmp_path, capsys):
+    assert main(["label", str(frames_file), "-o", str(tmp_path / "x.db"), "--scheduler", "tcp://127.0.0.1:9",
+                 "-q"]) == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists() or _rows(tmp_path / "x.db") == 0
+
+
 def test_label_killed_halfway_resumes_to_exactly_eight_rows(frames_file, tmp_path):
     db = tmp_path / "labels.db"
     cmd = [sys.executable, "-m", "mlwfcalc.cli", "label", str(frames_file), "-o", str(db), "--workers", "1",

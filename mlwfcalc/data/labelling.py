@@ -1,18 +1,19 @@
 """Label geometries with PySCF: restricted Kohn-Sham (energy, forces, Kohn-Sham matrix F, dipole), or a
 correlated method (energy, forces, relaxed dipole; :mod:`mlwfcalc.data.correlated`).
 
-Geometries run in parallel worker processes; only the parent writes to the database, one row per
-geometry in its own transaction, so a killed run loses at most the geometries in flight and a
-restart labels exactly those that are missing.
+The PySCF runs are Dask tasks (``dask.distributed``): a ``LocalCluster`` of worker processes on this
+machine by default, or the workers of a cluster the user already runs (``scheduler="tcp://host:port"``;
+each worker needs mlwfcalc and PySCF installed). Only this process writes to the database, one row
+per finished geometry in its own transaction, so the database stays the single source of truth: a
+killed run loses at most the geometries in flight and a restart labels exactly those that are missing;
+a worker that dies has its geometries rescheduled on the others by Dask, and a geometry that kills
+workers again and again is recorded as failed with that reason.
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import signal
+import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -157,19 +158,21 @@ def label_frame(frame: Frame, settings: LevelOfTheory) -> LabelResult:
         return LabelResult(frame, False, 0, time.perf_counter() - start, reason=f"{type(err).__name__}: {err}")
 
 
-def _init_worker(threads: int) -> None:
-    """Worker set-up: PySCF thread count, and die with the parent (Linux) so a killed run leaves no orphans."""
+def _label_with_threads(frame: Frame, settings: LevelOfTheory, threads: int) -> LabelResult:
+    """:func:`label_frame` with PySCF's OpenMP threads set first (the Dask task)."""
     from pyscf import lib
 
     lib.num_threads(threads)
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # pragma: no cover - not Linux
-        pass
+    return label_frame(frame, settings)
+
+
+#: Times Dask retries a geometry whose worker died before it records the geometry as failed.
+ALLOWED_WORKER_DEATHS = 3
 
 
 def label_frames(frames: Sequence[Frame], database: str | Path, settings: LevelOfTheory | None = None, *,
-                 workers: int | None = None, threads_per_worker: int = 1, progress: bool = True) -> LabelSummary:
+                 workers: int | None = None, threads_per_worker: int = 1, progress: bool = True,
+                 scheduler: str | None = None) -> LabelSummary:
     """Label ``frames`` into the ASE database ``database``, resuming where an earlier run stopped.
 
     Geometries already in the database (same geometry key, done or failed) are skipped; duplicate
@@ -179,37 +182,69 @@ def label_frames(frames: Sequence[Frame], database: str | Path, settings: LevelO
         frames: geometries, for example from :func:`read_frames`.
         database: path of an ASE SQLite database (created if missing).
         settings: PySCF settings; a database labelled with other settings is refused.
-        workers: parallel processes (default: CPU count // threads_per_worker).
-        threads_per_worker: PySCF OpenMP threads per process.
+        workers: worker processes of the local cluster (default: CPU count // threads_per_worker);
+            ignored with ``scheduler``.
+        threads_per_worker: PySCF OpenMP threads per geometry.
+        scheduler: address of a running Dask scheduler (``tcp://host:port``); default: a
+            ``LocalCluster`` started and stopped here.
     """
     settings = settings or LevelOfTheory()
     validate_frames(frames, settings.basis)
     start = time.perf_counter()
     db = LabelDatabase(database, settings)
-    done_keys = db.keys()
     summary = LabelSummary()
-    todo, seen = [], set(done_keys)
+    todo, seen = [], db.keys()
     for frame in frames:
         if frame.key in seen:
             summary.skipped += 1
             continue
         seen.add(frame.key)
         todo.append(frame)
-    workers = max(1, workers or (multiprocessing.cpu_count() // max(1, threads_per_worker)))
     if todo:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                 initializer=_init_worker, initargs=(threads_per_worker,)) as pool:
-            futures = [pool.submit(label_frame, frame, settings) for frame in todo]
-            with tqdm(total=len(todo), desc="labelling", unit="geom", disable=not progress) as bar:
-                for future in as_completed(futures):
-                    result = future.result()
-                    db.write(result)
-                    if result.converged:
-                        summary.done += 1
-                    else:
-                        summary.failed += 1
-                        summary.failures.append(f"{result.frame.where}: {result.reason}")
-                    bar.update()
+        with _dask_client(scheduler, workers, threads_per_worker, len(todo)) as client:
+            _label_on(client, todo, db, settings, threads_per_worker, summary, progress)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _dask_client(scheduler: str | None, workers: int | None, threads_per_worker: int, tasks: int):
+    """A Dask client: of the scheduler at ``scheduler``, or of a new local cluster (closed with the client)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS - 1})
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s")
+        except OSError as err:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({err}); start one with "
+                             "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler "
+                             "to label on this machine") from None
+    n = max(1, min(tasks, workers or (os.cpu_count() or 1) // max(1, threads_per_worker)))
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=40)  # logging.ERROR
+    return Client(cluster, set_as_default=False)
+
+
+def _label_on(client, todo: list[Frame], db: LabelDatabase, settings: LevelOfTheory, threads: int,
+              summary: LabelSummary, progress: bool) -> None:
+    """Submit every frame, write each result as it arrives (this process alone writes)."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    futures = {client.submit(_label_with_threads, frame, settings, threads, pure=False): frame for frame in todo}
+    with tqdm(total=len(todo), desc="labelling", unit="geom", disable=not progress) as bar:
+        for future in as_completed(futures, loop=client.loop):
+            frame = futures[future]
+            try:
+                result = future.result()
+            except KilledWorker:
+                result = LabelResult(frame, False, reason=f"the worker running it died {ALLOWED_WORKER_DEATHS} "
+                                                          "times (out of memory, or a crash in PySCF)")
+            db.write(result)
+            if result.converged:
+                summary.done += 1
+            else:
+                summary.failed += 1
+                summary.failures.append(f"{result.frame.where}: {result.reason}")
+            bar.update()
