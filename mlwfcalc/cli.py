@@ -126,23 +126,40 @@ def _cmd_train(args) -> None:
 
         model_overrides["basis"] = LabelDatabase(config.dataset).settings.basis
     config.model = ModelConfig(**{**config.model.to_dict(), **model_overrides})
-    trainer = Trainer(config, progress=not args.quiet)
-    print(f"model: {trainer.model.num_parameters():,} parameters; {len(trainer.data.train_index)} train / "
-          f"{len(trainer.data.val_index)} validation molecules; starting at step {trainer.step}")
-    summary = trainer.run(stop_at_step=args.stop_at_step)
-    print(f"step {summary['step']}: best validation MAE of F {summary['best_val_mae_uha']:.1f} micro-Hartree; "
-          f"{summary['seconds_per_step'] * 1000:.0f} ms/step; best model in {config.output}/best")
-    if trainer.step >= config.max_steps or args.stop_at_step is None:
+    import json
+    from pathlib import Path
+
+    if args.ddp and args.ddp > 1:
+        from .distributed import launch
+        from .training import train_process
+
+        launch(train_process, args.ddp, config.to_dict(), not args.quiet, args.stop_at_step)
+        finished = (Path(config.output) / "checkpoint.json").exists() and \
+            json.loads((Path(config.output) / "checkpoint.json").read_text())["step"] >= config.max_steps
+    else:
+        trainer = Trainer(config, progress=not args.quiet)
+        print(f"model: {trainer.model.num_parameters():,} parameters; {len(trainer.data.train_index)} train / "
+              f"{len(trainer.data.val_index)} validation molecules; starting at step {trainer.step}")
+        summary = trainer.run(stop_at_step=args.stop_at_step)
+        print(f"step {summary['step']}: best validation MAE of F {summary['best_val_mae_uha']:.1f} micro-Hartree; "
+              f"{summary['seconds_per_step'] * 1000:.0f} ms/step; best model in {config.output}/best")
+        finished = trainer.step >= config.max_steps
+        if not trainer.ctx.main:  # a torchrun process other than the first: process 0 records the domain
+            return
+    if finished or args.stop_at_step is None:
         import warnings
 
+        from .data.dataset import LabelledDataset, split_indices
         from .domain_fitting import fit_and_save_domain
         from .predictor import load_model
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
-            best = load_model(trainer.output / "best", device=config.device)
-        fitted = fit_and_save_domain(best, trainer.data.dataset, trainer.data.train_index, trainer.data.val_index,
-                                     compositions=args.compositions, progress=not args.quiet)
+            best = load_model(Path(config.output) / "best", device=config.device)
+        dataset = LabelledDataset(config.dataset)
+        train_index, val_index = split_indices(len(dataset), [config.n_train, config.n_val], config.seed)
+        fitted = fit_and_save_domain(best, dataset, train_index, val_index, compositions=args.compositions,
+                                     progress=not args.quiet)
         print(f"training domain recorded: {_fitted(fitted)}")
 
 
@@ -535,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orbital-loss-weight", type=float, help="weight of the occupied + LUMO orbital-energy loss")
     p.add_argument("--density-loss-weight", type=float,
                    help="weight of the first-order density-error loss (what an SCF guess from F gets wrong)")
+    p.add_argument("--ddp", type=int, metavar="N", help="train in N processes on this machine with torch "
+                   "DistributedDataParallel (gloo on CPUs, NCCL on GPUs; the batch is split between them); "
+                   "for several machines launch `torchrun ... -m mlwfcalc.cli train` instead")
     p.add_argument("--init-from", help="start from this model directory's weights (same architecture); with "
                                         "--transfer, the Kohn-Sham model (directory or shipped name) to fine-tune")
     p.add_argument("--transfer", metavar="HIGH_LEVEL_DB",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.dataset import LabelledDataset, split_indices
 from .io import save_model
 from .model import MLWFModel
@@ -262,11 +264,18 @@ class TrainingData:
         return self.epoch_order(epoch)[k * self.config.batch_size:(k + 1) * self.config.batch_size]
 
 
-def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(loss, MAE in Hartree)`` over the valid entries: mean((e/unit)^2) + mean(|e/unit|)."""
+def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, unit: float,
+                ctx: distributed.Context = distributed.Context()) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, MAE in Hartree)`` over the valid entries: mean((e/unit)^2) + mean(|e/unit|).
+
+    Across processes (``ctx``) the means run over the entries of the whole global batch, scaled by the
+    number of processes, so that DDP's gradient average is the gradient of the global loss; the MAE
+    is this process's.
+    """
     error = (pred - target)[mask]
+    count = distributed.global_sum(error.numel(), ctx).to(error.dtype)
     mae = error.abs().mean()
-    return (error / unit).pow(2).mean() + mae / unit, mae
+    return ((error / unit).pow(2).sum() + error.abs().sum() / unit) * ctx.world / count, mae
 
 
 def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
@@ -297,6 +306,10 @@ class Trainer:
         self.data = TrainingData(dataset, config, self.model.layout)
         self.ema = HamiltonianModel(config.model, dtype=self.dtype)  # weights copied from the model below
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process
+            self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        self.ctx = distributed.init_from_environment(self.device)
+        self.progress = progress and self.ctx.main
         self.step = 0
         self.best_val = math.inf
         self.history: list[dict] = []
@@ -310,6 +323,9 @@ class Trainer:
         self.optimizer = make_optimizer(self.model.parameters(), config)
         if resuming:
             self._load_checkpoint()  # loads onto the device; the optimizer state follows its parameters
+        self.replica = self.model
+        if self.ctx.world > 1:  # an element pair absent from a batch leaves its head without gradient
+            self.replica = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
 
     # --- state -------------------------------------------------------------------------------
     def _fit_normalisation(self) -> None:
@@ -376,17 +392,18 @@ class Trainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step)
-        indices = self.data.step_indices(self.step)
+        indices = distributed.shard(self.data.step_indices(self.step), self.ctx)
         batch, target = self.data.batch(indices)
         batch = batch.to(self.device, self.dtype)
-        pred = self.model(batch)
-        loss, mae = matrix_loss(pred, target.to(self.device, self.dtype), batch.ao_mask(), self.config.loss_unit)
-        if self.config.orbital_loss_weight > 0:
-            total, count = self.data.orbital_energy_error(indices, pred)
-            loss = loss + self.config.orbital_loss_weight * total / count / self.config.loss_unit
-        if self.config.density_loss_weight > 0:
-            total, count = self.data.density_error(indices, pred)
-            loss = loss + self.config.density_loss_weight * total / count / self.config.loss_unit
+        pred = self.replica(batch)
+        loss, mae = matrix_loss(pred, target.to(self.device, self.dtype), batch.ao_mask(), self.config.loss_unit,
+                                self.ctx)
+        for weight, error in ((self.config.orbital_loss_weight, self.data.orbital_energy_error),
+                              (self.config.density_loss_weight, self.data.density_error)):
+            if weight > 0:  # a mean over the global batch, as in matrix_loss
+                total, count = error(indices, pred)
+                count = distributed.global_sum(count, self.ctx).to(total.dtype)
+                loss = loss + weight * total * self.ctx.world / count / self.config.loss_unit
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)
@@ -409,9 +426,11 @@ class Trainer:
                 bar.update()
                 timed_out = config.max_minutes is not None and \
                     time.perf_counter() - start_time > 60 * config.max_minutes
-                if self.step % config.val_every == 0 or self.step == end or timed_out:
+                timed_out = bool(distributed.global_sum(float(timed_out), self.ctx) > 0)  # all stop together
+                if (self.step % config.val_every == 0 or self.step == end or timed_out) and self.ctx.main:
                     self._validate_and_save(running, time.perf_counter() - start_time, self.step - start_step)
                     bar.set_postfix(val_mae_uHa=f"{self.history[-1]['val_mae_uha']:.1f}")
+                if self.step % config.val_every == 0 or self.step == end or timed_out:
                     running = []
                 if timed_out:
                     break
@@ -447,6 +466,15 @@ class Trainer:
             writer.writeheader()
             writer.writerows(self.history)
         plot_learning_curve(self.history, self.output / "learning_curve.png")
+
+
+def train_process(config: dict, progress: bool, stop_at_step: int | None) -> None:
+    """One process of a distributed run (:func:`mlwfcalc.distributed.launch`): build the Trainer, run it."""
+    trainer = Trainer(TrainConfig(**config), progress=progress)
+    summary = trainer.run(stop_at_step=stop_at_step)
+    if trainer.ctx.main:
+        print(f"{trainer.ctx.world} processes: step {summary['step']}, best validation MAE of F "
+              f"{summary['best_val_mae_uha']:.1f} micro-Hartree; {summary['seconds_per_step'] * 1000:.0f} ms/step")
 
 
 def plot_learning_curve(history: list[dict], path: Path) -> None:

@@ -245,3 +245,22 @@ def test_evaluate_is_rotation_invariant_and_tabulates_several_sets(water_db, tmp
     sets = json.loads(report.read_text())["sets"]
     assert set(sets) == {"300", "500"} and sets["300"]["n_molecules"] == 8 and trend.stat().st_size > 1000
     assert "| energy head: force MAE (per component) |" in capsys.readouterr().out
+
+
+def test_two_ddp_processes_follow_one_process_with_the_same_total_batch(water_db, tmp_path, capfd):
+    """torch DDP over gloo, 2 CPU processes with 2 molecules each against 1 process with 4: same weights."""
+    from mlwfcalc.distributed import Context, launch, shard
+    from mlwfcalc.training import train_process
+
+    assert shard(np.arange(4), Context(0, 2)).tolist() == [0, 2] and shard(np.arange(4), Context(1, 2)).tolist() == [1, 3]
+
+    single = _config(water_db, tmp_path / "one", max_steps=6, val_every=6, dtype="float64", threads=1)
+    Trainer(single, progress=False).run()
+    double = _config(water_db, tmp_path / "two", max_steps=6, val_every=6, dtype="float64", threads=1)
+    launch(train_process, 2, double.to_dict(), False, None)
+    assert "2 processes: step 6" in capfd.readouterr().out
+    one = load_file(str(tmp_path / "one" / "best" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "best" / "model.safetensors"))
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-9, atol=1e-11)
