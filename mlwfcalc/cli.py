@@ -14,8 +14,21 @@ from .validation import InputError
 def _cmd_sample(args) -> None:
     from .data.sampling import load_start_structure, sample_md, sample_normal_modes, sample_trajectories
 
-    start = load_start_structure(args.start)
     temperatures, seeds = _numbers(args.temperature, float, "--temperature"), _numbers(args.seed, int, "--seed")
+    if args.every_frame:
+        from .data.labelling import read_images
+
+        if args.method != "md":
+            raise InputError("--every-frame runs MD from each molecule; drop --method normal-modes")
+        starts = [atoms for _, _, atoms in read_images([args.start])]
+        frames = sample_trajectories(starts, args.output, temperatures_K=temperatures, seeds=seeds,
+                                     n_frames=args.frames, interval=args.interval, timestep_fs=args.timestep,
+                                     equilibration=args.equilibration, friction_per_fs=args.friction,
+                                     overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {len(frames)} frames of {len(starts)} molecules to {args.output} (each relaxed, then GFN2-xTB "
+              f"Langevin MD at {', '.join(f'{t:g}' for t in temperatures)} K, seeds {', '.join(map(str, seeds))})")
+        return
+    start = load_start_structure(args.start)
     formula = start.get_chemical_formula()
     if args.method == "normal-modes":
         if len(seeds) > 1:
@@ -36,6 +49,35 @@ def _cmd_sample(args) -> None:
     print(f"wrote {len(frames)} frames of {formula} to {args.output} (GFN2-xTB Langevin MD at "
           f"{', '.join(f'{t:g}' for t in temperatures)} K, seeds {', '.join(map(str, seeds))}; every {args.interval} "
           f"steps of {args.timestep} fs)")
+
+
+def _cmd_molecules(args) -> None:
+    import csv
+    import json
+    from pathlib import Path
+
+    from ase.io import write
+
+    from .data.molecules import conformer, coverage, enumerate_molecules, split_molecules
+
+    folder = Path(args.output)
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"{folder} is not empty; choose a new folder")
+    molecules = enumerate_molecules(args.n, args.max_heavy, args.elements, seed=args.seed)
+    parts = split_molecules(molecules, tuple(_numbers(args.split, float, "--split")), seed=args.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "molecules.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["smiles", "formula", "heavy_atoms", "split"])
+        for name, group in parts.items():
+            writer.writerows([m.smiles, m.formula, m.heavy_atoms, name] for m in group)
+            write(folder / f"{name}.xyz", [conformer(m, seed=args.seed) for m in group], format="extxyz")
+    report = {name: coverage(group) for name, group in [("all", molecules), *parts.items()]}
+    (folder / "coverage.json").write_text(json.dumps(report, indent=1))
+    every = report["all"]
+    print(f"{len(molecules)} molecules ({', '.join(f'{k}: {len(v)}' for k, v in parts.items())}, no molecule in two "
+          f"splits) in {folder}\n  heavy atoms: {every['heavy_atoms']}\n  containing: {every['elements']}\n"
+          f"  rings: {every['rings']}\n  groups: {every['functional_groups']}")
 
 
 def _numbers(text: str, kind, flag: str) -> list:
@@ -487,8 +529,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
     p.add_argument("--seed", default="0", help="seed, or a comma-separated list (one MD run per seed)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--every-frame", action="store_true",
+                   help="START holds many molecules (e.g. train.xyz of `mlwfcalc molecules`): relax each with "
+                        "GFN2-xTB and run MD from each (per temperature and seed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("molecules", help="enumerate small CHNO(F) molecules with RDKit, report their coverage and "
+                                         "write one conformer per molecule, split by molecule")
+    p.add_argument("-o", "--output", required=True, help="folder: train.xyz, val.xyz, test.xyz, molecules.csv, "
+                                                         "coverage.json")
+    p.add_argument("--n", type=int, default=500, help="distinct molecules (default 500)")
+    p.add_argument("--max-heavy", type=int, default=9, help="most heavy atoms per molecule (default 9)")
+    p.add_argument("--elements", default="CNOF", help="heavy elements, letters of CNOF (default CNOF)")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions by molecule")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_molecules)
 
     p = sub.add_parser("select", help="de-duplicate a pool of sampled frames and pick the ones worth labelling")
     p.add_argument("frames", nargs="+", help="xyz/extxyz files (FILE@SLICE picks frames)")

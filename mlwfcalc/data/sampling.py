@@ -119,25 +119,33 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
     return frames
 
 
-def sample_trajectories(start: Atoms, output: str | Path, *, temperatures_K: list[float], seeds: list[int],
-                        n_frames: int = 100, overwrite: bool = False, progress: bool = True, **md) -> list[Atoms]:
-    """:func:`sample_md` for every temperature and seed, all frames into one extxyz file.
+def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, temperatures_K: list[float],
+                        seeds: list[int], n_frames: int = 100, overwrite: bool = False, progress: bool = True,
+                        **md) -> list[Atoms]:
+    """:func:`sample_md` for every start structure, temperature and seed, all frames into one extxyz file.
 
-    Each frame's ``info`` also holds ``target_temperature_K``, ``seed`` and ``method="md"``. ``md`` passes
-    on ``interval``, ``timestep_fs``, ``equilibration`` and ``friction_per_fs``.
+    Each frame's ``info`` also holds ``target_temperature_K``, ``seed``, ``method="md"`` and, for a list
+    of starts (several molecules, e.g. from ``mlwfcalc molecules``), ``start_index`` and the start's
+    ``smiles``; each such start is relaxed with GFN2-xTB first. ``md`` passes on ``interval``,
+    ``timestep_fs``, ``equilibration`` and ``friction_per_fs``.
     """
     output = Path(output)
     if output.exists() and not overwrite:
         raise InputError(f"{output} exists; choose another file or pass --overwrite")
+    several = isinstance(start, list)
+    starts = [relax(s) for s in start] if several else [start]
     frames = []
     part = output.with_name(output.name + ".part")
-    for temperature in temperatures_K:
-        for seed in seeds:
-            run = sample_md(start, part, temperature_K=temperature, n_frames=n_frames, seed=seed, overwrite=True,
-                            progress=progress, **md)
-            for frame in run:
-                frame.info.update(target_temperature_K=float(temperature), seed=int(seed), method="md")
-            frames += run
+    for index, first in enumerate(starts):
+        for temperature in temperatures_K:
+            for seed in seeds:
+                run = sample_md(first, part, temperature_K=temperature, n_frames=n_frames, seed=seed, overwrite=True,
+                                progress=progress and not several, **md)
+                for frame in run:
+                    frame.info.update(target_temperature_K=float(temperature), seed=int(seed), method="md")
+                    if several:
+                        frame.info.update(start_index=index, smiles=str(start[index].info.get("smiles", "")))
+                frames += run
     part.unlink(missing_ok=True)
     write(output, frames, format="extxyz")
     return frames

@@ -1,0 +1,221 @@
+"""Small organic molecules without the internet: enumeration, coverage, conformers, a molecule-disjoint split.
+
+:func:`enumerate_molecules` grows random molecular graphs of C, N, O (and F) heavy atoms, GDB-style:
+start from one heavy atom, then repeatedly add an atom on a free valence, close a ring between two
+atoms with free valences, or raise a bond order, with the valences C 4, N 3, O 2, F 1 respected at
+every step. Hydrogens fill the remaining valences. RDKit sanitises each graph (aromaticity,
+valences), its canonical SMILES de-duplicates, and chemical filters drop what a QM9-like set does
+not hold (peroxides, N-N-N chains, F on N or O, rings below 3 or above 8 atoms, allenes in small
+rings, bridgehead strain a 3D embedding cannot handle). Everything is seeded.
+
+:func:`coverage` counts elements, sizes, rings and functional groups (SMARTS); :func:`split_molecules`
+splits by molecule, so no conformer of a validation or test molecule is ever trained on;
+:func:`conformer` embeds one 3D structure (RDKit ETKDGv3 + MMFF94), the start of GFN2-xTB sampling.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+from ..validation import InputError
+
+#: Heavy-atom valences of the enumeration.
+VALENCE = {"C": 4, "N": 3, "O": 2, "F": 1}
+
+#: How often each element is drawn for a new heavy atom (renormalised over the elements asked for),
+#: roughly the heavy-atom make-up of QM9.
+ELEMENT_WEIGHTS = {"C": 0.55, "N": 0.18, "O": 0.2, "F": 0.07}
+
+#: Functional groups reported by :func:`coverage` (RDKit SMARTS).
+FUNCTIONAL_GROUPS = {
+    "alcohol": "[CX4][OX2H]",
+    "ether": "[OD2]([#6])[#6]",
+    "aldehyde": "[CX3H1](=O)[#6,#1]",
+    "ketone": "[#6][CX3](=O)[#6]",
+    "carboxylic acid": "[CX3](=O)[OX2H1]",
+    "ester": "[#6][CX3](=O)[OX2H0][#6]",
+    "amide": "[NX3][CX3](=[OX1])",
+    "amine": "[NX3;!$(N-C=[O,N])]",
+    "imine": "[CX3]=[NX2]",
+    "nitrile": "[NX1]#[CX2]",
+    "alkene": "[CX3]=[CX3]",
+    "alkyne": "[CX2]#[CX2]",
+    "aromatic ring": "a",
+    "fluoro": "[#6]F",
+}
+
+_FORBIDDEN = ["[OX2][OX2]", "[#7][#7][#7]", "[a;r3]", "[N,O]F", "[N]=[N]=[N]", "C=C=C", "[R]=[R]=[R]"]
+
+
+@dataclass(frozen=True)
+class Molecule:
+    """One enumerated molecule: canonical SMILES, heavy-atom count, molecular formula (Hill)."""
+
+    smiles: str
+    heavy_atoms: int
+    formula: str
+
+
+def _chem():
+    try:
+        from rdkit import Chem, RDLogger
+    except ImportError:
+        raise InputError("molecule enumeration needs RDKit: pip install rdkit") from None
+    RDLogger.DisableLog("rdApp.*")
+    return Chem
+
+
+def enumerate_molecules(n: int, max_heavy: int = 9, elements: str = "CNO", seed: int = 0,
+                        max_attempts_factor: int = 200) -> list[Molecule]:
+    """``n`` distinct molecules with 1 to ``max_heavy`` heavy atoms from ``elements`` (letters of C, N, O, F).
+
+    Sizes are drawn uniformly, elements with :data:`ELEMENT_WEIGHTS`, and each growth step picks its
+    move at random, so the set covers small and large, acyclic and ring systems.
+    Raises InputError if fewer than ``n`` distinct molecules turn up in ``n * max_attempts_factor`` tries.
+    """
+    Chem = _chem()
+    unknown = set(elements) - set(VALENCE)
+    if unknown or not elements:
+        raise InputError(f"elements {elements!r}: choose from {''.join(VALENCE)}")
+    forbidden = [Chem.MolFromSmarts(s) for s in _FORBIDDEN]
+    rng = np.random.default_rng(seed)
+    found: dict[str, Molecule] = {}
+    for _ in range(n * max_attempts_factor):
+        if len(found) == n:
+            break
+        smiles = _grow(Chem, rng, int(rng.integers(1, max_heavy + 1)), elements)
+        if smiles is None or smiles in found:
+            continue
+        mol = Chem.MolFromSmiles(smiles)
+        if any(mol.HasSubstructMatch(f) for f in forbidden) or not _rings_ok(mol):
+            continue
+        found[smiles] = Molecule(smiles, mol.GetNumHeavyAtoms(), _formula(Chem, mol))
+    if len(found) < n:
+        raise InputError(f"only {len(found)} distinct molecules of at most {max_heavy} heavy atoms from {elements} "
+                         f"turned up; ask for fewer or allow more atoms or elements")
+    return sorted(found.values(), key=lambda m: (m.heavy_atoms, m.smiles))
+
+
+def _grow(Chem, rng: np.random.Generator, size: int, elements: str) -> str | None:
+    """One random graph of ``size`` heavy atoms; its canonical SMILES, or None if RDKit rejects it."""
+    choices = list(elements)
+    weights = np.array([ELEMENT_WEIGHTS[e] for e in choices])
+    weights /= weights.sum()
+    symbols = [str(rng.choice(choices, p=weights))]
+    bonds: dict[tuple[int, int], int] = {}
+
+    def free(i: int) -> int:
+        return VALENCE[symbols[i]] - sum(order for pair, order in bonds.items() if i in pair)
+
+    for _ in range(8 * size):
+        open_atoms = [i for i in range(len(symbols)) if free(i) > 0]
+        if not open_atoms:
+            break
+        move = rng.random()
+        if len(symbols) < size and move < 0.7:  # add an atom
+            i = int(rng.choice(open_atoms))
+            symbol = str(rng.choice(choices, p=weights))
+            order = int(rng.integers(1, min(free(i), VALENCE[symbol], 3) + 1)) if rng.random() < 0.25 else 1
+            symbols.append(symbol)
+            bonds[(i, len(symbols) - 1)] = order
+        elif move < 0.85 and len(open_atoms) >= 2:  # close a ring
+            i, j = sorted(int(x) for x in rng.choice(open_atoms, 2, replace=False))
+            if (i, j) not in bonds:
+                bonds[(i, j)] = 1
+        else:  # raise a bond order
+            candidates = [p for p, o in bonds.items() if o < 3 and free(p[0]) > 0 and free(p[1]) > 0]
+            if candidates:
+                bonds[candidates[int(rng.integers(len(candidates)))]] += 1
+        if len(symbols) >= size and rng.random() < 0.3:
+            break
+    editable = Chem.RWMol()
+    for symbol in symbols:
+        editable.AddAtom(Chem.Atom(symbol))
+    kinds = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
+    for (i, j), order in bonds.items():
+        editable.AddBond(i, j, kinds[order])
+    try:
+        mol = editable.GetMol()
+        Chem.SanitizeMol(mol)
+    except Exception:  # RDKit's valence and kekulisation checks
+        return None
+    if Chem.GetFormalCharge(mol) != 0 or any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+        return None
+    return Chem.MolToSmiles(mol)
+
+
+def _rings_ok(mol) -> bool:
+    """Rings of 3-8 atoms, no triple bond in a ring below 9 atoms, no atom in more than 3 small rings."""
+    info = mol.GetRingInfo()
+    if any(not 3 <= len(ring) <= 8 for ring in info.AtomRings()):
+        return False
+    for bond in mol.GetBonds():
+        if bond.GetBondTypeAsDouble() == 3 and bond.IsInRing():
+            return False
+    return all(info.NumAtomRings(a.GetIdx()) <= 2 for a in mol.GetAtoms())
+
+
+def _formula(Chem, mol) -> str:
+    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+    return CalcMolFormula(mol)
+
+
+def coverage(molecules: list[Molecule]) -> dict:
+    """Counts over ``molecules``: heavy-atom sizes, elements (molecules containing each), ring counts,
+    aromatic molecules, and each functional group of :data:`FUNCTIONAL_GROUPS` (molecules containing it)."""
+    Chem = _chem()
+    patterns = {name: Chem.MolFromSmarts(s) for name, s in FUNCTIONAL_GROUPS.items()}
+    sizes, elements, rings, groups = Counter(), Counter(), Counter(), Counter()
+    for m in molecules:
+        mol = Chem.MolFromSmiles(m.smiles)
+        sizes[m.heavy_atoms] += 1
+        elements.update({a.GetSymbol() for a in mol.GetAtoms()})
+        rings[mol.GetRingInfo().NumRings()] += 1
+        groups.update(name for name, p in patterns.items() if mol.HasSubstructMatch(p))
+    return {"molecules": len(molecules), "heavy_atoms": dict(sorted(sizes.items())),
+            "elements": dict(sorted(elements.items())), "rings": dict(sorted(rings.items())),
+            "functional_groups": {name: groups.get(name, 0) for name in FUNCTIONAL_GROUPS}}
+
+
+def split_molecules(molecules: list[Molecule], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                    seed: int = 0) -> dict[str, list[Molecule]]:
+    """``{"train", "val", "test"}`` by molecule (never by conformer), seeded, sizes spread over all three."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise InputError(f"split fractions {fractions}: give three non-negative numbers that sum to 1")
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    by_size: dict[int, list[Molecule]] = {}
+    for m in molecules:
+        by_size.setdefault(m.heavy_atoms, []).append(m)
+    for size in sorted(by_size):  # stratified by size, so each split spans small and large molecules
+        group = [by_size[size][i] for i in rng.permutation(len(by_size[size]))]
+        n_val, n_test = round(fractions[1] * len(group)), round(fractions[2] * len(group))
+        parts["val"] += group[:n_val]
+        parts["test"] += group[n_val:n_val + n_test]
+        parts["train"] += group[n_val + n_test:]
+    return parts
+
+
+def conformer(molecule: Molecule, seed: int = 0) -> Atoms:
+    """One 3D structure (Angstrom) of ``molecule`` with hydrogens: RDKit ETKDGv3, then MMFF94.
+
+    ``info`` carries the SMILES. Raises InputError when RDKit cannot embed the graph.
+    """
+    Chem = _chem()
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(molecule.smiles))
+    parameters = AllChem.ETKDGv3()
+    parameters.randomSeed = seed
+    if AllChem.EmbedMolecule(mol, parameters) != 0:
+        raise InputError(f"RDKit could not embed {molecule.smiles} in 3D")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+    positions = mol.GetConformer().GetPositions()
+    return Atoms([a.GetSymbol() for a in mol.GetAtoms()], positions=positions,
+                 info={"smiles": molecule.smiles, "source": f"RDKit ETKDGv3 (randomSeed {seed}) + MMFF94"})

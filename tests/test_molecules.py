@@ -1,0 +1,68 @@
+"""The organic-molecule source (issue 19): RDKit enumeration, coverage, molecule-disjoint split, conformers."""
+
+import json
+
+import numpy as np
+import pytest
+from ase.io import read
+
+from mlwfcalc.cli import main
+from mlwfcalc.data.molecules import conformer, coverage, enumerate_molecules, split_molecules
+
+Chem = pytest.importorskip("rdkit.Chem")
+
+
+@pytest.fixture(scope="module")
+def molecules():
+    return enumerate_molecules(80, max_heavy=9, elements="CNOF", seed=0)
+
+
+def test_enumerated_molecules_are_distinct_valid_neutral_closed_shells(molecules):
+    assert len({m.smiles for m in molecules}) == 80
+    assert [m.smiles for m in enumerate_molecules(80, max_heavy=9, elements="CNOF", seed=0)] == \
+        [m.smiles for m in molecules]  # seeded
+    for m in molecules:
+        mol = Chem.AddHs(Chem.MolFromSmiles(m.smiles))
+        assert Chem.MolToSmiles(Chem.MolFromSmiles(m.smiles)) == m.smiles  # canonical
+        assert 1 <= m.heavy_atoms <= 9 and {a.GetSymbol() for a in mol.GetAtoms()} <= {"C", "N", "O", "F", "H"}
+        assert Chem.GetFormalCharge(mol) == 0 and sum(a.GetAtomicNum() for a in mol.GetAtoms()) % 2 == 0
+        assert not mol.HasSubstructMatch(Chem.MolFromSmarts("[OX2][OX2]"))  # no peroxides
+    report = coverage(molecules)
+    assert report["molecules"] == 80 and set(report["elements"]) == {"C", "N", "O", "F"}
+    assert max(report["heavy_atoms"]) >= 8 and report["rings"].get(0, 0) < 80  # large ones and rings too
+    assert sum(v > 0 for v in report["functional_groups"].values()) >= 8
+
+
+def test_the_split_is_by_molecule_and_spans_the_sizes(molecules):
+    parts = split_molecules(molecules, (0.8, 0.1, 0.1), seed=0)
+    smiles = {name: {m.smiles for m in group} for name, group in parts.items()}
+    assert not (smiles["train"] & smiles["val"]) and not (smiles["train"] & smiles["test"])
+    assert not (smiles["val"] & smiles["test"])
+    assert sum(map(len, smiles.values())) == 80 and len(smiles["test"]) >= 6
+    assert len({m.heavy_atoms for m in parts["test"]}) >= 4
+
+
+def test_conformers_are_sane_3d_structures(molecules):
+    for m in molecules[::8]:
+        atoms = conformer(m)
+        assert atoms.info["smiles"] == m.smiles
+        assert sum(atoms.numbers > 1) == m.heavy_atoms
+        distances = atoms.get_all_distances()[np.triu_indices(len(atoms), 1)]
+        assert distances.size == 0 or distances.min() > 0.85
+
+
+def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
+    folder = tmp_path / "mols"
+    assert main(["molecules", "-o", str(folder), "--n", "30", "--seed", "2"]) == 0
+    splits = {name: read(folder / f"{name}.xyz", ":") for name in ("train", "val", "test")}
+    assert sum(map(len, splits.values())) == 30
+    assert not {a.info["smiles"] for a in splits["train"]} & {a.info["smiles"] for a in splits["test"]}
+    assert json.loads((folder / "coverage.json").read_text())["all"]["molecules"] == 30
+    assert main(["molecules", "-o", str(folder)]) == 2  # never overwrites
+    capsys.readouterr()
+    assert main(["sample", str(folder / "val.xyz"), "--every-frame", "-o", str(tmp_path / "md.xyz"),
+                 "--temperature", "300,600", "--frames", "2", "--interval", "5", "--equilibration", "10", "-q"]) == 0
+    frames = read(tmp_path / "md.xyz", ":")
+    assert len(frames) == 2 * 2 * len(splits["val"])
+    assert {f.info["smiles"] for f in frames} == {a.info["smiles"] for a in splits["val"]}
+    assert {f.info["target_temperature_K"] for f in frames} == {300.0, 600.0}
