@@ -69,7 +69,7 @@ def test_a_dask_worker_killed_mid_run_loses_no_geometry_and_duplicates_none(fram
 
     db = tmp_path / "labels.db"
     killed = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=50) as cluster, Client(cluster, set_as_default=False) as client:
         def kill_a_busy_worker():
             deadline = time.time() + 120
