@@ -42,39 +42,27 @@ CHECKPOINT_META = "checkpoint.json"
 
 
 @dataclass
-class TrainConfig:
-    """Settings of a training run (a TOML file's keys; ``[model]`` holds :class:`ModelConfig` keys).
+class OptimisationSettings:
+    """What every training run of this package shares: split, batches, schedule, optimiser, EMA,
+    validation interval, precision and device (TOML keys of :class:`TrainConfig` and of
+    :class:`~mlwfcalc.transfer.TransferConfig`).
 
     Attributes:
-        dataset: label database (``mlwfcalc label`` output).
-        output: run directory.
+        seed: split, initialisation and batch order.
         n_train, n_val: split sizes (counts, or fractions of the dataset); the split is seeded.
-        batch_size: molecules per step.
+        batch_size: molecules per step (the global batch when several processes train).
         max_steps: total optimiser steps (the schedule spans them).
         max_minutes: stop (with a checkpoint) after this wall time; resume later to go on.
         lr, lr_min, warmup_steps: linear warm-up to ``lr``, then cosine decay to ``lr_min``.
-        optimizer: ``"adamw"`` or ``"amsgrad"`` (AdamW with the AMSGrad variant).
+        optimizer: ``"adamw"`` or ``"amsgrad"`` (AdamW with the AMSGrad variant); ``weight_decay``.
         ema_decay: exponential moving average of weights used for validation and export.
         clip_grad: gradient-norm clipping.
-        loss_unit: Hartree; loss = mean((e/unit)^2) + mean(|e/unit|) over all matrix elements e.
         val_every: validate, log and checkpoint every this many steps.
-        orbital_loss_weight: adds ``weight * mean(|e_pred - e_ref| / loss_unit)`` over the occupied
-            orbitals and the LUMO (eigenvalues of F with the exact overlap; finite at degeneracies).
-        density_loss_weight: adds ``weight * mean(|dP| / loss_unit)`` over molecules, where ``|dP|`` is
-            the Frobenius norm (orthonormal AO basis) of the first-order density error that the
-            predicted F implies: its occupied-virtual block in the reference orbitals over the
-            orbital-energy differences (see :meth:`TrainingData.density_error`). It is what an SCF
-            guess from F gets wrong, linear in F (no eigenvector derivatives).
-        init_from: a model directory whose weights (and normalisation) start this run (fine-tuning).
-        normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
-        dtype: ``"float32"`` or ``"float64"``.
+        dtype: ``"float32"`` or ``"float64"``; threads: torch CPU threads.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; checkpoints are device-free, so a run
             may resume on another device.
     """
 
-    dataset: str = ""
-    output: str = "run"
-    model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0
     n_train: float = 0.9
     n_val: float = 0.1
@@ -88,23 +76,51 @@ class TrainConfig:
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     clip_grad: float = 10.0
-    loss_unit: float = 1e-3
     val_every: int = 250
-    orbital_loss_weight: float = 0.0
-    density_loss_weight: float = 0.0
-    init_from: str | None = None
-    normalise_outputs: bool = True
     dtype: str = "float32"
     threads: int | None = None
     device: str = "cpu"
 
     def __post_init__(self):
-        if isinstance(self.model, dict):
-            self.model = ModelConfig(**self.model)
         if self.optimizer not in ("adamw", "amsgrad"):
             raise InputError(f"optimizer {self.optimizer!r}: choose adamw or amsgrad")
         if self.dtype not in ("float32", "float64"):
             raise InputError(f"dtype {self.dtype!r}: choose float32 or float64")
+
+
+@dataclass
+class TrainConfig(OptimisationSettings):
+    """Settings of a training run (a TOML file's keys; ``[model]`` holds :class:`ModelConfig` keys), the
+    :class:`OptimisationSettings` and:
+
+    Attributes:
+        dataset: label database (``mlwfcalc label`` output).
+        output: run directory.
+        loss_unit: Hartree; loss = mean((e/unit)^2) + mean(|e/unit|) over all matrix elements e.
+        orbital_loss_weight: adds ``weight * mean(|e_pred - e_ref| / loss_unit)`` over the occupied
+            orbitals and the LUMO (eigenvalues of F with the exact overlap; finite at degeneracies).
+        density_loss_weight: adds ``weight * mean(|dP| / loss_unit)`` over molecules, where ``|dP|`` is
+            the Frobenius norm (orthonormal AO basis) of the first-order density error that the
+            predicted F implies: its occupied-virtual block in the reference orbitals over the
+            orbital-energy differences (see :meth:`TrainingData.density_error`). It is what an SCF
+            guess from F gets wrong, linear in F (no eigenvector derivatives).
+        init_from: a model directory whose weights (and normalisation) start this run (fine-tuning).
+        normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
+    """
+
+    dataset: str = ""
+    output: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss_unit: float = 1e-3
+    orbital_loss_weight: float = 0.0
+    density_loss_weight: float = 0.0
+    init_from: str | None = None
+    normalise_outputs: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -133,7 +149,7 @@ class TrainConfig:
             raise InputError(f"{path}: {err}") from None
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
+def learning_rate(config: OptimisationSettings, step: int) -> float:
     """Linear warm-up, then cosine decay from ``lr`` to ``lr_min`` at ``max_steps``."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -278,7 +294,7 @@ def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, un
     return ((error / unit).pow(2).sum() + error.abs().sum() / unit) * ctx.world / count, mae
 
 
-def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(parameters, config: OptimisationSettings) -> torch.optim.Optimizer:
     """AdamW (AMSGrad variant for ``optimizer = "amsgrad"``), fused: one kernel for all parameters."""
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay,
                              amsgrad=config.optimizer == "amsgrad", fused=True)

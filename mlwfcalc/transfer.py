@@ -47,7 +47,8 @@ from .energy import EnergyConfig, EnergyHead, reference_terms
 from .io import read_model, save_model
 from .model import MLWFModel
 from .predictor import HamiltonianPredictor, resolve_device
-from .training import CHECKPOINT_META, learning_rate, load_checkpoint, make_optimizer, write_checkpoint
+from .training import (CHECKPOINT_META, OptimisationSettings, learning_rate, load_checkpoint, make_optimizer,
+                       write_checkpoint)
 from .validation import InputError
 
 MEV = 1000 * Hartree  # meV per Hartree
@@ -57,55 +58,43 @@ MICRO = 1e6  # micro-Hartree per Hartree
 
 
 @dataclass
-class TransferConfig:
-    """Settings of a fine-tuning run (``mlwfcalc train --transfer``; a TOML file's keys).
+class TransferConfig(OptimisationSettings):
+    """Settings of a fine-tuning run (``mlwfcalc train --transfer``; a TOML file's keys): the
+    :class:`~mlwfcalc.training.OptimisationSettings` (defaults for fine-tuning: batch 8, 3,000 steps,
+    lr 5e-4 to 1e-6, EMA 0.99, float64 since forces are differentiated twice) and:
 
     Attributes:
         high_level: label database of a correlated method (energies, forces, dipoles).
         init_from: the Kohn-Sham model (directory or shipped name) whose network starts the run.
         output: run directory.
-        n_train, n_val: split of ``high_level`` (counts or fractions), seeded by ``seed``.
-        batch_size, max_steps, max_minutes, lr, lr_min, warmup_steps, optimizer, weight_decay,
-            clip_grad, ema_decay, val_every: as in :class:`~mlwfcalc.training.TrainConfig`.
         term: the electronic energy term, ``"half-core"`` (PhiSNet) or ``"band"``.
         hidden: the energy head's MLP widths.
         energy_weight, force_weight, dipole_weight, fock_weight: loss weights (module docstring).
-        dtype: ``"float64"`` (default: forces are differentiated twice) or ``"float32"``.
     """
 
-    high_level: str = ""
-    init_from: str = ""
-    output: str = "run-transfer"
-    seed: int = 0
-    n_train: float = 0.9
-    n_val: float = 0.1
     batch_size: int = 8
     max_steps: int = 3000
-    max_minutes: float | None = None
     lr: float = 5e-4
     lr_min: float = 1e-6
     warmup_steps: int = 100
-    optimizer: str = "amsgrad"
-    weight_decay: float = 0.0
-    clip_grad: float = 10.0
     ema_decay: float = 0.99
     val_every: int = 100
+    dtype: str = "float64"
+    high_level: str = ""
+    init_from: str = ""
+    output: str = "run-transfer"
     term: str = "half-core"
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     energy_weight: float = 1.0
     force_weight: float = 1.0
     dipole_weight: float = 1.0
     fock_weight: float = 1e-2
-    dtype: str = "float64"
-    threads: int | None = None
-    device: str = "cpu"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.term not in ("half-core", "band"):
             raise InputError(f"term {self.term!r}: the transfer model's energy needs an electronic term, "
                              "half-core or band")
-        if self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype {self.dtype!r}: choose float32 or float64")
 
 
 @dataclass

@@ -70,11 +70,20 @@ def test_the_refusal_names_the_model_that_fits(water_model, ethanol_model):
 def test_a_stretched_bond_of_ethanol_is_refused(ethanol_model):
     atoms = molecule("CH3CH2OH")
     ethanol_model.predict(atoms)  # the equilibrium geometry is inside
-    o, h = 2, 8  # the hydroxyl O-H
-    bond = atoms.positions[h] - atoms.positions[o]
-    atoms.positions[h] = atoms.positions[o] + 1.45 * bond / np.linalg.norm(bond)
-    with pytest.raises(OutOfDomainError, match="H-O distance of 1.45 A"):
-        ethanol_model.predict(atoms)
+    o = 2
+    h = min((i for i, z in enumerate(atoms.numbers) if z == 1), key=lambda i: atoms.get_distance(o, i))  # hydroxyl H
+
+    def stretched(length):
+        moved = atoms.copy()
+        bond = moved.positions[h] - moved.positions[o]
+        moved.positions[h] = moved.positions[o] + length * bond / np.linalg.norm(bond)
+        return moved
+
+    assert ethanol_model.check_atoms(stretched(1.25)) == []  # the normal-mode data reach 1.32 A
+    reasons = ethanol_model.check_atoms(stretched(2.1), domain="warn")
+    assert any(r.startswith("an O atom's distance to its nearest H of 2.") for r in reasons), reasons
+    with pytest.raises(OutOfDomainError, match="outside the training domain of ethanol-pbe-def2svp"):
+        ethanol_model.predict(stretched(2.1))
 
 
 def test_domain_warn_computes_with_a_warning(water_model):

@@ -215,7 +215,7 @@ def _dask_client(scheduler: str | None, workers: int | None, threads_per_worker:
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS - 1})
     if scheduler:
         try:
-            return Client(scheduler, timeout="20s")
+            return Client(scheduler, timeout="10s")
         except OSError as err:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({err}); start one with "
                              "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler "
