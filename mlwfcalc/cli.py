@@ -236,7 +236,7 @@ def _cmd_transfer(args) -> None:
     best = min(summary["history"], key=lambda row: row["val_loss"])
     print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE {best['val_energy_mae_mev']:.2f} meV "
           f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
-          f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved {best['val_fock_shift_mae_uha']:.0f} "
+          f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved {best['val_fock_shift_rms_uha']:.0f} "
           f"micro-Hartree (RMS); best model in {trainer.output}/best")
 
 

@@ -280,7 +280,8 @@ class TransferTrainer:
 
     def validate(self, model: HamiltonianPredictor | None = None, indices=None) -> dict[str, float]:
         """Validation errors of the EMA model: energy (raw and offset-free), force and dipole MAE, how far
-        F moved from the starting model (MAE, micro-Hartree), and the loss without the regulariser."""
+        F moved from the starting model (RMS over matrix elements, micro-Hartree), and the loss without
+        the regulariser."""
         model = model or self.ema
         indices = self.val_index if indices is None else indices
         parts, terms, count = [], {}, 0
@@ -295,7 +296,7 @@ class TransferTrainer:
         mean = {k: torch.tensor(v / count) for k, v in terms.items()}
         return {"energy_mae_mev": float(np.abs(e).mean()), "energy_mae_offset_free_mev": float(np.abs(e - e.mean()).mean()),
                 "force_mae_mev_per_a": float(np.abs(f).mean()), "dipole_mae_md": float(np.abs(d).mean()),
-                "fock_shift_mae_uha": float(math.sqrt(mean["fock"])),
+                "fock_shift_rms_uha": float(math.sqrt(mean["fock"])),
                 "loss": float(self.weighted(mean, regulariser=False))}
 
     def run(self, stop_at_step: int | None = None) -> dict:
