@@ -29,7 +29,8 @@ def test_field_dipole_equals_the_analytic_rhf_dipole(water):
     np.testing.assert_allclose(numeric, analytic, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["MP2", "CCSD", "CCSD(T)"])
+@pytest.mark.parametrize("method", ["MP2", pytest.param("CCSD", marks=pytest.mark.slow),
+                                    pytest.param("CCSD(T)", marks=pytest.mark.slow)])
 def test_correlated_forces_are_minus_the_energy_gradient(water, method):
     settings = LevelOfTheory(method=method, basis="6-31g")
     energy, forces, dipole, _ = correlated_labels(water, settings)
