@@ -238,6 +238,35 @@ def _cmd_transfer(args) -> None:
           f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
           f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved {best['val_fock_shift_rms_uha']:.0f} "
           f"micro-Hartree (RMS); best model in {trainer.output}/best")
+    _refit_uncertainty(trainer, args)
+
+
+def _refit_uncertainty(trainer, args) -> None:
+    """The fine-tuned features differ from the starting model's: refit the uncertainty (and domain) of the
+    best model on the starting model's own Kohn-Sham data and split, when that database is at hand."""
+    import warnings
+    from pathlib import Path
+
+    from .data.dataset import LabelledDataset, split_indices
+    from .domain_fitting import fit_and_save_domain
+    from .predictor import load_model
+
+    training = trainer.start_record.get("training", {})
+    dataset_path = training.get("dataset")
+    if not dataset_path or not Path(dataset_path).exists():
+        print(f"no uncertainty yet: record it with `mlwfcalc fit-domain {trainer.output}/best KOHN_SHAM_DB`, the "
+              f"starting model's training set{f' ({dataset_path})' if dataset_path else ''}")
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
+        best = load_model(trainer.output / "best", device=trainer.config.device)
+    dataset = LabelledDataset(dataset_path)
+    config = training.get("train_config", {})
+    train_index, val_index = split_indices(len(dataset), [config.get("n_train", 0.9), config.get("n_val", 0.1)],
+                                           config.get("seed", 0))
+    fitted = fit_and_save_domain(best, dataset, train_index, val_index, compositions=args.compositions,
+                                 progress=not args.quiet)
+    print(f"training domain and uncertainty refitted on {dataset_path}: {_fitted(fitted)}")
 
 
 def _cmd_train_energy(args) -> None:
