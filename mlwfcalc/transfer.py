@@ -1,8 +1,9 @@
 """Transfer learning (PhiSNet's third claim): fine-tune a Kohn-Sham model on high-level observables.
 
-A model trained on PBE Kohn-Sham matrices starts the run. Its network and a new energy head are
-then trained together, through the wavefunction, on the energies, forces and dipoles of a correlated
-label set (``mlwfcalc label --method ccsd(t)``). The model's energy is
+A model trained on PBE Kohn-Sham matrices starts the run. A new energy head is first fitted on the
+frozen network to the energies and forces of a correlated label set (``mlwfcalc label --method
+ccsd(t)``; stage 1, the head-only transfer); then the network and the head are trained together,
+through the wavefunction, on its energies, forces and dipoles (stage 2). The model's energy is
 
     E = E_nn + E_el[P(F), F] + sum_A e_A(h_A)
 
@@ -43,7 +44,7 @@ from tqdm.auto import tqdm
 
 from .data.dataset import LabelledDataset, Sample, split_indices
 from .electronic import density_matrix, dipole_moment, overlap_matrix
-from .energy import EnergyConfig, EnergyHead, reference_terms
+from .energy import EnergyConfig, EnergyHead
 from .io import read_model, save_model
 from .model import MLWFModel
 from .predictor import HamiltonianPredictor, resolve_device
@@ -61,7 +62,7 @@ MICRO = 1e6  # micro-Hartree per Hartree
 class TransferConfig(OptimisationSettings):
     """Settings of a fine-tuning run (``mlwfcalc train --transfer``; a TOML file's keys): the
     :class:`~mlwfcalc.training.OptimisationSettings` (defaults for fine-tuning: batch 8, 3,000 steps,
-    lr 5e-4 to 1e-6, EMA 0.99, float64 since forces are differentiated twice) and:
+    lr 1e-4 to 1e-6, EMA 0.99, float64 since forces are differentiated twice) and:
 
     Attributes:
         high_level: label database of a correlated method (energies, forces, dipoles).
@@ -70,11 +71,12 @@ class TransferConfig(OptimisationSettings):
         term: the electronic energy term, ``"half-core"`` (PhiSNet) or ``"band"``.
         hidden: the energy head's MLP widths.
         energy_weight, force_weight, dipole_weight, fock_weight: loss weights (module docstring).
+        head_epochs: epochs of the head-only stage on the frozen network before the joint fine-tuning.
     """
 
     batch_size: int = 8
     max_steps: int = 3000
-    lr: float = 5e-4
+    lr: float = 1e-4
     lr_min: float = 1e-6
     warmup_steps: int = 100
     ema_decay: float = 0.99
@@ -89,9 +91,12 @@ class TransferConfig(OptimisationSettings):
     force_weight: float = 1.0
     dipole_weight: float = 1.0
     fock_weight: float = 1e-2
+    head_epochs: int = 300
 
     def __post_init__(self):
         super().__post_init__()
+        if self.head_epochs < 1:
+            raise InputError(f"head_epochs {self.head_epochs}: the head-only stage needs at least one epoch")
         if self.term not in ("half-core", "band"):
             raise InputError(f"term {self.term!r}: the transfer model's energy needs an electronic term, "
                              "half-core or band")
@@ -175,41 +180,35 @@ class TransferTrainer:
         self.reference_network = copy.deepcopy(start.network).to(self.device).eval().requires_grad_(False)
         torch.manual_seed(config.seed)
         model = MLWFModel(start.network, start.theory, domain=start.domain)
-        model.energy_head = self._initial_head(model)
+        resuming = (self.output / CHECKPOINT_META).exists()
+        model.energy_head = self._blank_head(model) if resuming else self._initial_head(model)
         self.model = HamiltonianPredictor(model.to(self.device), self.device)
         self.ema = HamiltonianPredictor(copy.deepcopy(model).requires_grad_(False), self.device)
         self.optimizer = make_optimizer(list(model.network.parameters()) + list(model.energy_head.parameters()),
                                         config)
         self.step, self.best_val, self.history = 0, math.inf, []
-        if (self.output / CHECKPOINT_META).exists():
+        if resuming:
             self._resume()
 
+    def _blank_head(self, model: MLWFModel) -> EnergyHead:
+        """A head of this run's shape, to be filled from the checkpoint."""
+        width = model.network.invariant_width("invariants")
+        return EnergyHead(EnergyConfig(term=self.config.term, features="invariants", elements=model.elements,
+                                       num_scalars=width, hidden=list(self.config.hidden))).to(self.device)
+
     def _initial_head(self, model: MLWFModel) -> EnergyHead:
-        """A new head whose reference energies and feature standardisation fit the training split, given
-        the starting network's electronic energy (``E_ref - E_nn - E_el``)."""
+        """Stage 1, the head-only transfer: a new head fitted on the frozen starting network to the
+        high-level energies and forces of the training split (:func:`~mlwfcalc.energy_training.fit_energy_head`,
+        ``head_epochs`` epochs, best on the validation split); the joint fine-tuning starts from it."""
+        from .energy_training import EnergyFitConfig, fit_energy_head, precompute
+
         predictor = HamiltonianPredictor(model.to(self.device), self.device)
-        samples = [self.dataset[int(i)] for i in self.train_index]
-        features, numbers, residuals = [], [], []
-        with torch.no_grad():
-            for start in range(0, len(samples), 32):
-                chunk = samples[start:start + 32]
-                atoms = [Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr) for s in chunk]
-                moles = [predictor.make_mole(a) for a in atoms]
-                batch = predictor.graph_batch(atoms, [s.positions for s in chunk], moles)
-                fock, nodes = model.network.fock_and_nodes(batch)
-                features.append(model.network.invariants(nodes, "invariants").to("cpu", torch.float64))
-                numbers.append(batch.numbers.cpu())
-                residuals += [s.energy - reference_terms(self.config.term, m, s.numbers, s.positions,
-                                                         f[:m.nao, :m.nao].cpu()) for s, m, f in zip(chunk, moles, fock)]
-        elements = model.elements
-        head = EnergyHead(EnergyConfig(term=self.config.term, features="invariants", elements=elements,
-                                       num_scalars=features[0].shape[1], hidden=list(self.config.hidden)))
-        element_of = head.element_index
-        counts = torch.stack([torch.bincount(element_of[s.numbers], minlength=len(elements)) for s in samples])
-        head.fit_statistics(torch.cat(features), torch.cat(numbers), counts, torch.stack(residuals))
-        with torch.no_grad():  # the MLP starts at zero: the first forces are those of E_nn + E_el alone
-            head.weights[-1].zero_()
-            head.biases[-1].zero_()
+        train, val = (precompute(predictor, [self.dataset[int(i)] for i in index], self.config.term, "invariants",
+                                 progress=self.progress) for index in (self.train_index, self.val_index))
+        fit = EnergyFitConfig(term=self.config.term, features="invariants", hidden=list(self.config.hidden),
+                              energy_weight=self.config.energy_weight, force_weight=self.config.force_weight,
+                              epochs=self.config.head_epochs, seed=self.config.seed)
+        head, self.head_history = fit_energy_head(train, val, model.elements, fit, progress=self.progress)
         return head.to(self.device)
 
     # --- state -------------------------------------------------------------------------------

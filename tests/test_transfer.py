@@ -61,22 +61,23 @@ def test_transfer_forces_are_minus_the_gradient_of_the_wavefunction_energy():
 
 def _config(db, output, **changes):
     settings = dict(high_level=str(db), init_from="water-pbe-def2svp", output=str(output), n_train=8, n_val=4,
-                    batch_size=4, max_steps=12, val_every=4, warmup_steps=2, lr=1e-3, threads=1)
+                    batch_size=4, max_steps=16, val_every=4, warmup_steps=2, lr=1e-4, threads=1, head_epochs=30)
     return TransferConfig(**{**settings, **changes})
 
 
 def test_fine_tuning_lowers_the_validation_error_and_resumes_exactly(mp2_db, tmp_path):
     trainer = TransferTrainer(_config(mp2_db, tmp_path / "whole"), progress=False)
-    before = trainer.validate(trainer.model)
+    before = trainer.validate(trainer.model)  # after stage 1, the head-only fit on the frozen network
     trainer.run()
-    after = trainer.history[-1]
-    assert after["val_loss"] < before["loss"] and after["val_force_mae_mev_per_a"] < before["force_mae_mev_per_a"]
-    assert 0 < after["val_fock_shift_rms_uha"] < 1e5  # F moved, and stays a Hamiltonian of the same scale
+    best = min(trainer.history, key=lambda row: row["val_loss"])
+    assert best["val_loss"] < 0.9 * before["loss"]  # stage 2, through the wavefunction, improves on it
+    assert best["val_force_mae_mev_per_a"] < before["force_mae_mev_per_a"]
+    assert 0 < best["val_fock_shift_rms_uha"] < 1e4  # F moved, and stays a Hamiltonian of the same scale
 
     first = TransferTrainer(_config(mp2_db, tmp_path / "split"), progress=False)
-    first.run(stop_at_step=6)
+    first.run(stop_at_step=8)
     resumed = TransferTrainer(_config(mp2_db, tmp_path / "split"), progress=False)
-    assert resumed.step == 6
+    assert resumed.step == 8
     resumed.run()
     for a, b in zip(trainer.model.model.parameters(), resumed.model.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
