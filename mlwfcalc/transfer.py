@@ -303,6 +303,8 @@ class TransferTrainer:
         config = self.config
         end = min(config.max_steps, stop_at_step or config.max_steps)
         started, first_step, running = time.perf_counter(), self.step, []
+        if not self.history:  # step 0: the head-only transfer (stage 1), the baseline stage 2 must beat
+            self._validate_and_save([], 0.0)
         with tqdm(total=config.max_steps, initial=self.step, desc="fine-tuning", unit="step",
                   disable=not self.progress) as bar:
             while self.step < end:
@@ -321,8 +323,9 @@ class TransferTrainer:
 
     def _validate_and_save(self, running: list[dict], seconds_per_step: float) -> None:
         val = self.validate()
-        row = {"step": self.step, "lr": learning_rate(self.config, self.step - 1),
-               **{f"train_{k}": float(np.mean([r[k] for r in running])) for k in running[0]},
+        row = {"step": self.step, "lr": learning_rate(self.config, max(self.step - 1, 0)),
+               **{f"train_{k}": float(np.mean([r[k] for r in running])) if running else math.nan
+                  for k in ("loss", "energy", "forces", "dipole", "fock")},
                **{f"val_{k}": v for k, v in val.items()}, "seconds_per_step": seconds_per_step}
         self.history.append(row)
         if val["loss"] < self.best_val:
