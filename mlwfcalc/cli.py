@@ -168,16 +168,15 @@ def _cmd_train(args) -> None:
 
         model_overrides["basis"] = LabelDatabase(config.dataset).settings.basis
     config.model = ModelConfig(**{**config.model.to_dict(), **model_overrides})
-    import json
     from pathlib import Path
 
     if args.ddp and args.ddp > 1:
         from .distributed import launch
-        from .training import train_process
+        from .training import CHECKPOINT_META, read_checkpoint_meta, train_process
 
         launch(train_process, args.ddp, config.to_dict(), not args.quiet, args.stop_at_step)
-        finished = (Path(config.output) / "checkpoint.json").exists() and \
-            json.loads((Path(config.output) / "checkpoint.json").read_text())["step"] >= config.max_steps
+        output = Path(config.output)
+        finished = (output / CHECKPOINT_META).exists() and read_checkpoint_meta(output)["step"] >= config.max_steps
     else:
         trainer = Trainer(config, progress=not args.quiet)
         print(f"model: {trainer.model.num_parameters():,} parameters; {len(trainer.data.train_index)} train / "
@@ -189,20 +188,27 @@ def _cmd_train(args) -> None:
         if not trainer.ctx.main:  # a torchrun process other than the first: process 0 records the domain
             return
     if finished or args.stop_at_step is None:
-        import warnings
-
-        from .data.dataset import LabelledDataset, split_indices
-        from .domain_fitting import fit_and_save_domain
-        from .predictor import load_model
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
-            best = load_model(Path(config.output) / "best", device=config.device)
-        dataset = LabelledDataset(config.dataset)
-        train_index, val_index = split_indices(len(dataset), [config.n_train, config.n_val], config.seed)
-        fitted = fit_and_save_domain(best, dataset, train_index, val_index, compositions=args.compositions,
-                                     progress=not args.quiet)
+        fitted = _record_domain(Path(config.output) / "best", config.dataset, config.n_train, config.n_val,
+                                config.seed, config.device, args)
         print(f"training domain recorded: {_fitted(fitted)}")
+
+
+def _record_domain(model_dir, dataset_path: str, n_train: float, n_val: float, seed: int, device: str, args) -> dict:
+    """Fit and save the training domain and uncertainty of the model in ``model_dir`` on its Kohn-Sham
+    training set's seeded split (what `mlwfcalc fit-domain` does); returns the fit's summary."""
+    import warnings
+
+    from .data.dataset import LabelledDataset, split_indices
+    from .domain_fitting import fit_and_save_domain
+    from .predictor import load_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
+        model = load_model(model_dir, device=device)
+    dataset = LabelledDataset(dataset_path)
+    train_index, val_index = split_indices(len(dataset), [n_train, n_val], seed)
+    return fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
+                               progress=not args.quiet)
 
 
 def _cmd_transfer(args) -> None:
@@ -225,7 +231,8 @@ def _cmd_transfer(args) -> None:
         data = TrainConfig.read_toml(args.config)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InputError(f"{args.config}: {', '.join(unknown)} are not fine-tuning settings ({', '.join(sorted(known))})")
+            raise InputError(f"{args.config}: {', '.join(unknown)} are not fine-tuning settings "
+                             f"({', '.join(sorted(known))})")
     data.update({k: v for k, v in overrides.items() if v is not None})
     if not data.get("output"):
         raise InputError("give -o OUTPUT (the run directory) or output in --config")
@@ -236,20 +243,15 @@ def _cmd_transfer(args) -> None:
     best = min(summary["history"], key=lambda row: row["val_loss"])
     print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE {best['val_energy_mae_mev']:.2f} meV "
           f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
-          f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved {best['val_fock_shift_rms_uha']:.0f} "
-          f"micro-Hartree (RMS); best model in {trainer.output}/best")
+          f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved "
+          f"{best['val_fock_shift_rms_uha']:.0f} micro-Hartree (RMS); best model in {trainer.output}/best")
     _refit_uncertainty(trainer, args)
 
 
 def _refit_uncertainty(trainer, args) -> None:
     """The fine-tuned features differ from the starting model's: refit the uncertainty (and domain) of the
     best model on the starting model's own Kohn-Sham data and split, when that database is at hand."""
-    import warnings
     from pathlib import Path
-
-    from .data.dataset import LabelledDataset, split_indices
-    from .domain_fitting import fit_and_save_domain
-    from .predictor import load_model
 
     training = trainer.start_record.get("training", {})
     dataset_path = training.get("dataset")
@@ -257,15 +259,9 @@ def _refit_uncertainty(trainer, args) -> None:
         print(f"no uncertainty yet: record it with `mlwfcalc fit-domain {trainer.output}/best KOHN_SHAM_DB`, the "
               f"starting model's training set{f' ({dataset_path})' if dataset_path else ''}")
         return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
-        best = load_model(trainer.output / "best", device=trainer.config.device)
-    dataset = LabelledDataset(dataset_path)
     config = training.get("train_config", {})
-    train_index, val_index = split_indices(len(dataset), [config.get("n_train", 0.9), config.get("n_val", 0.1)],
-                                           config.get("seed", 0))
-    fitted = fit_and_save_domain(best, dataset, train_index, val_index, compositions=args.compositions,
-                                 progress=not args.quiet)
+    fitted = _record_domain(trainer.output / "best", dataset_path, config.get("n_train", 0.9),
+                            config.get("n_val", 0.1), config.get("seed", 0), trainer.config.device, args)
     print(f"training domain and uncertainty refitted on {dataset_path}: {_fitted(fitted)}")
 
 

@@ -269,15 +269,43 @@ class TrainingData:
             total = total + (8 * (block * inverse_gaps).pow(2).sum() + 1e-30).sqrt()
         return total, len(indices)
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """The training indices in the order of ``epoch`` (a pure function of seed and epoch)."""
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return self.train_index[torch.randperm(len(self.train_index), generator=generator).numpy()]
-
     def step_indices(self, step: int) -> np.ndarray:
-        per_epoch = len(self.train_index) // self.config.batch_size
-        epoch, k = divmod(step, per_epoch)
-        return self.epoch_order(epoch)[k * self.config.batch_size:(k + 1) * self.config.batch_size]
+        """The training indices of ``step`` (:func:`batch_indices`)."""
+        return batch_indices(self.train_index, self.config.batch_size, self.config.seed, step)
+
+
+def batch_indices(train_index: np.ndarray, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The training indices of ``step``: each epoch a seeded permutation of ``train_index``, cut into
+    batches. A pure function of seed and step, so a resumed run follows the uninterrupted one."""
+    epoch, k = divmod(step, len(train_index) // batch_size)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = train_index[torch.randperm(len(train_index), generator=generator).numpy()]
+    return order[k * batch_size:(k + 1) * batch_size]
+
+
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """Move ``ema``'s parameters towards ``model``'s; the decay ramps up from 0.1 to ``decay`` early on."""
+    rate = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - rate)
+
+
+def read_log(output: Path, step: int) -> list[dict]:
+    """The rows of ``output/log.csv`` up to ``step`` (what a resumed run continues), or none."""
+    log = output / "log.csv"
+    if not log.exists():
+        return []
+    with open(log) as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)
+                if int(float(row["step"])) <= step]
+
+
+def write_log(output: Path, history: list[dict]) -> None:
+    """``history`` (one dict per validation, same keys) as ``output/log.csv``."""
+    with open(output / "log.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
 
 
 def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, unit: float,
@@ -377,18 +405,9 @@ class Trainer:
         meta = load_checkpoint(self.output, {"model": self.model, "ema": self.ema}, self.optimizer)
         self.step = int(meta["step"])
         self.best_val = float(meta["best_val_mae"])
-        log = self.output / "log.csv"
-        if log.exists():
-            with open(log) as handle:
-                self.history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)
-                                if int(float(row["step"])) <= self.step]
+        self.history = read_log(self.output, self.step)
 
     # --- loop --------------------------------------------------------------------------------
-    def _update_ema(self) -> None:
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - decay)
-
     @torch.no_grad()
     def validate(self, model: HamiltonianModel | None = None, indices=None) -> float:
         """MAE of F (Hartree) over all matrix elements of the validation molecules (EMA weights)."""
@@ -424,7 +443,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)
         self.optimizer.step()
-        self._update_ema()
+        update_ema(self.ema, self.model, self.config.ema_decay, self.step)
         self.step += 1
         return float(loss.detach()), float(mae.detach())
 
@@ -465,7 +484,8 @@ class Trainer:
             self.best_val = val
             self.export(self.output / "best")
         self.save_checkpoint()
-        self._write_log()
+        write_log(self.output, self.history)
+        plot_learning_curve(self.history, self.output / "learning_curve.png")
 
     def export(self, directory: Path) -> Path:
         """Write the EMA model as a model directory with its training summary."""
@@ -474,14 +494,6 @@ class Trainer:
                     "xc": self.settings.xc, "grid_level": self.settings.grid_level,
                     "conv_tol": self.settings.conv_tol, "train_config": self.config.to_dict()}
         return save_model(MLWFModel(self.ema, self.settings, record={"training": training}), directory)
-
-    def _write_log(self) -> None:
-        path = self.output / "log.csv"
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
-            writer.writeheader()
-            writer.writerows(self.history)
-        plot_learning_curve(self.history, self.output / "learning_curve.png")
 
 
 def train_process(config: dict, progress: bool, stop_at_step: int | None) -> None:

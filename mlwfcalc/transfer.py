@@ -30,7 +30,6 @@ weights).
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,8 +47,8 @@ from .energy import EnergyConfig, EnergyHead
 from .io import read_model, save_model
 from .model import MLWFModel
 from .predictor import HamiltonianPredictor, resolve_device
-from .training import (CHECKPOINT_META, OptimisationSettings, learning_rate, load_checkpoint, make_optimizer,
-                       write_checkpoint)
+from .training import (CHECKPOINT_META, OptimisationSettings, batch_indices, learning_rate, load_checkpoint,
+                       make_optimizer, read_log, update_ema, write_checkpoint, write_log)
 from .validation import InputError
 
 MEV = 1000 * Hartree  # meV per Hartree
@@ -137,10 +136,10 @@ def predict_observables(model: HamiltonianPredictor, samples: list[Sample], crea
             f = fock[:mol.nao, :mol.nao].to("cpu", torch.float64)
             density = density_matrix(f, overlap_matrix(mol, p.detach()), mol.nelectron)
             dipoles.append(dipole_moment(mol, density))
-    fock = out.fock if create_graph else out.fock.detach()
-    return Observables(energy=out.energy if create_graph else out.energy.detach(),
-                       forces=-torch.cat(gradients) if create_graph else -torch.cat(gradients).detach(),
-                       dipole=torch.stack(dipoles), fock=fock, batch=batch)
+    if not create_graph:
+        out.energy, out.fock = out.energy.detach(), out.fock.detach()
+    return Observables(energy=out.energy, forces=-torch.cat(gradients), dipole=torch.stack(dipoles), fock=out.fock,
+                       batch=batch)
 
 
 def errors(observables: Observables, samples: list[Sample]) -> dict[str, np.ndarray]:
@@ -166,9 +165,9 @@ class TransferTrainer:
         dtype = getattr(torch, config.dtype)
         self.dataset = LabelledDataset(config.high_level, kohn_sham=False)
         self.high_level = self.dataset.settings
-        start = read_model(config.init_from, dtype=dtype)[0] if config.init_from else None
-        if start is None:
+        if not config.init_from:
             raise InputError("give the Kohn-Sham model to start from: --init-from MODEL")
+        start = read_model(config.init_from, dtype=dtype)[0]
         missing = sorted(set(self.dataset.elements) - set(start.elements))
         if missing:
             raise InputError(f"{config.high_level} holds elements {missing} that {config.init_from} does not cover")
@@ -228,21 +227,9 @@ class TransferTrainer:
                 raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
                                  f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
         self.step, self.best_val = int(meta["step"]), float(meta["best_val_loss"])
-        log = self.output / "log.csv"
-        if log.exists():
-            with open(log) as handle:
-                self.history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)
-                                if int(float(row["step"])) <= self.step]
+        self.history = read_log(self.output, self.step)
 
     # --- loop --------------------------------------------------------------------------------
-    def step_indices(self, step: int) -> np.ndarray:
-        """The training molecules of ``step``: a seeded permutation per epoch (resumable exactly)."""
-        per_epoch = len(self.train_index) // self.config.batch_size
-        epoch, k = divmod(step, per_epoch)
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        order = self.train_index[torch.randperm(len(self.train_index), generator=generator).numpy()]
-        return order[k * self.config.batch_size:(k + 1) * self.config.batch_size]
-
     def losses(self, observables: Observables, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """The loss terms of the module docstring (weights not applied)."""
         energy = torch.stack([s.energy for s in samples])
@@ -264,16 +251,15 @@ class TransferTrainer:
     def train_step(self) -> dict[str, float]:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step)
-        samples = [self.dataset[int(i)] for i in self.step_indices(self.step)]
+        indices = batch_indices(self.train_index, self.config.batch_size, self.config.seed, self.step)
+        samples = [self.dataset[int(i)] for i in indices]
         terms = self.losses(predict_observables(self.model, samples, create_graph=True), samples)
         loss = self.weighted(terms)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.model.parameters(), self.config.clip_grad)
         self.optimizer.step()
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.model.parameters()), list(self.model.model.parameters()), 1 - decay)
+        update_ema(self.ema.model, self.model.model, self.config.ema_decay, self.step)
         self.step += 1
         return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
 
@@ -293,7 +279,8 @@ class TransferTrainer:
             count += len(samples)
         e, f, d = (np.concatenate([p[k] for p in parts]) for k in ("energy", "forces", "dipole"))
         mean = {k: torch.tensor(v / count) for k, v in terms.items()}
-        return {"energy_mae_mev": float(np.abs(e).mean()), "energy_mae_offset_free_mev": float(np.abs(e - e.mean()).mean()),
+        return {"energy_mae_mev": float(np.abs(e).mean()),
+                "energy_mae_offset_free_mev": float(np.abs(e - e.mean()).mean()),
                 "force_mae_mev_per_a": float(np.abs(f).mean()), "dipole_mae_md": float(np.abs(d).mean()),
                 "fock_shift_rms_uha": float(math.sqrt(mean["fock"])),
                 "loss": float(self.weighted(mean, regulariser=False))}
@@ -332,10 +319,7 @@ class TransferTrainer:
             self.best_val = val["loss"]
             self.export(self.output / "best", val)
         self.save_checkpoint()
-        with open(self.output / "log.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
-            writer.writeheader()
-            writer.writerows(self.history)
+        write_log(self.output, self.history)
 
     def export(self, directory: Path, validation: dict[str, float]) -> Path:
         """Write the EMA model, with the starting model's record and this run's under ``"transfer"``.

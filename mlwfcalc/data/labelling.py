@@ -212,7 +212,6 @@ def _dask_client(scheduler: str | None, workers: int | None, threads_per_worker:
     import dask
     from distributed import Client, LocalCluster
 
-    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS - 1})
     if scheduler:
         try:
             return Client(scheduler, timeout="10s")
@@ -221,8 +220,9 @@ def _dask_client(scheduler: str | None, workers: int | None, threads_per_worker:
                              "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler "
                              "to label on this machine") from None
     n = max(1, min(tasks, workers or (os.cpu_count() or 1) // max(1, threads_per_worker)))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",  # any free port
-                           silence_logs=40)  # logging.ERROR
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS - 1}):  # read at start
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",  # free port
+                               silence_logs=40)  # logging.ERROR
     return Client(cluster, set_as_default=False)
 
 

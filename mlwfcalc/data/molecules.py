@@ -78,6 +78,8 @@ def enumerate_molecules(n: int, max_heavy: int = 9, elements: str = "CNO", seed:
     Raises InputError if fewer than ``n`` distinct molecules turn up in ``n * max_attempts_factor`` tries.
     """
     Chem = _chem()
+    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
     unknown = set(elements) - set(VALENCE)
     if unknown or not elements:
         raise InputError(f"elements {elements!r}: choose from {''.join(VALENCE)}")
@@ -93,7 +95,7 @@ def enumerate_molecules(n: int, max_heavy: int = 9, elements: str = "CNO", seed:
         mol = Chem.MolFromSmiles(smiles)
         if any(mol.HasSubstructMatch(f) for f in forbidden) or not _rings_ok(mol):
             continue
-        found[smiles] = Molecule(smiles, mol.GetNumHeavyAtoms(), _formula(Chem, mol))
+        found[smiles] = Molecule(smiles, mol.GetNumHeavyAtoms(), CalcMolFormula(mol))
     if len(found) < n:
         raise InputError(f"only {len(found)} distinct molecules of at most {max_heavy} heavy atoms from {elements} "
                          f"turned up; ask for fewer or allow more atoms or elements")
@@ -157,12 +159,6 @@ def _rings_ok(mol) -> bool:
         if bond.GetBondTypeAsDouble() == 3 and bond.IsInRing():
             return False
     return all(info.NumAtomRings(a.GetIdx()) <= 2 for a in mol.GetAtoms())
-
-
-def _formula(Chem, mol) -> str:
-    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
-
-    return CalcMolFormula(mol)
 
 
 def coverage(molecules: list[Molecule]) -> dict:
