@@ -26,6 +26,7 @@ from ase.units import Bohr, Hartree
 from .domain import DOMAIN_POLICIES, OutOfDomainWarning
 from .electronic import dipole_moment, mulliken_charges, write_density_cube, write_orbital_cube
 from .predictor import HamiltonianPredictor, Prediction, load_model
+from .uncertainty import QUANTITIES, FeatureDistance
 from .validation import InputError
 
 MODES = ("ml", "variational", "scf")
@@ -62,7 +63,8 @@ class MLWFCalculator(Calculator):
 
     Properties: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/A), ``dipole`` (e*A about the origin,
     from the predicted or SCF density), ``charges`` (Mulliken, e), and ``uncertainty``: the expected mean
-    absolute error of the predicted Kohn-Sham matrix elements, eV, from the distance of the structure's
+    absolute error of the predicted Kohn-Sham matrix elements, eV (for a transfer model, of the force
+    components, eV/A; ``results["uncertainty_unit"]`` says which), from the distance of the structure's
     atomic environments to the training data (None in mode ``"scf"``, whose answer is exact DFT, and for
     models without a fitted uncertainty). When it passes the model's threshold (an expected error twice
     the validation set's) the calculator warns once and counts such calls in
@@ -131,7 +133,7 @@ class MLWFCalculator(Calculator):
             prediction, energy, forces = self._scf(atoms, charge, spin)
         prediction.outside_domain = outside
         self.prediction = prediction
-        self.results = ase_results(prediction, energy, forces)
+        self.results = ase_results(prediction, energy, forces, self.model.uncertainty)
         self.results["uncertainty_above_threshold"] = self._flag(prediction, atoms)
         self.calls += 1
 
@@ -141,11 +143,11 @@ class MLWFCalculator(Calculator):
         if prediction.uncertainty is None or threshold is None or prediction.uncertainty <= threshold:
             return False
         self.flagged_calls += 1
-        self._warn_once("uncertainty", f"{atoms.get_chemical_formula()}: uncertainty (expected MAE of F) "
-                        f"{1e6 * prediction.uncertainty:.0f} micro-Hartree passes the threshold of {self.model.name} "
-                        f"({1e6 * threshold:.0f}): F is expected to be more than twice as wrong here as on the "
-                        "model's validation set, and energies, forces and orbitals with it. Later crossings are "
-                        "counted in calc.flagged_calls, not warned.", UserWarning)
+        describe = self.model.uncertainty.config.describe
+        self._warn_once("uncertainty", f"{atoms.get_chemical_formula()}: uncertainty ({describe(prediction.uncertainty)}) "
+                        f"passes the threshold of {self.model.name} ({describe(threshold)}): the model is expected to "
+                        "be more than twice as wrong here as on its validation set, in energies, forces and orbitals. "
+                        "Later crossings are counted in calc.flagged_calls, not warned.", UserWarning)
         return True
 
     def _warn_once(self, kind: str, message: str, category: type[Warning]) -> None:
@@ -176,11 +178,10 @@ class MLWFCalculator(Calculator):
         predictions = self.model.predict(images, charge, spin, forces=True, batch_size=batch_size,
                                          domain=self.parameters.domain)
         for image, prediction in zip(images, predictions):
-            results = ase_results(prediction, prediction.energy, prediction.forces)
-            uncertainty = results.pop("uncertainty")  # not one of ASE's properties: added after
+            results = ase_results(prediction, prediction.energy, prediction.forces, self.model.uncertainty)
+            extra = {k: results.pop(k) for k in ("uncertainty", "uncertainty_unit")}  # not ASE's properties
             image.calc = SinglePointCalculator(image, **results)
-            image.calc.results.update(uncertainty=uncertainty,
-                                      uncertainty_above_threshold=self._flag(prediction, image))
+            image.calc.results.update(extra, uncertainty_above_threshold=self._flag(prediction, image))
         self.calls += math.ceil(len(images) / batch_size)
         return np.array([p.energy * Hartree for p in predictions])
 
@@ -289,14 +290,23 @@ class MLWFCalculator(Calculator):
         write_orbital_cube(p.mol, p.mo_coeff, index, path, spacing, margin)
 
 
-def ase_results(prediction: Prediction, energy: float, forces: np.ndarray) -> dict[str, np.ndarray | float]:
-    """ASE's property dict (eV, eV/A, e*A about the origin, Mulliken e) from atomic-unit results."""
+def ase_results(prediction: Prediction, energy: float, forces: np.ndarray,
+                uncertainty: FeatureDistance | None) -> dict[str, np.ndarray | float]:
+    """ASE's property dict (eV, eV/A, e*A about the origin, Mulliken e) from atomic-unit results; the
+    uncertainty in eV (of F) or eV/A (of the forces, transfer models) as the model's ``uncertainty`` says."""
     density = torch.as_tensor(prediction.density_matrix)
     dipole = dipole_moment(prediction.mol, density).numpy() * Bohr
     charges = mulliken_charges(prediction.mol, density, torch.as_tensor(prediction.overlap)).numpy()
     return {"energy": energy * Hartree, "free_energy": energy * Hartree,
             "forces": np.asarray(forces) * Hartree / Bohr, "dipole": dipole, "charges": charges,
-            "uncertainty": None if prediction.uncertainty is None else prediction.uncertainty * Hartree}
+            **_uncertainty_in_ase_units(prediction.uncertainty, uncertainty)}
+
+
+def _uncertainty_in_ase_units(value: float | None, uncertainty: FeatureDistance | None) -> dict:
+    if value is None or uncertainty is None:
+        return {"uncertainty": None, "uncertainty_unit": None}
+    factor, unit = QUANTITIES[uncertainty.config.quantity]["ase"]
+    return {"uncertainty": value * factor, "uncertainty_unit": unit}
 
 
 if "mlwfcalc" not in external_calculators:

@@ -249,20 +249,16 @@ def _cmd_transfer(args) -> None:
 
 
 def _refit_uncertainty(trainer, args) -> None:
-    """The fine-tuned features differ from the starting model's: refit the uncertainty (and domain) of the
-    best model on the starting model's own Kohn-Sham data and split, when that database is at hand."""
-    from pathlib import Path
+    """The fine-tuned model's energy follows the high level, where the starting model's uncertainty (distance
+    to its Kohn-Sham data, calibrated on F) says nothing: fit the domain and the uncertainty of the best model
+    on this run's own split of the high-level set, the uncertainty calibrated on the validation force errors."""
+    from .domain_fitting import fit_and_save_domain
+    from .predictor import load_model
 
-    training = trainer.start_record.get("training", {})
-    dataset_path = training.get("dataset")
-    if not dataset_path or not Path(dataset_path).exists():
-        print(f"no uncertainty yet: record it with `mlwfcalc fit-domain {trainer.output}/best KOHN_SHAM_DB`, the "
-              f"starting model's training set{f' ({dataset_path})' if dataset_path else ''}")
-        return
-    config = training.get("train_config", {})
-    fitted = _record_domain(trainer.output / "best", dataset_path, config.get("n_train", 0.9),
-                            config.get("n_val", 0.1), config.get("seed", 0), trainer.config.device, args)
-    print(f"training domain and uncertainty refitted on {dataset_path}: {_fitted(fitted)}")
+    model = load_model(trainer.output / "best", device=trainer.config.device)
+    fitted = fit_and_save_domain(model, trainer.dataset, trainer.train_index, trainer.val_index, quantity="forces",
+                                 compositions=args.compositions, progress=not args.quiet)
+    print(f"training domain and uncertainty fitted on {trainer.config.high_level}: {_fitted(fitted)}")
 
 
 def _cmd_train_energy(args) -> None:
@@ -314,13 +310,18 @@ def _cmd_train_energy(args) -> None:
 
 
 def _model_split(model, dataset, args) -> tuple:
-    """``(train_index, val_index, seed)``: the model's own training split, unless the flags say otherwise."""
+    """``(train_index, val_index, seed)``: the model's own training split (of its fine-tuning run, for a
+    transfer model), unless the flags say otherwise."""
     from .data.dataset import split_indices
 
     training = model.model.record.get("training", {})
     seed = training.get("train_config", {}).get("seed", 0) if args.seed is None else args.seed
     n_train = args.n_train if args.n_train is not None else training.get("n_train", 0.9)
     n_val = args.n_val if args.n_val is not None else training.get("n_val", 0.1)
+    if "transfer" in model.model.record:
+        config = model.model.record["transfer"]["config"]
+        seed, n_train, n_val = (config[k] if getattr(args, k) is None else getattr(args, k)
+                                for k in ("seed", "n_train", "n_val"))
     return (*split_indices(len(dataset), [n_train, n_val], seed), seed)
 
 
@@ -335,12 +336,17 @@ def _cmd_fit_domain(args) -> None:
     with warnings.catch_warnings():  # the domain about to be recorded is unknown until then
         warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
         model = load_model(args.model, device=args.device)
-    dataset = LabelledDataset(args.dataset)
-    _check_labels(model, dataset)
+    transfer = model.model.record.get("transfer")
+    dataset = LabelledDataset(args.dataset, kohn_sham=not transfer)
+    if transfer and dataset.settings.name != transfer["high_level"]:
+        raise InputError(f"{model.name} was fine-tuned on {transfer['high_level']} labels; {args.dataset} holds "
+                         f"{dataset.settings.name}: give its high-level set ({transfer['high_level_dataset']})")
+    if not transfer:
+        _check_labels(model, dataset)
     train_index, val_index, _ = _model_split(model, dataset, args)
     summary = fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
                                   margin_ang=args.margin, threshold_factor=args.threshold_factor,
-                                  progress=not args.quiet)
+                                  quantity="forces" if transfer else "fock", progress=not args.quiet)
     print(f"domain of {model.name}: {_fitted(summary)}; written to {model.path}")
 
 
@@ -349,9 +355,10 @@ def _fitted(summary: dict) -> str:
     line = f"{', '.join(summary['formulas'][:10])} from {summary['n_train_structures']} training structures"
     if "uncertainty" in summary:
         return f"{line}; uncertainty {summary['uncertainty']}"
+    error = "F" if summary["quantity"] == "fock" else "force"
     return (f"{line}; uncertainty ({summary['aggregation']} over atoms, shrinkage {summary['shrinkage']:g}) "
-            f"calibrated on {summary['n_structures']} validation structures (rank correlation with their F error "
-            f"{summary['spearman_f_error']:.2f}), threshold {1e6 * summary['threshold_hartree']:.1f} micro-Hartree")
+            f"calibrated on {summary['n_structures']} validation structures (rank correlation with their {error} "
+            f"error {summary['spearman']:.2f}), threshold: {summary['threshold_text']}")
 
 
 def _check_labels(model, dataset) -> None:
@@ -428,7 +435,7 @@ def _cmd_predict(args) -> None:
     if result.uncertainty is not None:
         flag = (" ABOVE the model's threshold: more than twice its validation error expected"
                 if result.uncertainty > model.uncertainty_threshold else " (below the model's threshold)")
-        print(f"uncertainty: expected MAE of F {1e6 * result.uncertainty:.1f} micro-Hartree{flag}")
+        print(f"uncertainty: {model.uncertainty.config.describe(result.uncertainty)}{flag}")
     if args.compare:
         mf = reference_scf(model, result.mol, conv_tol=1e-10)
         start = time.perf_counter()
@@ -649,7 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-domain", help="record a model's training domain and fit its uncertainty (train does "
                                           "this itself; for older models)")
     p.add_argument("model", help="model directory or shipped model name (written into it)")
-    p.add_argument("dataset", help="the model's training label database")
+    p.add_argument("dataset", help="the model's training label database (a transfer model's: its high-level set; "
+                                   "its uncertainty is then calibrated on force errors)")
     p.add_argument("--seed", type=int, help="split seed (default: the model's training seed)")
     p.add_argument("--n-train", type=_number, help="default: the model's training split")
     p.add_argument("--n-val", type=_number, help="default: the model's validation split")
@@ -658,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Angstrom beyond the distance ranges seen in training before a structure is refused "
                         "(default 0.1)")
     p.add_argument("--threshold-factor", type=float, default=2.0,
-                   help="warn when the expected F error passes this many times the validation error (default 2)")
+                   help="warn when the expected error (of F, or of the forces for a transfer model) passes this "
+                        "many times the validation error (default 2)")
     _add_runtime(p)
     p.set_defaults(func=_cmd_fit_domain)
 

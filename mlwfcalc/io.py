@@ -29,7 +29,7 @@ from .energy import EnergyConfig, EnergyHead
 from .model import MLWFModel
 from .nn.model import HamiltonianModel, ModelConfig
 from .theory import LevelOfTheory
-from .uncertainty import FeatureDistance, UncertaintyConfig
+from .uncertainty import QUANTITIES, FeatureDistance, UncertaintyConfig
 from .validation import InputError
 
 FORMAT = "mlwfcalc-model"
@@ -82,8 +82,9 @@ def model_config_dict(model: MLWFModel) -> dict:
     if model.domain is not None:
         config["domain"] = model.domain.to_dict()
     if model.uncertainty is not None:
+        quantity = QUANTITIES[model.uncertainty.config.quantity]
         config["uncertainty"] = {"config": model.uncertainty.config.to_dict(),
-                                 "units": {"uncertainty": "Hartree (expected MAE of F)"}}
+                                 "units": {"uncertainty": f"{quantity['unit']} (expected {quantity['what']})"}}
     return config
 
 

@@ -35,7 +35,8 @@ class Prediction:
         mol: the PySCF Mole these matrices refer to.
         energy: total energy (Hartree) from the energy head, or None (no head, or not asked).
         forces: ``(n_atoms, 3)`` Hartree/Bohr, ``-dE/dR``, or None (not asked).
-        uncertainty: the expected mean absolute error of the predicted F's matrix elements, Hartree,
+        uncertainty: the expected mean absolute error of the predicted F's matrix elements, Hartree (for a
+            transfer model: of the force components, Hartree/Bohr; ``model.uncertainty.config.quantity``),
             from the distance of the atoms' features to the training data
             (:mod:`mlwfcalc.uncertainty`); None when the model has no uncertainty fitted.
             Compare it with ``model.uncertainty_threshold``.
@@ -116,8 +117,9 @@ class HamiltonianPredictor:
 
     @property
     def uncertainty_threshold(self) -> float | None:
-        """Above this uncertainty (Hartree) a structure's F is expected to be more than twice as wrong as on the
-        validation set (the model card's figure); None without a fitted uncertainty."""
+        """Above this uncertainty (Hartree, or Hartree/Bohr for a transfer model) a structure is expected to be
+        more than twice as wrong as on the validation set (the model card's figure); None without a fitted
+        uncertainty."""
         return None if self.uncertainty is None else self.uncertainty.config.threshold_hartree
 
     def __repr__(self) -> str:

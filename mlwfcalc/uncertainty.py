@@ -8,15 +8,20 @@ with a shrunk covariance (a one-component Gaussian density of the training featu
 
 The structure's score is ``sqrt(max_i d_i^2)`` (one atom in a strange environment makes its blocks
 of F wrong) or ``sqrt(mean_i d_i^2)`` (a structure distorted all over); :mod:`mlwfcalc.domain_fitting`
-picks the aggregation and the shrinkage ``s`` that rank the validation errors best. A power law fitted on the validation structures (least squares in log-log)
-turns the score into the quantity users can read: the expected mean absolute error of the
-structure's predicted Kohn-Sham matrix elements, in Hartree,
+picks the aggregation and the shrinkage ``s`` that rank the validation errors best. A power law fitted
+on the validation structures (least squares in log-log) turns the score into a quantity users can read,
 
-    uncertainty = exp(a) * score^b.
+    uncertainty = exp(a) * score^b,
 
-The threshold stored with the model is ``threshold_factor`` (default 2) times the mean F MAE of the
-validation structures, the figure on the model card: above it, the structure's F is expected to be
-more than twice as wrong as the card says. Measured against actual errors at 300-1200 K in
+the expected mean absolute error of what the model was trained on (``UncertaintyConfig.quantity``):
+
+* ``"fock"``: the structure's predicted Kohn-Sham matrix elements, Hartree (Kohn-Sham models);
+* ``"forces"``: its force components against the model's energy level, Hartree/Bohr (transfer models,
+  :mod:`mlwfcalc.transfer`, whose labels are energies and forces of a correlated method and no F).
+
+The threshold stored with the model is ``threshold_factor`` (default 2) times the mean error of the
+validation structures, the figure on the model card: above it, the structure is expected to be more
+than twice as wrong as the card says. Measured against actual errors at 300-1200 K in
 docs/benchmarks.md.
 """
 
@@ -26,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from ase.units import Bohr, Hartree
 from torch import nn
 
 from .validation import InputError
@@ -33,6 +39,10 @@ from .validation import InputError
 AGGREGATIONS = ("max", "mean")
 #: The fewest validation structures the calibration is fitted on.
 MIN_CALIBRATION_STRUCTURES = 5
+#: What the uncertainty estimates: description, atomic unit, and (factor, unit) for ASE and for people.
+QUANTITIES = {"fock": {"what": "MAE of F", "unit": "Hartree", "ase": (Hartree, "eV"), "readable": (1e6, "micro-Hartree")},
+              "forces": {"what": "force MAE", "unit": "Hartree/Bohr", "ase": (Hartree / Bohr, "eV/A"),
+                         "readable": (1000 * Hartree / Bohr, "meV/A")}}
 
 
 @dataclass
@@ -43,17 +53,20 @@ class UncertaintyConfig:
         elements: atomic numbers, one Gaussian per element.
         width: feature width ``C``.
         features: which invariants (``"invariants"``, see :meth:`~mlwfcalc.nn.model.HamiltonianModel.invariants`).
+        quantity: what the uncertainty is the expected MAE of, ``"fock"`` or ``"forces"`` (module docstring).
         shrinkage: ``s``, the weight of the isotropic part of each covariance.
         aggregation: ``"max"`` or ``"mean"`` of the atoms' squared distances.
         log_scale, exponent: ``a`` and ``b`` of the calibration (natural log; score to Hartree).
-        threshold_factor: the threshold is this times the validation structures' mean F MAE.
-        threshold_hartree: the threshold itself (expected F MAE, Hartree).
+        threshold_factor: the threshold is this times the validation structures' mean error.
+        threshold_hartree: the threshold itself, in the quantity's atomic unit (Hartree for F, Hartree/Bohr
+            for forces).
         calibration: what the calibration was fitted on (counts, rank correlation), for the record.
     """
 
     elements: list[int]
     width: int
     features: str = "invariants"
+    quantity: str = "fock"
     shrinkage: float = 0.01
     aggregation: str = "max"
     log_scale: float = 0.0
@@ -67,13 +80,21 @@ class UncertaintyConfig:
             raise InputError(f"uncertainty aggregation {self.aggregation!r}: choose one of {AGGREGATIONS}")
         if not 0 < self.shrinkage <= 1:
             raise InputError(f"uncertainty shrinkage must lie in (0, 1], got {self.shrinkage}")
+        if self.quantity not in QUANTITIES:
+            raise InputError(f"uncertainty quantity {self.quantity!r}: choose one of {tuple(QUANTITIES)}")
+
+    def describe(self, value: float) -> str:
+        """``value`` (atomic units) as people read it, e.g. ``"expected MAE of F 120 micro-Hartree"``."""
+        quantity = QUANTITIES[self.quantity]
+        factor, unit = quantity["readable"]
+        return f"expected {quantity['what']} {factor * value:.1f} {unit}"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class FeatureDistance(nn.Module):
-    """Expected F error per structure from the atoms' feature distances to the training atoms.
+    """Expected error per structure (of F or of the forces) from the atoms' feature distances to the training atoms.
 
     Buffers (float64): ``mean`` ``(n_elements, C)`` and ``whitening`` ``(n_elements, C, C)``.
     """
@@ -123,12 +144,12 @@ class FeatureDistance(nn.Module):
 
     def forward(self, features: torch.Tensor, numbers: torch.Tensor, molecule: torch.Tensor,
                 n_molecules: int) -> torch.Tensor:
-        """Expected mean absolute error of each molecule's predicted F ``(B,)``, Hartree."""
+        """Expected mean absolute error ``(B,)`` of each molecule's F (Hartree) or forces (Hartree/Bohr)."""
         score = self.score(features, numbers, molecule, n_molecules)
         return torch.exp(self.config.log_scale + self.config.exponent * torch.log(score.clamp_min(1e-12)))
 
     def calibrate(self, scores: np.ndarray, errors: np.ndarray) -> None:
-        """Fit ``log error = a + b log score`` on validation scores and actual F MAEs (Hartree), set the threshold."""
+        """Fit ``log error = a + b log score`` on validation scores and actual MAEs (atomic units), set the threshold."""
         from scipy.stats import spearmanr
 
         scores, errors = np.asarray(scores, dtype=float), np.asarray(errors, dtype=float)
@@ -139,5 +160,5 @@ class FeatureDistance(nn.Module):
         self.config.log_scale, self.config.exponent = float(intercept), float(slope)
         self.config.threshold_hartree = float(self.config.threshold_factor * errors.mean())
         self.config.calibration = {"n_structures": int(len(scores)),
-                                   "spearman_f_error": float(spearmanr(scores, errors)[0]),
-                                   "mean_f_mae_hartree": float(errors.mean())}
+                                   "spearman": float(spearmanr(scores, errors)[0]),
+                                   "mean_error": float(errors.mean())}

@@ -101,3 +101,27 @@ def test_transfer_command_line_refusals(mp2_db, tmp_path, capsys):
                  "-o", str(tmp_path / "r"), "-q"]) == 2
     assert "drop the DATASET" in capsys.readouterr().err
     assert LabelledDataset(mp2_db, kohn_sham=False).settings.name == "MP2/6-31g"
+
+
+def test_transfer_command_fits_an_uncertainty_on_the_high_level_force_errors(mp2_db, tmp_path):
+    """The fine-tuned energy follows MP2, so the uncertainty is calibrated on MP2 force errors of its own
+    validation split, and reported in eV/A by the calculator; fit-domain redoes it from the record."""
+    run = tmp_path / "cli"
+    assert main(["train", "--transfer", str(mp2_db), "--init-from", "water-pbe-def2svp", "-o", str(run),
+                 "--max-steps", "2", "--val-every", "2", "--n-train", "4", "--n-val", "8", "--batch-size", "4",
+                 "--threads", "1", "-q"]) == 0
+    model = mlwfcalc.load_model(run / "best")
+    config = model.uncertainty.config
+    assert config.quantity == "forces" and config.calibration["n_structures"] == 8
+    assert model.domain is not None and 0 < model.uncertainty_threshold < 0.1  # Hartree/Bohr
+    equilibrium, stretched = molecule("H2O"), molecule("H2O")
+    stretched.positions[1] *= 1.08
+    values = []
+    for atoms in (equilibrium, stretched):
+        atoms.calc = mlwfcalc.MLWFCalculator(model, domain="warn")
+        atoms.get_potential_energy()
+        assert atoms.calc.results["uncertainty_unit"] == "eV/A"
+        values.append(atoms.calc.results["uncertainty"])
+    assert values[0] < values[1]
+    assert main(["fit-domain", str(run / "best"), str(mp2_db), "-q"]) == 0
+    assert mlwfcalc.load_model(run / "best").uncertainty.config.calibration["n_structures"] == 8
