@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from ase.io import read
+from ase.io import read, write
 
 from mlwfcalc.cli import main
 from mlwfcalc.data.molecules import conformer, coverage, enumerate_molecules, split_molecules
@@ -66,3 +66,23 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     assert len(frames) == 2 * 2 * len(splits["val"])
     assert {f.info["smiles"] for f in frames} == {a.info["smiles"] for a in splits["val"]}
     assert {f.info["target_temperature_K"] for f in frames} == {300.0, 600.0}
+
+    # a stopped run resumes after its last finished molecule: the first one's frames (marked here by a
+    # shift) are taken from OUTPUT.part, not recomputed, and the rest is what the full run writes
+    write(tmp_path / "two.xyz", splits["train"][:2])
+    args = ["--every-frame", "--temperature", "300", "--frames", "2", "--interval", "5", "--equilibration", "10", "-q"]
+    assert main(["sample", str(tmp_path / "two.xyz"), "-o", str(tmp_path / "full.xyz"), *args]) == 0
+    full = read(tmp_path / "full.xyz", ":")
+    marked = [f.copy() for f in full[:2]]
+    for f in marked:
+        f.positions += 0.001
+    write(tmp_path / "resumed.xyz.part", marked, format="extxyz")
+    assert main(["sample", str(tmp_path / "two.xyz"), "-o", str(tmp_path / "resumed.xyz"), *args]) == 0
+    resumed = read(tmp_path / "resumed.xyz", ":")
+    assert len(resumed) == 4 and not (tmp_path / "resumed.xyz.part").exists()
+    np.testing.assert_allclose(resumed[0].positions, marked[0].positions)
+    for a, b in zip(resumed[2:], full[2:]):
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-8)
+    write(tmp_path / "other.xyz.part", marked[:1], format="extxyz")  # not a whole molecule: another run's
+    assert main(["sample", str(tmp_path / "two.xyz"), "-o", str(tmp_path / "other.xyz"), *args]) == 2
+    assert "--overwrite" in capsys.readouterr().err

@@ -128,26 +128,57 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
     of starts (several molecules, e.g. from ``mlwfcalc molecules``), ``start_index`` and the start's
     ``smiles``; each such start is relaxed with GFN2-xTB first. ``md`` passes on ``interval``,
     ``timestep_fs``, ``equilibration`` and ``friction_per_fs``.
+
+    With several starts every finished molecule's frames are appended to ``OUTPUT.part`` at once, and a
+    stopped run called again with the same arguments resumes after the last finished molecule (the
+    frames are seeded, so the file is the one an uninterrupted run writes); ``overwrite`` starts afresh.
     """
     output = Path(output)
     if output.exists() and not overwrite:
         raise InputError(f"{output} exists; choose another file or pass --overwrite")
     several = isinstance(start, list)
-    starts = [relax(s) for s in start] if several else [start]
-    frames = []
-    part = output.with_name(output.name + ".part")
-    for index, first in enumerate(starts):
+    starts = start if several else [start]
+    part = output.with_name(output.name + ".part")  # the finished molecules of a run with several starts
+    scratch = output.with_name(output.name + ".run")  # the MD run in progress
+    if overwrite or not several:
+        part.unlink(missing_ok=True)
+    per_molecule = len(temperatures_K) * len(seeds) * n_frames
+    frames = _finished_molecules(part, starts, per_molecule) if several else []
+    first_todo = len(frames) // per_molecule
+    for index in tqdm(range(first_todo, len(starts)), desc="molecules", unit="molecule", initial=first_todo,
+                      total=len(starts), disable=not (progress and several)):
+        first = relax(starts[index]) if several else starts[index]
+        molecule_frames = []
         for temperature in temperatures_K:
             for seed in seeds:
-                run = sample_md(first, part, temperature_K=temperature, n_frames=n_frames, seed=seed, overwrite=True,
-                                progress=progress and not several, **md)
+                run = sample_md(first, scratch, temperature_K=temperature, n_frames=n_frames, seed=seed,
+                                overwrite=True, progress=progress and not several, **md)
                 for frame in run:
                     frame.info.update(target_temperature_K=float(temperature), seed=int(seed), method="md")
                     if several:
-                        frame.info.update(start_index=index, smiles=str(start[index].info.get("smiles", "")))
-                frames += run
-    part.unlink(missing_ok=True)
+                        frame.info.update(start_index=index, smiles=str(starts[index].info.get("smiles", "")))
+                molecule_frames += run
+        if several:
+            write(part, molecule_frames, format="extxyz", append=True)
+        frames += molecule_frames
+    scratch.unlink(missing_ok=True)
     write(output, frames, format="extxyz")
+    part.unlink(missing_ok=True)
+    return frames
+
+
+def _finished_molecules(part: Path, starts: list[Atoms], per_molecule: int) -> list[Atoms]:
+    """The frames a stopped :func:`sample_trajectories` run left in ``part`` (none if there is no such
+    file); refuses a file that another list of molecules or other MD settings wrote."""
+    if not part.exists():
+        return []
+    frames = read(part, ":", format="extxyz")
+    done = len(frames) // per_molecule
+    expected = [(k, str(starts[k].info.get("smiles", ""))) for k in range(done) for _ in range(per_molecule)]
+    found = [(int(f.info.get("start_index", -1)), str(f.info.get("smiles", ""))) for f in frames]
+    if len(frames) % per_molecule or done > len(starts) or found != expected:
+        raise InputError(f"{part} holds frames of another sampling run (other molecules, temperatures, seeds or "
+                         "frame counts): resume with the same arguments, or pass --overwrite to start afresh")
     return frames
 
 
