@@ -18,7 +18,6 @@ from dataclasses import replace
 import torch
 
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.data.dataset import split_indices
 from mlwfcalc.energy_training import EnergyFitConfig, Precomputed, errors, fit_energy_head, precompute
 from mlwfcalc.predictor import load_model
 
@@ -56,9 +55,8 @@ def main():
         raise SystemExit("the band and half-core terms need a model that predicts F itself")
     training = model.model.record.get("training", {})
     dataset = LabelledDataset(args.dataset)
-    seed = training.get("train_config", {}).get("seed", 0)
-    train_index, val_index = split_indices(len(dataset), [training.get("n_train", 0.9), training.get("n_val", 0.1)],
-                                           seed)
+    config = training.get("train_config", {})
+    train_index, val_index = dataset.split([config.get("n_train", 0.9), config.get("n_val", 0.1)], config.get("seed", 0))
     start = time.perf_counter()
     splits = {"train": [dataset[int(i)] for i in train_index], "val": [dataset[int(i)] for i in val_index],
               "test": LabelledDataset(args.test).samples}

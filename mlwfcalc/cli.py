@@ -198,7 +198,7 @@ def _record_domain(model_dir, dataset_path: str, n_train: float, n_val: float, s
     training set's seeded split (what `mlwfcalc fit-domain` does); returns the fit's summary."""
     import warnings
 
-    from .data.dataset import LabelledDataset, split_indices
+    from .data.dataset import LabelledDataset
     from .domain_fitting import fit_and_save_domain
     from .predictor import load_model
 
@@ -206,7 +206,7 @@ def _record_domain(model_dir, dataset_path: str, n_train: float, n_val: float, s
         warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
         model = load_model(model_dir, device=device)
     dataset = LabelledDataset(dataset_path)
-    train_index, val_index = split_indices(len(dataset), [n_train, n_val], seed)
+    train_index, val_index = dataset.split([n_train, n_val], seed)
     return fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
                                progress=not args.quiet)
 
@@ -312,17 +312,16 @@ def _cmd_train_energy(args) -> None:
 def _model_split(model, dataset, args) -> tuple:
     """``(train_index, val_index, seed)``: the model's own training split (of its fine-tuning run, for a
     transfer model), unless the flags say otherwise."""
-    from .data.dataset import split_indices
-
     training = model.model.record.get("training", {})
-    seed = training.get("train_config", {}).get("seed", 0) if args.seed is None else args.seed
-    n_train = args.n_train if args.n_train is not None else training.get("n_train", 0.9)
-    n_val = args.n_val if args.n_val is not None else training.get("n_val", 0.1)
+    config = training.get("train_config", {})  # the sizes as configured (molecules, for a grouped split)
+    seed = config.get("seed", 0) if args.seed is None else args.seed
+    n_train = args.n_train if args.n_train is not None else config.get("n_train", training.get("n_train", 0.9))
+    n_val = args.n_val if args.n_val is not None else config.get("n_val", training.get("n_val", 0.1))
     if "transfer" in model.model.record:
         config = model.model.record["transfer"]["config"]
         seed, n_train, n_val = (config[k] if getattr(args, k) is None else getattr(args, k)
                                 for k in ("seed", "n_train", "n_val"))
-    return (*split_indices(len(dataset), [n_train, n_val], seed), seed)
+    return (*dataset.split([n_train, n_val], seed), seed)
 
 
 def _cmd_fit_domain(args) -> None:

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import distributed
-from .data.dataset import LabelledDataset, split_indices
+from .data.dataset import LabelledDataset
 from .io import save_model
 from .model import MLWFModel
 from .nn.graph import Batch, make_batch, pad_matrices
@@ -206,7 +206,7 @@ class TrainingData:
         self.dataset = dataset
         self.config = config
         self.layout = layout
-        self.train_index, self.val_index = split_indices(len(dataset), [config.n_train, config.n_val], config.seed)
+        self.train_index, self.val_index = dataset.split([config.n_train, config.n_val], config.seed)
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
         orbital_loss = config.orbital_loss_weight > 0

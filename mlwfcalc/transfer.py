@@ -41,7 +41,7 @@ from ase import Atoms
 from ase.units import Bohr, Debye, Hartree
 from tqdm.auto import tqdm
 
-from .data.dataset import LabelledDataset, Sample, split_indices
+from .data.dataset import LabelledDataset, Sample
 from .electronic import density_matrix, dipole_moment, overlap_matrix
 from .energy import EnergyConfig, EnergyHead
 from .io import read_model, save_model
@@ -171,8 +171,7 @@ class TransferTrainer:
         missing = sorted(set(self.dataset.elements) - set(start.elements))
         if missing:
             raise InputError(f"{config.high_level} holds elements {missing} that {config.init_from} does not cover")
-        self.train_index, self.val_index = split_indices(len(self.dataset), [config.n_train, config.n_val],
-                                                         config.seed)
+        self.train_index, self.val_index = self.dataset.split([config.n_train, config.n_val], config.seed)
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
         self.start_record = start.record

@@ -7,6 +7,7 @@ import pytest
 from ase.io import read, write
 
 from mlwfcalc.cli import main
+from mlwfcalc.data import LabelledDataset
 from mlwfcalc.data.molecules import conformer, coverage, enumerate_molecules, split_molecules
 
 Chem = pytest.importorskip("rdkit.Chem")
@@ -86,3 +87,14 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     write(tmp_path / "other.xyz.part", marked[:1], format="extxyz")  # not a whole molecule: another run's
     assert main(["sample", str(tmp_path / "two.xyz"), "-o", str(tmp_path / "other.xyz"), *args]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+    # the labels remember each frame's molecule, and every split of them is molecule-disjoint
+    assert main(["label", str(tmp_path / "full.xyz"), "-o", str(tmp_path / "labels.db"), "--basis", "sto-3g",
+                 "--workers", "1", "-q"]) == 0
+    dataset = LabelledDataset(tmp_path / "labels.db")
+    assert [s.molecule for s in dataset.samples] == [f.info["smiles"] for f in full]
+    for seed in range(4):
+        first, second = dataset.split([1, 1], seed)
+        assert len(first) == len(second) == 2  # both conformers of one molecule in each part
+        assert len({dataset[int(i)].molecule for i in first}) == 1
+        assert not {dataset[int(i)].molecule for i in first} & {dataset[int(i)].molecule for i in second}

@@ -94,6 +94,8 @@ class LabelDatabase:
         atoms = Atoms(frame.numbers, positions=frame.positions)
         info = dict(geometry_key=frame.key, source=frame.source, frame=frame.index,
                     cycles=result.cycles, scf_seconds=round(result.seconds, 3))
+        if frame.molecule:
+            info["smiles"] = frame.molecule  # the molecule a molecule-disjoint split groups by
         if result.converged:
             atoms.calc = SinglePointCalculator(atoms, energy=result.energy * Hartree,
                                                forces=result.forces * Hartree / Bohr)

@@ -27,6 +27,7 @@ class Sample:
         dipole: ``(3,)`` e*Bohr about the origin: of the converged SCF density, or the correlated
             method's relaxed (finite-field) dipole.
         key: the geometry key in the database.
+        molecule: the molecule it is a conformer of (SMILES), or "" when the labels do not say.
     """
 
     numbers: torch.Tensor
@@ -36,6 +37,7 @@ class Sample:
     forces: torch.Tensor
     dipole: torch.Tensor
     key: str
+    molecule: str = ""
 
 
 class LabelledDataset(torch.utils.data.Dataset):
@@ -66,7 +68,7 @@ class LabelledDataset(torch.utils.data.Dataset):
                       energy=torch.tensor(row.energy / Hartree, dtype=f64),
                       forces=torch.as_tensor(row.forces * Bohr / Hartree, dtype=f64),
                       dipole=torch.tensor(row.data["dipole"], dtype=f64),
-                      key=row.geometry_key)
+                      key=row.geometry_key, molecule=str(row.get("smiles", "")))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -77,6 +79,22 @@ class LabelledDataset(torch.utils.data.Dataset):
     @property
     def elements(self) -> list[int]:
         return sorted({int(z) for s in self.samples for z in s.numbers})
+
+    def split(self, sizes: Sequence[float | int], seed: int = 0) -> list[np.ndarray]:
+        """Reproducible split of the samples (:func:`split_indices`), molecule-disjoint when they know their
+        molecule: then ``sizes`` count molecules (or fractions of them), and every conformer of a molecule
+        lands in the same part, so validation and test molecules never appear in training in any conformer.
+        Samples of unknown molecule (water or ethanol MD, labelled without SMILES) are split one by one.
+        """
+        if not any(s.molecule for s in self.samples):
+            return split_indices(len(self.samples), sizes, seed)
+        molecules = [s.molecule or f"sample {k}" for k, s in enumerate(self.samples)]
+        names = list(dict.fromkeys(molecules))
+        members = {name: [] for name in names}
+        for index, name in enumerate(molecules):
+            members[name].append(index)
+        return [np.sort(np.concatenate([members[names[k]] for k in part] or [np.zeros(0, dtype=int)])).astype(int)
+                for part in split_indices(len(names), sizes, seed)]
 
 
 def split_indices(n: int, sizes: Sequence[float | int], seed: int = 0) -> list[np.ndarray]:

@@ -43,6 +43,7 @@ class Frame:
     charge: int = 0
     spin: int = 0  # 2S
     pbc: tuple[bool, bool, bool] = (False, False, False)
+    molecule: str = ""  # the molecule's identity (its SMILES, from ``mlwfcalc molecules``); "" when unknown
 
     @property
     def where(self) -> str:
@@ -107,10 +108,11 @@ def read_frames(paths: Sequence[str | Path]) -> list[Frame]:
 
 
 def frame_of(atoms: Atoms, source: str, index: int) -> Frame:
-    """A Frame from an ASE Atoms; charge and spin (2S) come from ``atoms.info`` when present."""
+    """A Frame from an ASE Atoms; charge, spin (2S) and the molecule's SMILES come from ``atoms.info``
+    when present (``mlwfcalc molecules`` and ``sample --every-frame`` write ``smiles``)."""
     return Frame(source=source, index=index, numbers=atoms.numbers.copy(), positions=atoms.positions.copy(),
                  charge=int(atoms.info.get("charge", 0)), spin=int(atoms.info.get("spin", 0)),
-                 pbc=tuple(bool(p) for p in atoms.pbc))
+                 pbc=tuple(bool(p) for p in atoms.pbc), molecule=str(atoms.info.get("smiles", "")))
 
 
 def validate_frames(frames: Iterable[Frame], basis: str) -> None:
