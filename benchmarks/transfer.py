@@ -52,8 +52,7 @@ def model_method(name: str):
         dipole = dipole_moment(p.mol, torch.as_tensor(p.density_matrix)).numpy()
         return p.energy * Hartree, p.forces * Hartree / Bohr, dipole * Bohr
 
-    level = model.model.record.get("transfer", {}).get("high_level", model.theory.name)
-    return f"{name} (energy at {level})", run
+    return f"{name} (energy at {model.model.energy_level})", run
 
 
 def dft_method(spec: str):

@@ -1,6 +1,8 @@
 """Accuracy of a model on a labelled set: F, orbital energies, orbital coefficients, HOMO-LUMO gap,
-dipole, and (with an energy head) energies and forces; with the uncertainty and the share of the set
-outside the model's training domain.
+dipole, and (with an energy head at the set's level of theory) energies and forces; with the uncertainty
+(when it estimates the F error) and the share of the set outside the model's training domain. A transfer
+model (energies at a higher level) on a Kohn-Sham set is scored on F, orbitals and dipole: how far
+fine-tuning moved them from the Kohn-Sham reference.
 
 Orbitals on both sides come from the same exact PySCF overlap: ``F_pred C = S C e`` against
 ``F_ref C = S C e``. The orbital-coefficient similarity is PhiSNet's: the mean over occupied
@@ -95,7 +97,9 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     ref_sample, pred_sample = [], []
     rng = np.random.default_rng(0)
     turns = np.random.default_rng(rotation_seed) if rotation_seed is not None else None
-    head = model.energy_head is not None
+    head = model.energy_head is not None and model.model.energy_level == settings.name  # a transfer model's
+    # energies follow its high level, not these labels: its F, orbitals and dipole are still compared with them
+    f_uncertainty = model.uncertainty is not None and model.uncertainty.config.quantity == "fock"
     for start in tqdm(range(0, len(dataset), batch_size), desc="evaluating", unit="batch", disable=not progress):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         if turns is not None:
@@ -105,7 +109,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
             outside += sum(bool(model.domain.violations(a.numbers, a.positions)) for a in atoms)
         moles = [model.make_mole(a) for a in atoms]
         out = model.network_pass(atoms, moles, energy=head, forces=head)
-        if out.uncertainty is not None:
+        if out.uncertainty is not None and f_uncertainty:
             uncertainties += list(out.uncertainty)
         for k, (sample, mol) in enumerate(zip(samples, moles)):
             ref = sample.fock

@@ -76,7 +76,7 @@ def model_config_dict(model: MLWFModel) -> dict:
         config["transfer"] = model.record["transfer"]
     if model.energy_head is not None:
         config["energy"] = {"config": model.energy_head.config.to_dict(),
-                            "level": model.record.get("transfer", {}).get("high_level", model.theory.name),
+                            "level": model.energy_level,
                             "units": {"energy": "Hartree", "forces": "Hartree/Bohr"},
                             "training": model.record.get("energy_training", {})}
     if model.domain is not None:

@@ -94,6 +94,12 @@ class MLWFModel(nn.Module):
     def charges(self) -> list[int]:
         return list(self.record.get("charges", [0]))
 
+    @property
+    def energy_level(self) -> str:
+        """The level of theory of the energies and forces: F's (``theory.name``), or for a transfer model
+        the high level it was fine-tuned on (``record["transfer"]["high_level"]``)."""
+        return self.record.get("transfer", {}).get("high_level", self.theory.name)
+
     def forward(self, batch: Batch, moles: Sequence[gto.Mole] | None = None,
                 positions: Sequence[torch.Tensor] | None = None, energy: bool = False) -> ModelOutput:
         """F, node features, and (``energy=True``) total energies and (when fitted) uncertainties.

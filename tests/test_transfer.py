@@ -11,6 +11,7 @@ import mlwfcalc
 from mlwfcalc.cli import main
 from mlwfcalc.data.dataset import LabelledDataset, Sample
 from mlwfcalc.energy import EnergyConfig, EnergyHead
+from mlwfcalc.evaluation import evaluate
 from mlwfcalc.io import read_model
 from mlwfcalc.model import MLWFModel
 from mlwfcalc.predictor import HamiltonianPredictor
@@ -103,9 +104,10 @@ def test_transfer_command_line_refusals(mp2_db, tmp_path, capsys):
     assert LabelledDataset(mp2_db, kohn_sham=False).settings.name == "MP2/6-31g"
 
 
-def test_transfer_command_fits_an_uncertainty_on_the_high_level_force_errors(mp2_db, tmp_path):
+def test_transfer_command_fits_an_uncertainty_on_the_high_level_force_errors(mp2_db, water_db, tmp_path):
     """The fine-tuned energy follows MP2, so the uncertainty is calibrated on MP2 force errors of its own
-    validation split, and reported in eV/A by the calculator; fit-domain redoes it from the record."""
+    validation split, and reported in eV/A by the calculator; fit-domain redoes it from the record. On
+    Kohn-Sham labels the model is scored on F, orbitals and dipole only (its energies are MP2's)."""
     run = tmp_path / "cli"
     assert main(["train", "--transfer", str(mp2_db), "--init-from", "water-pbe-def2svp", "-o", str(run),
                  "--max-steps", "2", "--val-every", "2", "--n-train", "4", "--n-val", "8", "--batch-size", "4",
@@ -125,3 +127,6 @@ def test_transfer_command_fits_an_uncertainty_on_the_high_level_force_errors(mp2
     assert values[0] < values[1]
     assert main(["fit-domain", str(run / "best"), str(mp2_db), "-q"]) == 0
     assert mlwfcalc.load_model(run / "best").uncertainty.config.calibration["n_structures"] == 8
+    report = evaluate(model, LabelledDataset(water_db), progress=False)
+    assert report.energy_mae_mev is None and report.mean_uncertainty_uha is None
+    assert 0 < report.fock_mae_uha < 1e4 and report.orbital_cosine_percent > 99
