@@ -10,7 +10,9 @@ of its predicted density), ``--dft XC/BASIS`` computed here with PySCF (RKS, gri
 density's dipole), and ``--xtb`` (tblite GFN2-xTB, energy and forces; its dipole is a point-charge
 one and is reported too). Columns per set: energy MAE raw and after removing one constant offset
 per method (its mean error over all sets), force MAE per component, and the MAE of the dipole
-vector's error norm. Units: meV, meV/A, Debye. Prints Markdown.
+vector's error norm. Units: meV, meV/A, Debye. Prints Markdown. For each model whose uncertainty
+estimates force errors (a transfer model's), a second table: its mean uncertainty, the rank correlation
+with the actual per-frame force MAE, and the share of frames above its threshold, per set.
 """
 
 import argparse
@@ -47,10 +49,13 @@ def rotated_sets(pairs: list[str], seed: int) -> dict[str, list[tuple[Atoms, flo
 def model_method(name: str):
     model = load_model(name, device="cpu")
 
-    def run(atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
+    def run(atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray, float | None]:
         (p,) = model.predict([atoms], forces=True, domain="warn")  # the table says how many lie outside
         dipole = dipole_moment(p.mol, torch.as_tensor(p.density_matrix)).numpy()
-        return p.energy * Hartree, p.forces * Hartree / Bohr, dipole * Bohr
+        forces_uncertainty = model.uncertainty is not None and model.uncertainty.config.quantity == "forces"
+        uncertainty = p.uncertainty * Hartree / Bohr if forces_uncertainty else None  # eV/A
+        threshold = model.uncertainty_threshold * Hartree / Bohr if forces_uncertainty else None
+        return p.energy * Hartree, p.forces * Hartree / Bohr, dipole * Bohr, (uncertainty, threshold)
 
     return f"{name} (energy at {model.model.energy_level})", run
 
@@ -67,7 +72,7 @@ def dft_method(spec: str):
         mf = theory.make_scf(mol)
         energy = mf.kernel()
         forces = -mf.nuc_grad_method().set(verbose=0).kernel()
-        return energy * Hartree, forces * Hartree / Bohr, mf.dip_moment(unit="AU", verbose=0) * Bohr
+        return energy * Hartree, forces * Hartree / Bohr, mf.dip_moment(unit="AU", verbose=0) * Bohr, (None, None)
 
     return f"{theory.name} (PySCF)", run
 
@@ -78,7 +83,7 @@ def xtb_method():
     def run(atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
         atoms = atoms.copy()
         atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
-        return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_dipole_moment()
+        return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_dipole_moment(), (None, None)
 
     return "GFN2-xTB (tblite)", run
 
@@ -116,10 +121,13 @@ def main():
     print()
     print(rows_header)
     print(rule)
+    uncertainty_rows = []
     for name, run in methods:
-        energy_errors, force_errors, dipole_errors = {}, {}, {}
+        energy_errors, force_errors, dipole_errors, scored = {}, {}, {}, {}
         for label, rows in sets.items():
             results = [run(atoms) for atoms, *_ in rows]
+            if results[0][3][0] is not None:  # (uncertainty, threshold, per-frame force MAE), eV/A
+                scored[label] = [(r[3][0], r[3][1], np.abs(r[1] - ref[2]).mean()) for r, ref in zip(results, rows)]
             energy_errors[label] = np.array([r[0] - ref[1] for r, ref in zip(results, rows)]) * 1000
             force_errors[label] = np.concatenate([(r[1] - ref[2]).ravel() for r, ref in zip(results, rows)]) * 1000
             dipole_errors[label] = np.array([np.linalg.norm(r[2] - ref[3]) for r, ref in zip(results, rows)]) / Debye
@@ -127,6 +135,20 @@ def main():
         cells = [f"{np.abs(energy_errors[k]).mean():.1f} | {np.abs(energy_errors[k] - offset).mean():.2f} | "
                  f"{np.abs(force_errors[k]).mean():.1f} | {dipole_errors[k].mean():.3f}" for k in labels]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        if scored:
+            uncertainty_rows.append((name, scored))
+    for name, scored in uncertainty_rows:
+        from scipy.stats import spearmanr
+
+        pooled = np.array([row for rows in scored.values() for row in rows])
+        print(f"\n{name}: uncertainty (expected force MAE) against the actual per-frame force MAE; threshold "
+              f"{1000 * pooled[0, 1]:.1f} meV/A; rank correlation over all sets {spearmanr(pooled[:, 0], pooled[:, 2])[0]:.2f}\n")
+        print("| set | mean uncertainty (meV/A) | mean force MAE (meV/A) | rank correlation | above threshold |")
+        print("|---|---|---|---|---|")
+        for label, rows in scored.items():
+            a = np.array(rows)
+            print(f"| {label} | {1000 * a[:, 0].mean():.1f} | {1000 * a[:, 2].mean():.1f} | "
+                  f"{spearmanr(a[:, 0], a[:, 2])[0]:.2f} | {100 * (a[:, 0] > a[:, 1]).mean():.0f} % |")
 
 
 if __name__ == "__main__":
