@@ -376,7 +376,7 @@ def _set_threads(threads: int | None) -> None:
 
 def _cmd_evaluate(args) -> None:
     from .data.dataset import LabelledDataset
-    from .evaluation import evaluate, plot_trend, write_report
+    from .evaluation import evaluate, groups_of, plot_trend, write_report
     from .predictor import load_model
 
     _set_threads(args.threads)
@@ -387,14 +387,23 @@ def _cmd_evaluate(args) -> None:
         sets[label or path] = path
     reports = {}
     for label, path in sets.items():
-        reports[label] = evaluate(model, LabelledDataset(path), progress=not args.quiet,
-                                  parity_plot=args.plot if len(reports) == 0 else None,
-                                  rotation_seed=None if args.no_rotate else args.rotate)
+        dataset = LabelledDataset(path)
+        parts = {label: None}
+        if args.group_by:
+            if len(sets) > 1:
+                raise InputError("--group-by splits one dataset into columns; give one dataset")
+            parts = groups_of(dataset, args.group_by)
+        for name, indices in parts.items():
+            reports[name] = evaluate(model, dataset, progress=not args.quiet,
+                                     parity_plot=args.plot if len(reports) == 0 else None,
+                                     rotation_seed=None if args.no_rotate else args.rotate, indices=indices)
     rotation = "as stored" if args.no_rotate else f"each molecule randomly rotated (seed {args.rotate})"
     if len(reports) == 1:
         (label, report), = reports.items()
-        print(f"model {args.model} on {sets[label]} ({rotation})\n{report.table()}")
-        write_report(report, args.json, {"model": str(args.model), "dataset": sets[label]})
+        path = list(sets.values())[0]
+        group = f", {label}" if args.group_by else ""
+        print(f"model {args.model} on {path}{group} ({rotation})\n{report.table()}")
+        write_report(report, args.json, {"model": str(args.model), "dataset": path})
     else:
         print(f"model {args.model} ({rotation})\n| metric | " + " | ".join(reports) + " |")
         print("|---" * (len(reports) + 1) + "|")
@@ -702,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default="evaluation.json", help="where to write the metrics (default evaluation.json)")
     p.add_argument("--plot", default="parity.png", help="parity plot PNG of the first dataset (default parity.png)")
     p.add_argument("--trend", help="PNG of the errors against the datasets' labels (several datasets)")
+    p.add_argument("--group-by", choices=["size", "family"],
+                   help="one column per molecule size (heavy atoms) or functional group of the one dataset "
+                        "(family: labels of `mlwfcalc molecules` frames, which carry SMILES)")
     p.add_argument("--rotate", type=int, default=0, help="seed of the random rotation of each molecule (default 0)")
     p.add_argument("--no-rotate", action="store_true", help="evaluate the molecules as stored")
     p.add_argument("--threads", type=int, help="torch CPU threads")

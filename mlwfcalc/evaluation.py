@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -81,12 +82,15 @@ def rotated(sample: Sample, rotation: np.ndarray, layout) -> Sample:
 
 
 def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: int = 32, progress: bool = True,
-             parity_plot: str | Path | None = None, rotation_seed: int | None = None) -> EvaluationReport:
-    """Compare the model's F, orbitals (and energies, forces) with the reference on every molecule of ``dataset``.
+             parity_plot: str | Path | None = None, rotation_seed: int | None = None,
+             indices: Sequence[int] | None = None) -> EvaluationReport:
+    """Compare the model's F, orbitals (and energies, forces) with the reference on every molecule of ``dataset``
+    (or those at ``indices``).
 
     ``rotation_seed``: turn each molecule by its own random rotation first (None: as stored).
     Molecules outside the model's training domain are evaluated too, and counted.
     """
+    indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     settings = dataset.settings
     if settings.basis != model.basis:
         raise InputError(f"dataset {dataset.path} is in basis {settings.basis}, the model predicts {model.basis}")
@@ -100,8 +104,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     head = model.energy_head is not None and model.model.energy_level == settings.name  # a transfer model's
     # energies follow its high level, not these labels: its F, orbitals and dipole are still compared with them
     f_uncertainty = model.uncertainty is not None and model.uncertainty.config.quantity == "fock"
-    for start in tqdm(range(0, len(dataset), batch_size), desc="evaluating", unit="batch", disable=not progress):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+    for start in tqdm(range(0, len(indices), batch_size), desc="evaluating", unit="batch", disable=not progress):
+        samples = [dataset[i] for i in indices[start:start + batch_size]]
         if turns is not None:
             samples = [rotated(s, Rotation.random(random_state=turns).as_matrix(), model.layout) for s in samples]
         atoms = [Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr) for s in samples]
@@ -134,7 +138,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
             pick = rng.choice(ref.numel(), size=min(200, ref.numel()), replace=False)
             ref_sample.append(ref.reshape(-1)[pick].numpy())
             pred_sample.append(fock.reshape(-1)[pick].numpy())
-    report = EvaluationReport(n_molecules=len(dataset), fock_mae_uha=1e6 * float(np.mean(f_err)),
+    report = EvaluationReport(n_molecules=len(indices), fock_mae_uha=1e6 * float(np.mean(f_err)),
                               fock_max_abs_uha=1e6 * f_max, orbital_energy_mae_uha=1e6 * float(np.mean(e_err)),
                               orbital_cosine_percent=100 * float(np.mean(cosines)),
                               homo_lumo_gap_mae_uha=1e6 * float(np.mean(gap_err)),
@@ -144,10 +148,35 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                               force_mae_mev_per_a=(1e3 * Hartree / Bohr * float(np.concatenate(force_err).mean())
                                                    if head else None),
                               mean_uncertainty_uha=1e6 * float(np.mean(uncertainties)) if uncertainties else None,
-                              outside_domain_percent=100 * outside / len(dataset) if model.domain is not None else None)
+                              outside_domain_percent=100 * outside / len(indices) if model.domain is not None else None)
     if parity_plot:
         _parity_plot(np.concatenate(ref_sample), np.concatenate(pred_sample), report, parity_plot)
     return report
+
+
+def groups_of(dataset: LabelledDataset, by: str) -> dict[str, list[int]]:
+    """Sample indices of ``dataset`` per group: ``by="size"``, the number of heavy atoms (``"5 heavy atoms"``);
+    ``by="family"``, each functional group the molecule contains (a molecule counts in each of its groups;
+    ``"none of these"`` for the rest). Families need the samples' SMILES (labels of `mlwfcalc molecules` frames)."""
+    groups: dict[str, list[int]] = {}
+    if by == "size":
+        for k, s in enumerate(dataset.samples):
+            groups.setdefault(int((s.numbers > 1).sum()), []).append(k)
+        return {f"{size} heavy atom{'s' * (size != 1)}": members for size, members in sorted(groups.items())}
+    if by != "family":
+        raise InputError(f"group by {by!r}: choose size or family")
+    if not all(s.molecule for s in dataset.samples):
+        raise InputError(f"{dataset.path} has frames without their molecule's SMILES: grouping by family needs "
+                         "labels of `mlwfcalc molecules` / `sample --every-frame` frames; group by size instead")
+    from .data.molecules import FUNCTIONAL_GROUPS, families
+
+    found = {}
+    for k, s in enumerate(dataset.samples):
+        if s.molecule not in found:
+            found[s.molecule] = families(s.molecule) or ["none of these"]
+        for name in found[s.molecule]:
+            groups.setdefault(name, []).append(k)
+    return {name: groups[name] for name in [*FUNCTIONAL_GROUPS, "none of these"] if name in groups}
 
 
 def plot_trend(reports: dict[str, EvaluationReport], path: str | Path, title: str = "") -> None:

@@ -8,7 +8,8 @@ from ase.io import read, write
 
 from mlwfcalc.cli import main
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.data.molecules import conformer, coverage, enumerate_molecules, split_molecules
+from mlwfcalc.evaluation import groups_of
+from mlwfcalc.data.molecules import conformer, coverage, enumerate_molecules, families, split_molecules
 
 Chem = pytest.importorskip("rdkit.Chem")
 
@@ -98,3 +99,8 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
         assert len(first) == len(second) == 2  # both conformers of one molecule in each part
         assert len({dataset[int(i)].molecule for i in first}) == 1
         assert not {dataset[int(i)].molecule for i in first} & {dataset[int(i)].molecule for i in second}
+    # and evaluation tables can be grouped by size and by functional group
+    by_size, by_family = groups_of(dataset, "size"), groups_of(dataset, "family")
+    assert sorted(i for members in by_size.values() for i in members) == list(range(4))
+    for name, members in by_family.items():
+        assert all(name in (families(dataset[i].molecule) or ["none of these"]) for i in members)

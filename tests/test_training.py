@@ -245,6 +245,11 @@ def test_evaluate_is_rotation_invariant_and_tabulates_several_sets(water_db, tmp
     sets = json.loads(report.read_text())["sets"]
     assert set(sets) == {"300", "500"} and sets["300"]["n_molecules"] == 8 and trend.stat().st_size > 1000
     assert "| energy head: force MAE (per component) |" in capsys.readouterr().out
+    assert main(["evaluate", "water-pbe-def2svp", str(water_db), "--group-by", "size", "--json", str(report),
+                 "--plot", str(tmp_path / "parity.png"), "-q"]) == 0
+    assert json.loads(report.read_text())["n_molecules"] == 8 and "1 heavy atom" in capsys.readouterr().out
+    assert main(["evaluate", "water-pbe-def2svp", str(water_db), "--group-by", "family", "-q"]) == 2
+    assert "group by size instead" in capsys.readouterr().err
 
 
 def test_two_ddp_processes_follow_one_process_with_the_same_total_batch(water_db, tmp_path, capfd):

@@ -161,11 +161,25 @@ def _rings_ok(mol) -> bool:
     return all(info.NumAtomRings(a.GetIdx()) <= 2 for a in mol.GetAtoms())
 
 
+def families(smiles: str) -> list[str]:
+    """The functional groups of :data:`FUNCTIONAL_GROUPS` that the molecule ``smiles`` contains, in that order."""
+    Chem = _chem()
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise InputError(f"RDKit cannot parse the SMILES {smiles!r}")
+    return [name for name, pattern in _patterns().items() if mol.HasSubstructMatch(pattern)]
+
+
+def _patterns() -> dict:
+    Chem = _chem()
+    return {name: Chem.MolFromSmarts(s) for name, s in FUNCTIONAL_GROUPS.items()}
+
+
 def coverage(molecules: list[Molecule]) -> dict:
     """Counts over ``molecules``: heavy-atom sizes, elements (molecules containing each), ring counts,
     aromatic molecules, and each functional group of :data:`FUNCTIONAL_GROUPS` (molecules containing it)."""
     Chem = _chem()
-    patterns = {name: Chem.MolFromSmarts(s) for name, s in FUNCTIONAL_GROUPS.items()}
+    patterns = _patterns()
     sizes, elements, rings, groups = Counter(), Counter(), Counter(), Counter()
     for m in molecules:
         mol = Chem.MolFromSmiles(m.smiles)
