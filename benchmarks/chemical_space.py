@@ -144,6 +144,8 @@ def main():
     lib.num_threads(args.threads)
     model = load_model(args.model, device="cpu")
     dataset = LabelledDataset(args.test)
+    if model.model.energy_level != dataset.settings.name:
+        parser.error(f"{args.model}'s energies are {model.model.energy_level}, {args.test} holds {dataset.settings.name}")
     rows = rotated(dataset, args.seed)
     for row, sample in zip(rows, dataset.samples):  # orbital energies do not depend on the orientation
         mol = model.make_mole(Atoms(sample.numbers.numpy(), positions=sample.positions.numpy() * Bohr))
@@ -155,8 +157,9 @@ def main():
     print("| method | scored (outside the domain) | energy MAE (meV/atom) | force MAE (meV/A) | dipole error (D) | "
           "gap MAE (meV) | occupied orbital energies MAE (micro-Hartree) |")
     print("|---|---|---|---|---|---|---|")
+    scored = [row for row in rows if inside(model, row["atoms"])]  # xTB on the same geometries as the model
     for name, scores in ((f"{args.model}", score_model(model, rows)),
-                         ("GFN2-xTB (per-element offsets fitted on this set)", score_xtb(rows))):
+                         ("GFN2-xTB (per-element offsets fitted on this set)", score_xtb(scored))):
         cells = [f"{scores['scored']} ({scores['outside']})", f"{scores['energy_mev_per_atom']:.2f}",
                  f"{scores['forces_mev_per_a']:.1f}", f"{scores['dipole_debye']:.3f}",
                  "-" if scores["gap_mev"] is None else f"{scores['gap_mev']:.1f}",
@@ -165,7 +168,7 @@ def main():
     if args.timing:
         timed = [row for row in rows if inside(model, row["atoms"])][:args.timing]
         times = timings(model, timed)
-        print(f"\nTime per energy+forces call, median over {len(timed)} molecules ({args.threads} thread{"s" * (args.threads != 1)}): "
+        print(f"\nTime per energy+forces call, median over {len(timed)} molecules ({args.threads} thread{'s' * (args.threads != 1)}): "
               + ", ".join(f"{name} {1000 * t:.1f} ms" for name, t in times.items()))
 
 

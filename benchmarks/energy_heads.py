@@ -55,8 +55,9 @@ def main():
         raise SystemExit("the band and half-core terms need a model that predicts F itself")
     training = model.model.record.get("training", {})
     dataset = LabelledDataset(args.dataset)
-    config = training.get("train_config", {})
-    train_index, val_index = dataset.split([config.get("n_train", 0.9), config.get("n_val", 0.1)], config.get("seed", 0))
+    split = training.get("train_config", {})
+    seed = split.get("seed", 0)
+    train_index, val_index = dataset.split([split.get("n_train", 0.9), split.get("n_val", 0.1)], seed)
     start = time.perf_counter()
     splits = {"train": [dataset[int(i)] for i in train_index], "val": [dataset[int(i)] for i in val_index],
               "test": LabelledDataset(args.test).samples}

@@ -67,7 +67,7 @@ def dft_method(spec: str):
     xc, basis = spec.split("/")
     theory = LevelOfTheory(xc=xc, basis=basis, conv_tol=1e-10)
 
-    def run(atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
+    def run(atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray, tuple]:
         mol = BasisLayout(theory.basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr)
         mf = theory.make_scf(mol)
         energy = mf.kernel()
@@ -80,7 +80,7 @@ def dft_method(spec: str):
 def xtb_method():
     from tblite.ase import TBLite
 
-    def run(atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
+    def run(atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray, tuple]:
         atoms = atoms.copy()
         atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
         return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_dipole_moment(), (None, None)

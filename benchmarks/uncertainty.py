@@ -60,6 +60,9 @@ def main():
     model = load_model(args.model, device="cpu")
     if model.uncertainty is None:
         parser.error(f"{args.model} has no fitted uncertainty: run `mlwfcalc fit-domain` first")
+    if model.uncertainty.config.quantity != "fock":
+        parser.error(f"{args.model}'s uncertainty estimates force errors (a transfer model): score it with "
+                     "benchmarks/transfer.py")
     threshold = model.uncertainty_threshold
     rng = np.random.default_rng(args.seed)
     results = {}

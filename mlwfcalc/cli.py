@@ -96,6 +96,7 @@ def _cmd_select(args) -> None:
 
     import numpy as np
     from ase.io import write
+    from ase.units import Bohr, Hartree
 
     from .data.labelling import read_images
     from .data.selection import deduplicate, pool_summary, select_frames
@@ -114,15 +115,19 @@ def _cmd_select(args) -> None:
         raise InputError("no frames left to select from (all duplicates or already labelled)")
     model = load_model(args.model, device=args.device)
     picked, uncertainty = select_frames(model, kept, args.n, args.by, progress=not args.quiet)
+    # a Kohn-Sham model's uncertainty is an expected F error, a transfer model's an expected force error
+    describe = model.uncertainty.config.describe
+    fock = model.uncertainty.config.quantity == "fock"
+    key, factor = ("uncertainty_uha", 1e6) if fock else ("uncertainty_mev_per_a", 1000 * Hartree / Bohr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         for k in picked:
-            kept[k].info["uncertainty_uha"] = round(1e6 * float(uncertainty[k]), 2)
+            kept[k].info[key] = round(factor * float(uncertainty[k]), 2)
     write(args.output, [kept[k] for k in picked], format="extxyz")
     print(f"pool: {pool_summary(pool)}; {len(pool) - len(kept)} near-duplicates dropped; wrote {len(picked)} frames "
           f"({args.by}) to {args.output}; uncertainty of the picked frames: median "
-          f"{1e6 * np.median(uncertainty[picked]):.1f}, of the pool: median {1e6 * np.median(uncertainty):.1f} "
-          "micro-Hartree")
+          f"{describe(float(np.median(uncertainty[picked])))}, of the pool: median "
+          f"{describe(float(np.median(uncertainty)))}")
 
 
 def _cmd_label(args) -> None:
@@ -245,7 +250,8 @@ def _cmd_transfer(args) -> None:
           f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
           f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved "
           f"{best['val_fock_shift_rms_uha']:.0f} micro-Hartree (RMS); best model in {trainer.output}/best")
-    _refit_uncertainty(trainer, args)
+    if trainer.step >= trainer.config.max_steps or args.stop_at_step is None:  # as `train` does
+        _refit_uncertainty(trainer, args)
 
 
 def _refit_uncertainty(trainer, args) -> None:
@@ -310,15 +316,16 @@ def _cmd_train_energy(args) -> None:
 
 
 def _model_split(model, dataset, args) -> tuple:
-    """``(train_index, val_index, seed)``: the model's own training split (of its fine-tuning run, for a
-    transfer model), unless the flags say otherwise."""
+    """``(train_index, val_index, seed)``: the model's own training split, unless the flags say otherwise; on a
+    transfer model's high-level set, the split of its fine-tuning run."""
     training = model.model.record.get("training", {})
     config = training.get("train_config", {})  # the sizes as configured (molecules, for a grouped split)
     seed = config.get("seed", 0) if args.seed is None else args.seed
     n_train = args.n_train if args.n_train is not None else config.get("n_train", training.get("n_train", 0.9))
     n_val = args.n_val if args.n_val is not None else config.get("n_val", training.get("n_val", 0.1))
-    if "transfer" in model.model.record:
-        config = model.model.record["transfer"]["config"]
+    transfer = model.model.record.get("transfer")
+    if transfer and dataset.settings.name == transfer["high_level"]:
+        config = transfer["config"]
         seed, n_train, n_val = (config[k] if getattr(args, k) is None else getattr(args, k)
                                 for k in ("seed", "n_train", "n_val"))
     return (*dataset.split([n_train, n_val], seed), seed)
@@ -403,7 +410,8 @@ def _cmd_evaluate(args) -> None:
         path = list(sets.values())[0]
         group = f", {label}" if args.group_by else ""
         print(f"model {args.model} on {path}{group} ({rotation})\n{report.table()}")
-        write_report(report, args.json, {"model": str(args.model), "dataset": path})
+        write_report(report, args.json, {"model": str(args.model), "dataset": path,
+                                         **({"group": label} if args.group_by else {})})
     else:
         print(f"model {args.model} ({rotation})\n| metric | " + " | ".join(reports) + " |")
         print("|---" * (len(reports) + 1) + "|")

@@ -100,14 +100,14 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     energy_err, force_err, uncertainties, outside = [], [], [], 0
     ref_sample, pred_sample = [], []
     rng = np.random.default_rng(0)
-    turns = np.random.default_rng(rotation_seed) if rotation_seed is not None else None
+    # one rotation per sample of the whole set, so a subset sees the molecules as the whole-set run does
+    turns = Rotation.random(len(dataset), random_state=rotation_seed).as_matrix() if rotation_seed is not None else None
     head = model.energy_head is not None and model.model.energy_level == settings.name  # a transfer model's
     # energies follow its high level, not these labels: its F, orbitals and dipole are still compared with them
     f_uncertainty = model.uncertainty is not None and model.uncertainty.config.quantity == "fock"
     for start in tqdm(range(0, len(indices), batch_size), desc="evaluating", unit="batch", disable=not progress):
-        samples = [dataset[i] for i in indices[start:start + batch_size]]
-        if turns is not None:
-            samples = [rotated(s, Rotation.random(random_state=turns).as_matrix(), model.layout) for s in samples]
+        chunk = indices[start:start + batch_size]
+        samples = [dataset[i] if turns is None else rotated(dataset[i], turns[i], model.layout) for i in chunk]
         atoms = [Atoms(s.numbers.numpy(), positions=s.positions.numpy() * Bohr) for s in samples]
         if model.domain is not None:
             outside += sum(bool(model.domain.violations(a.numbers, a.positions)) for a in atoms)

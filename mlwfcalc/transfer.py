@@ -325,7 +325,8 @@ class TransferTrainer:
 
         F stays at the starting model's level of theory (``theory``); the energies, forces and dipoles
         follow ``record["transfer"]["high_level"]``. The starting model's uncertainty is not carried
-        over (the fine-tuned features differ): refit it with ``mlwfcalc fit-domain``.
+        over (the fine-tuned features differ, and its yardstick is F): ``mlwfcalc train --transfer``
+        fits a new one on this run's high-level split at the end (or ``mlwfcalc fit-domain``).
         """
         transfer = {"high_level": self.high_level.name, "high_level_dataset": str(self.config.high_level),
                     "init_from": str(self.config.init_from), "n_train": len(self.train_index),

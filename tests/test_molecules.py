@@ -104,3 +104,14 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     assert sorted(i for members in by_size.values() for i in members) == list(range(4))
     for name, members in by_family.items():
         assert all(name in (families(dataset[i].molecule) or ["none of these"]) for i in members)
+
+
+def test_hydrogen_fluoride_keeps_its_smiles_through_extxyz_and_the_label_database(tmp_path):
+    """ASE's extxyz reader turns smiles=F into the boolean False; the frame, the row and the sample still say F."""
+    from ase import Atoms
+
+    atoms = Atoms("HF", positions=[(0, 0, 0), (0, 0, 0.92)], info={"smiles": "F"})
+    write(tmp_path / "hf.xyz", [atoms])
+    assert main(["label", str(tmp_path / "hf.xyz"), "-o", str(tmp_path / "hf.db"), "--basis", "sto-3g",
+                 "--workers", "1", "-q"]) == 0
+    assert [s.molecule for s in LabelledDataset(tmp_path / "hf.db").samples] == ["F"]

@@ -94,12 +94,11 @@ class LabelDatabase:
         atoms = Atoms(frame.numbers, positions=frame.positions)
         info = dict(geometry_key=frame.key, source=frame.source, frame=frame.index,
                     cycles=result.cycles, scf_seconds=round(result.seconds, 3))
-        if frame.molecule:
-            info["smiles"] = frame.molecule  # the molecule a molecule-disjoint split groups by
         if result.converged:
             atoms.calc = SinglePointCalculator(atoms, energy=result.energy * Hartree,
                                                forces=result.forces * Hartree / Bohr)
-            data = {"fock": result.fock, "dipole": result.dipole}
+            data = {"fock": result.fock, "dipole": result.dipole,
+                    "smiles": frame.molecule or None}  # the molecule a molecule-disjoint split groups by
             self._db.write(atoms, status="ok", **info, data={k: v for k, v in data.items() if v is not None})
         else:
             self._db.write(atoms, status="failed", reason=result.reason, **info)

@@ -68,7 +68,7 @@ class LabelledDataset(torch.utils.data.Dataset):
                       energy=torch.tensor(row.energy / Hartree, dtype=f64),
                       forces=torch.as_tensor(row.forces * Bohr / Hartree, dtype=f64),
                       dipole=torch.tensor(row.data["dipole"], dtype=f64),
-                      key=row.geometry_key, molecule=str(row.get("smiles", "")))
+                      key=row.geometry_key, molecule=str(row.data.get("smiles", "")))
 
     def __len__(self) -> int:
         return len(self.samples)

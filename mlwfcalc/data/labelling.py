@@ -30,6 +30,7 @@ from ..theory import LevelOfTheory
 from ..validation import InputError, check_closed_shell, check_not_periodic, check_positions
 from .correlated import NotConverged, correlated_labels
 from .database import LabelDatabase, geometry_key
+from .molecules import smiles_of
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def frame_of(atoms: Atoms, source: str, index: int) -> Frame:
     when present (``mlwfcalc molecules`` and ``sample --every-frame`` write ``smiles``)."""
     return Frame(source=source, index=index, numbers=atoms.numbers.copy(), positions=atoms.positions.copy(),
                  charge=int(atoms.info.get("charge", 0)), spin=int(atoms.info.get("spin", 0)),
-                 pbc=tuple(bool(p) for p in atoms.pbc), molecule=str(atoms.info.get("smiles", "")))
+                 pbc=tuple(bool(p) for p in atoms.pbc), molecule=smiles_of(atoms))
 
 
 def validate_frames(frames: Iterable[Frame], basis: str) -> None:

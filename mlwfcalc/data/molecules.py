@@ -161,6 +161,15 @@ def _rings_ok(mol) -> bool:
     return all(info.NumAtomRings(a.GetIdx()) <= 2 for a in mol.GetAtoms())
 
 
+def smiles_of(atoms: Atoms) -> str:
+    """The SMILES in ``atoms.info["smiles"]`` ("" when absent). ASE's extxyz reader turns the value ``F``
+    (hydrogen fluoride) into the boolean False; it is mapped back here."""
+    value = atoms.info.get("smiles", "")
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    return str(value)
+
+
 def families(smiles: str) -> list[str]:
     """The functional groups of :data:`FUNCTIONAL_GROUPS` that the molecule ``smiles`` contains, in that order."""
     Chem = _chem()

@@ -25,6 +25,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation
 from tqdm.auto import tqdm
 
 from ..validation import InputError, check_not_periodic, check_positions
+from .molecules import smiles_of
 
 #: Normal modes softer than this (cm^-1; torsions, rotors) are displaced as if they had this frequency:
 #: the harmonic picture would send them arbitrarily far.
@@ -136,28 +137,29 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
     output = Path(output)
     if output.exists() and not overwrite:
         raise InputError(f"{output} exists; choose another file or pass --overwrite")
+    if n_frames < 1 or not temperatures_K or not seeds:
+        raise InputError("sampling needs at least one frame, one temperature and one seed")
     several = isinstance(start, list)
     starts = start if several else [start]
     part = output.with_name(output.name + ".part")  # the finished molecules of a run with several starts
     scratch = output.with_name(output.name + ".run")  # the MD run in progress
     if overwrite or not several:
         part.unlink(missing_ok=True)
-    per_molecule = len(temperatures_K) * len(seeds) * n_frames
-    frames = _finished_molecules(part, starts, per_molecule) if several else []
-    first_todo = len(frames) // per_molecule
+    runs = [(float(t), int(seed)) for t in temperatures_K for seed in seeds]
+    frames = _finished_molecules(part, starts, runs, n_frames) if several else []
+    first_todo = len(frames) // (len(runs) * n_frames)
     for index in tqdm(range(first_todo, len(starts)), desc="molecules", unit="molecule", initial=first_todo,
                       total=len(starts), disable=not (progress and several)):
         first = relax(starts[index]) if several else starts[index]
         molecule_frames = []
-        for temperature in temperatures_K:
-            for seed in seeds:
-                run = sample_md(first, scratch, temperature_K=temperature, n_frames=n_frames, seed=seed,
-                                overwrite=True, progress=progress and not several, **md)
-                for frame in run:
-                    frame.info.update(target_temperature_K=float(temperature), seed=int(seed), method="md")
-                    if several:
-                        frame.info.update(start_index=index, smiles=str(starts[index].info.get("smiles", "")))
-                molecule_frames += run
+        for temperature, seed in runs:
+            run = sample_md(first, scratch, temperature_K=temperature, n_frames=n_frames, seed=seed,
+                            overwrite=True, progress=progress and not several, **md)
+            for frame in run:
+                frame.info.update(target_temperature_K=temperature, seed=seed, method="md")
+                if several:
+                    frame.info.update(start_index=index, smiles=smiles_of(starts[index]))
+            molecule_frames += run
         if several:
             write(part, molecule_frames, format="extxyz", append=True)
         frames += molecule_frames
@@ -167,18 +169,25 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
     return frames
 
 
-def _finished_molecules(part: Path, starts: list[Atoms], per_molecule: int) -> list[Atoms]:
+def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float, int]], n_frames: int) -> list[Atoms]:
     """The frames a stopped :func:`sample_trajectories` run left in ``part`` (none if there is no such
-    file); refuses a file that another list of molecules or other MD settings wrote."""
+    file); refuses a file that another list of molecules, temperatures, seeds or frame count wrote."""
     if not part.exists():
         return []
-    frames = read(part, ":", format="extxyz")
+    advice = "resume with the same arguments, or pass --overwrite to start afresh"
+    try:
+        frames = read(part, ":", format="extxyz")
+    except Exception as err:  # a frame cut short when the run was killed while appending
+        raise InputError(f"{part} cannot be read ({type(err).__name__}: {err}): {advice}") from None
+    per_molecule = len(runs) * n_frames
     done = len(frames) // per_molecule
-    expected = [(k, str(starts[k].info.get("smiles", ""))) for k in range(done) for _ in range(per_molecule)]
-    found = [(int(f.info.get("start_index", -1)), str(f.info.get("smiles", ""))) for f in frames]
+    expected = [(k, smiles_of(starts[k]), starts[k].get_chemical_formula(), t, seed)
+                for k in range(min(done, len(starts))) for t, seed in runs for _ in range(n_frames)]
+    found = [(int(f.info.get("start_index", -1)), smiles_of(f), f.get_chemical_formula(),
+              float(f.info.get("target_temperature_K", -1)), int(f.info.get("seed", -1))) for f in frames]
     if len(frames) % per_molecule or done > len(starts) or found != expected:
         raise InputError(f"{part} holds frames of another sampling run (other molecules, temperatures, seeds or "
-                         "frame counts): resume with the same arguments, or pass --overwrite to start afresh")
+                         f"frame counts): {advice}")
     return frames
 
 

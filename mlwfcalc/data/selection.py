@@ -46,7 +46,8 @@ def deduplicate(frames: Sequence[Atoms], tolerance_ang: float = 0.002) -> list[i
 def describe(model, frames: Sequence[Atoms], batch_size: int = 64,
              progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per structure: a descriptor ``(M, D)`` (per element of the model, mean and max over its atoms of
-    the whitened invariant features; zeros for an element it lacks) and the uncertainty ``(M,)`` Hartree.
+    the whitened invariant features; zeros for an element it lacks) and the uncertainty ``(M,)`` (Hartree, or
+    Hartree/Bohr for a transfer model's force uncertainty).
 
     ``model`` is a :class:`~mlwfcalc.predictor.HamiltonianPredictor` with a fitted uncertainty.
     """
