@@ -256,15 +256,18 @@ def _cmd_transfer(args) -> None:
 
 def _refit_uncertainty(trainer, args) -> None:
     """The fine-tuned model's energy follows the high level, where the starting model's uncertainty (distance
-    to its Kohn-Sham data, calibrated on F) says nothing: fit the domain and the uncertainty of the best model
-    on this run's own split of the high-level set, the uncertainty calibrated on the validation force errors."""
+    to its Kohn-Sham data, calibrated on F) says nothing: fit the domain and the uncertainty of the best (and
+    last) model on this run's own split of the high-level set, calibrated on the validation force errors."""
     from .domain_fitting import fit_and_save_domain
     from .predictor import load_model
 
-    model = load_model(trainer.output / "best", device=trainer.config.device)
-    fitted = fit_and_save_domain(model, trainer.dataset, trainer.train_index, trainer.val_index, quantity="forces",
-                                 compositions=args.compositions, progress=not args.quiet)
-    print(f"training domain and uncertainty fitted on {trainer.config.high_level}: {_fitted(fitted)}")
+    for name in ("best", "last"):  # last/: the final weights, once the schedule has ended
+        if not (trainer.output / name).exists():
+            continue
+        model = load_model(trainer.output / name, device=trainer.config.device)
+        fitted = fit_and_save_domain(model, trainer.dataset, trainer.train_index, trainer.val_index,
+                                     quantity="forces", compositions=args.compositions, progress=not args.quiet)
+        print(f"{name}/: training domain and uncertainty fitted on {trainer.config.high_level}: {_fitted(fitted)}")
 
 
 def _cmd_train_energy(args) -> None:

@@ -24,7 +24,9 @@ where the high-level data say nothing about them; ``fock_weight`` sets how far F
 
 A run lives in one directory, like :mod:`mlwfcalc.training`'s: ``checkpoint.*`` (resumable at any
 moment), ``log.csv``, ``best/`` (the best model by validation loss without the regulariser, EMA
-weights).
+weights) and, once the schedule has ended, ``last/`` (the final EMA weights). The loss is a mean of
+squares, so a few far-off validation frames can decide ``best``; compare the two on the validation
+MAEs in ``log.csv``.
 """
 
 from __future__ import annotations
@@ -304,6 +306,9 @@ class TransferTrainer:
                     running = []
                 if timed_out:
                     break
+        if self.step >= config.max_steps:  # the end of the schedule: the last EMA weights too
+            last = self.history[-1]
+            self.export(self.output / "last", {k[4:]: v for k, v in last.items() if k.startswith("val_")})
         return {"step": self.step, "best_val_loss": self.best_val, "seconds": time.perf_counter() - started,
                 "history": self.history}
 

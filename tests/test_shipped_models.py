@@ -64,3 +64,25 @@ def test_readme_main_job_runs(tmp_path):
     assert np.ptp([row["total_eV"] for row in record["md"]]) < 5e-3  # NVE: total energy kept
     assert record["scf"]["cycles_from_model"] < record["scf"]["cycles_from_minao"]
     assert abs(record["scf"]["energy_difference_hartree"]) < 1e-8
+
+
+@pytest.mark.skipif(not (MODELS_DIR / "water-ccsdt" / "config.json").exists(), reason="water-ccsdt not shipped")
+def test_water_ccsdt_is_a_whole_calculator(tmp_path):
+    """The transfer model answers every property and accessor; its energies follow CCSD(T), its F PBE."""
+    from ase.build import molecule
+
+    atoms = molecule("H2O")
+    atoms.calc = mlwfcalc.MLWFCalculator(model="water-ccsdt")
+    model = atoms.calc.model
+    assert model.model.energy_level.startswith("CCSD(T)") and model.functional == "pbe"
+    assert model.uncertainty.config.quantity == "forces"
+    forces = atoms.get_forces()
+    assert np.abs(forces.sum(axis=0)).max() < 1e-6  # no net force
+    assert abs(atoms.get_dipole_moment()[2]) > 0.3  # e*A; water's dipole lies along z here
+    assert atoms.get_charges()[0] < 0 and atoms.calc.results["uncertainty_unit"] == "eV/A"
+    homo, lumo = atoms.calc.get_homo_lumo()
+    assert lumo - homo > 5  # eV
+    assert atoms.calc.get_density_matrix().shape == (24, 24)
+    atoms.calc.write_density_cube(tmp_path / "density.cube", spacing=0.4)
+    atoms.calc.write_orbital_cube("homo", tmp_path / "homo.cube", spacing=0.4)
+    assert (tmp_path / "homo.cube").stat().st_size > 1000

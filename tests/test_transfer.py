@@ -75,6 +75,7 @@ def test_fine_tuning_lowers_the_loss_below_the_head_only_fit_and_resumes_exactly
     trainer = TransferTrainer(_config(mp2_db, tmp_path / "run"), progress=False)
     trainer.run()
     assert trainer.history[0]["step"] == 0  # the head-only model, logged as the baseline
+    assert (tmp_path / "run" / "last" / "model.safetensors").exists()  # the end of the schedule
     assert 0 < trainer.history[-1]["val_fock_shift_rms_uha"] < 1e4  # F moved, and stays a Hamiltonian
 
     first = TransferTrainer(_config(mp2_db, tmp_path / "split"), progress=False)
