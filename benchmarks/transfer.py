@@ -104,6 +104,7 @@ def main():
     parser.add_argument("--xtb", action="store_true", help="also GFN2-xTB")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="rotation seed")
+    parser.add_argument("--plot", help="PNG: force and offset-free energy MAE per set, one line per method")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lib.num_threads(args.threads)
@@ -121,7 +122,7 @@ def main():
     print()
     print(rows_header)
     print(rule)
-    uncertainty_rows = []
+    uncertainty_rows, curves = [], {}
     for name, run in methods:
         energy_errors, force_errors, dipole_errors, scored = {}, {}, {}, {}
         for label, rows in sets.items():
@@ -135,8 +136,12 @@ def main():
         cells = [f"{np.abs(energy_errors[k]).mean():.1f} | {np.abs(energy_errors[k] - offset).mean():.2f} | "
                  f"{np.abs(force_errors[k]).mean():.1f} | {dipole_errors[k].mean():.3f}" for k in labels]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        curves[name] = ([np.abs(energy_errors[k] - offset).mean() for k in labels],
+                        [np.abs(force_errors[k]).mean() for k in labels])
         if scored:
             uncertainty_rows.append((name, scored))
+    if args.plot:
+        plot(curves, labels, args.plot)
     for name, scored in uncertainty_rows:
         from scipy.stats import spearmanr
 
@@ -149,6 +154,28 @@ def main():
             a = np.array(rows)
             print(f"| {label} | {1000 * a[:, 0].mean():.1f} | {1000 * a[:, 2].mean():.1f} | "
                   f"{spearmanr(a[:, 0], a[:, 2])[0]:.2f} | {100 * (a[:, 0] > a[:, 1]).mean():.0f} % |")
+
+
+def plot(curves: dict[str, tuple[list[float], list[float]]], labels: list[str], path: str) -> None:
+    """Offset-free energy MAE (meV) and force MAE (meV/A) against the sets (temperatures), log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, (energy, forces) in curves.items():
+        for ax, values in zip(axes, (energy, forces)):
+            ax.plot(labels, values, "o-", label=name)
+    for ax, unit in zip(axes, ("energy MAE, offset-free (meV)", "force MAE (meV/A)")):
+        ax.set_yscale("log")
+        ax.set_ylabel(unit)
+        ax.set_xlabel("test set (temperature, K)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
