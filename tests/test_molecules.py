@@ -32,6 +32,8 @@ def test_enumerated_molecules_are_distinct_valid_neutral_closed_shells(molecules
     report = coverage(molecules)
     assert report["molecules"] == 80 and set(report["elements"]) == {"C", "N", "O", "F"}
     assert max(report["heavy_atoms"]) >= 8 and report["rings"].get(0, 0) < 80  # large ones and rings too
+    groups = report["functional_groups"]  # the motifs random growth rarely closes are there too
+    assert groups["aromatic ring"] >= 3 and groups["amide"] + groups["ester"] + groups["carboxylic acid"] >= 3
     assert sum(v > 0 for v in report["functional_groups"].values()) >= 8
 
 
