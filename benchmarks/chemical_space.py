@@ -158,6 +158,8 @@ def main():
           "gap MAE (meV) | occupied orbital energies MAE (micro-Hartree) |")
     print("|---|---|---|---|---|---|---|")
     scored = [row for row in rows if inside(model, row["atoms"])]  # xTB on the same geometries as the model
+    if not scored:
+        parser.error(f"no geometry of {args.test} lies inside the domain of {args.model}")
     for name, scores in ((f"{args.model}", score_model(model, rows)),
                          ("GFN2-xTB (per-element offsets fitted on this set)", score_xtb(scored))):
         cells = [f"{scores['scored']} ({scores['outside']})", f"{scores['energy_mev_per_atom']:.2f}",

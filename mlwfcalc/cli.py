@@ -249,7 +249,8 @@ def _cmd_transfer(args) -> None:
     print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE {best['val_energy_mae_mev']:.2f} meV "
           f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
           f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved "
-          f"{best['val_fock_shift_rms_uha']:.0f} micro-Hartree (RMS); best model in {trainer.output}/best")
+          f"{best['val_fock_shift_rms_uha']:.0f} micro-Hartree (RMS); best model in {trainer.output}/best"
+          + (f", final weights in {trainer.output}/last" if (trainer.output / "last").exists() else ""))
     if trainer.step >= trainer.config.max_steps or args.stop_at_step is None:  # as `train` does
         _refit_uncertainty(trainer, args)
 
@@ -421,7 +422,8 @@ def _cmd_evaluate(args) -> None:
         rows = [r.rows() for r in reports.values()]
         for i, (name, _) in enumerate(rows[0]):
             print(f"| {name} | " + " | ".join(r[i][1] for r in rows) + " |")
-        write_report(reports, args.json, {"model": str(args.model), "datasets": sets})
+        write_report(reports, args.json, {"model": str(args.model), "datasets": sets,
+                                          **({"group_by": args.group_by} if args.group_by else {})})
         if args.trend:
             plot_trend(reports, args.trend, title=f"{model.name}: error against the test set")
     print(f"wrote {args.json}" + (f" and {args.plot}" if args.plot else "") +
@@ -720,7 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label databases; every converged row is evaluated. A numeric LABEL (300=T300.db) is a "
                         "temperature for --trend")
     p.add_argument("--json", default="evaluation.json", help="where to write the metrics (default evaluation.json)")
-    p.add_argument("--plot", default="parity.png", help="parity plot PNG of the first dataset (default parity.png)")
+    p.add_argument("--plot", default="parity.png",
+                   help="parity plot PNG of the first dataset, or of the first group (default parity.png)")
     p.add_argument("--trend", help="PNG of the errors against the datasets' labels (several datasets)")
     p.add_argument("--group-by", choices=["size", "family"],
                    help="one column per molecule size (heavy atoms) or functional group of the one dataset "

@@ -91,6 +91,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     Molecules outside the model's training domain are evaluated too, and counted.
     """
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    if not indices:
+        raise InputError("nothing to evaluate: the subset of the dataset is empty")
     settings = dataset.settings
     if settings.basis != model.basis:
         raise InputError(f"dataset {dataset.path} is in basis {settings.basis}, the model predicts {model.basis}")

@@ -87,7 +87,18 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     np.testing.assert_allclose(resumed[0].positions, marked[0].positions)
     for a, b in zip(resumed[2:], full[2:]):
         np.testing.assert_allclose(a.positions, b.positions, atol=1e-8)
-    write(tmp_path / "other.xyz.part", marked[:1], format="extxyz")  # not a whole molecule: another run's
+    # a kill while appending leaves a molecule cut short: it is dropped and sampled again
+    write(tmp_path / "cut.xyz.part", marked, format="extxyz")
+    with open(tmp_path / "cut.xyz.part", "a") as handle:
+        handle.write("19\nProperties=species:S:1:pos:R:3 start_index=1\nC 0.0 0.0")
+    assert main(["sample", str(tmp_path / "two.xyz"), "-o", str(tmp_path / "cut.xyz"), *args]) == 0
+    cut = read(tmp_path / "cut.xyz", ":")
+    np.testing.assert_allclose(cut[0].positions, marked[0].positions)
+    np.testing.assert_allclose(cut[3].positions, full[3].positions, atol=1e-8)
+    other = [f.copy() for f in marked]  # another run's frames (other temperature): refused, never mixed
+    for f in other:
+        f.info["target_temperature_K"] = 500.0
+    write(tmp_path / "other.xyz.part", other, format="extxyz")
     assert main(["sample", str(tmp_path / "two.xyz"), "-o", str(tmp_path / "other.xyz"), *args]) == 2
     assert "--overwrite" in capsys.readouterr().err
 

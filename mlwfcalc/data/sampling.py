@@ -18,7 +18,7 @@ from ase import Atoms, units
 from ase.build import molecule
 from ase.collections import g2
 from ase.constraints import FixCom
-from ase.io import read, write
+from ase.io import iread, read, write
 from ase.md.langevin import Langevin
 from ase.md import velocitydistribution
 from ase.md.velocitydistribution import Stationary, ZeroRotation
@@ -172,21 +172,27 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
 
 def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float, int]], n_frames: int) -> list[Atoms]:
     """The frames a stopped :func:`sample_trajectories` run left in ``part`` (none if there is no such
-    file); refuses a file that another list of molecules, temperatures, seeds or frame count wrote."""
+    file), its last molecule dropped if the kill cut it short; refuses a file that another list of
+    molecules, temperatures, seeds or frame count wrote."""
     if not part.exists():
         return []
     advice = "resume with the same arguments, or pass --overwrite to start afresh"
+    frames = []
     try:
-        frames = read(part, ":", format="extxyz")
-    except Exception as err:  # a frame cut short when the run was killed while appending
-        raise InputError(f"{part} cannot be read ({type(err).__name__}: {err}): {advice}") from None
+        for frame in iread(part, ":", format="extxyz"):
+            frames.append(frame)
+    except Exception:  # a frame cut short when the run was killed while appending: keep what precedes it
+        pass
     per_molecule = len(runs) * n_frames
     done = len(frames) // per_molecule
+    if len(frames) % per_molecule:  # a molecule cut short by the kill: drop it, it is sampled again
+        frames = frames[:done * per_molecule]
+        write(part, frames, format="extxyz")
     expected = [(k, smiles_of(starts[k]), starts[k].get_chemical_formula(), t, seed)
                 for k in range(min(done, len(starts))) for t, seed in runs for _ in range(n_frames)]
     found = [(int(f.info.get("start_index", -1)), smiles_of(f), f.get_chemical_formula(),
               float(f.info.get("target_temperature_K", -1)), int(f.info.get("seed", -1))) for f in frames]
-    if len(frames) % per_molecule or done > len(starts) or found != expected:
+    if done > len(starts) or found != expected:
         raise InputError(f"{part} holds frames of another sampling run (other molecules, temperatures, seeds or "
                          f"frame counts): {advice}")
     return frames
