@@ -535,8 +535,10 @@ def _cmd_models(args) -> None:
 
             status = f"; PRELIMINARY: {m['preliminary']}" if m.get("preliminary") else ""
             domain = TrainingDomain.from_dict(m["domain"]).summary() if m.get("domain") else "unknown"
-            print(f"{m['name']}: {m['functional'].upper()}/{m['basis']}, elements {' '.join(m['elements'])}, "
-                  f"domain {domain}, path {m['path']}{status}")
+            level = f"F at {m['functional'].upper()}/{m['basis']}"
+            if m.get("energy_level") and m["energy_level"].lower() != f"{m['functional']}/{m['basis']}".lower():
+                level += f", energies and forces at {m['energy_level']}"
+            print(f"{m['name']}: {level}, elements {' '.join(m['elements'])}, domain {domain}, path {m['path']}{status}")
 
 
 def _number(text: str):

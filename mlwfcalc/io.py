@@ -134,7 +134,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def list_models() -> list[dict]:
-    """Shipped models: one dict per model directory with ``name``, ``path`` and its config's key facts."""
+    """Shipped models: one dict per model directory with ``name``, ``path`` and its config's key facts
+    (``energy_level``: the level of its energies and forces, None without an energy head)."""
     models = []
     for directory in sorted(p for p in MODELS_DIR.glob("*") if (p / CONFIG).exists()):
         try:
@@ -145,7 +146,8 @@ def list_models() -> list[dict]:
         models.append({"name": directory.name, "path": str(directory), "basis": config["basis"],
                        "functional": config["functional"], "elements": config["elements"],
                        "val_mae_uha": config.get("training", {}).get("val_mae_uha"),
-                       "preliminary": config.get("preliminary"), "domain": config.get("domain")})
+                       "preliminary": config.get("preliminary"), "domain": config.get("domain"),
+                       "energy_level": config.get("energy", {}).get("level")})
     return models
 
 

@@ -86,3 +86,13 @@ def test_water_ccsdt_is_a_whole_calculator(tmp_path):
     atoms.calc.write_density_cube(tmp_path / "density.cube", spacing=0.4)
     atoms.calc.write_orbital_cube("homo", tmp_path / "homo.cube", spacing=0.4)
     assert (tmp_path / "homo.cube").stat().st_size > 1000
+
+
+def test_models_command_says_at_which_level_each_model_answers(capsys):
+    from mlwfcalc.cli import main
+
+    assert main(["models"]) == 0
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "F at PBE/def2-svp, elements H O, domain H2O" in lines["water-pbe-def2svp"]
+    if "water-ccsdt" in lines:
+        assert "energies and forces at CCSD(T)/cc-pvtz" in lines["water-ccsdt"]
