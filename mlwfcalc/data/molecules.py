@@ -4,8 +4,9 @@
 start from one heavy atom, or (half of the molecules) from a common motif that random growth would
 rarely close (a benzene, pyridine, pyrrole, furan or imidazole ring, a carbonyl, carboxyl, amide or
 nitrile group), then repeatedly add an atom on a free valence, close a ring between two atoms with
-free valences, or raise a bond order, with the valences C 4, N 3, O 2, F 1 respected at every step. Hydrogens fill the remaining valences. RDKit sanitises each graph (aromaticity,
-valences), its canonical SMILES de-duplicates, and chemical filters drop what a QM9-like set does
+free valences, or raise a bond order, with the valences C 4, N 3, O 2, F 1 respected at every step.
+Hydrogens fill the remaining valences. RDKit sanitises each graph (aromaticity, valences), its
+canonical SMILES de-duplicates, and chemical filters drop what a QM9-like set does
 not hold (peroxides, N-N-N chains, F on N or O, rings below 3 or above 8 atoms, allenes in small
 rings, bridgehead strain a 3D embedding cannot handle). Everything is seeded.
 
@@ -92,8 +93,9 @@ def enumerate_molecules(n: int, max_heavy: int = 9, elements: str = "CNO", seed:
                         max_attempts_factor: int = 200) -> list[Molecule]:
     """``n`` distinct molecules with 1 to ``max_heavy`` heavy atoms from ``elements`` (letters of C, N, O, F).
 
-    Sizes are drawn uniformly, elements with :data:`ELEMENT_WEIGHTS`, and each growth step picks its
-    move at random, so the set covers small and large, acyclic and ring systems.
+    Sizes are drawn uniformly, elements with :data:`ELEMENT_WEIGHTS`, half the molecules start from a
+    motif of :data:`FRAGMENTS` that fits the size and elements, and each growth step picks its move at
+    random, so the set covers small and large, acyclic, ring and aromatic systems.
     Raises InputError if fewer than ``n`` distinct molecules turn up in ``n * max_attempts_factor`` tries.
     """
     Chem = _chem()
