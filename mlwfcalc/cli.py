@@ -193,12 +193,15 @@ def _cmd_train(args) -> None:
         if not trainer.ctx.main:  # a torchrun process other than the first: process 0 records the domain
             return
     if finished or args.stop_at_step is None:
-        fitted = _record_domain(Path(config.output) / "best", config.dataset, config.n_train, config.n_val,
-                                config.seed, config.device, args)
+        try:
+            fitted = _record_domain(Path(config.output) / "best", config.device, args)
+        except InputError as err:  # the labels changed during the run: the model stands, its domain waits
+            print(f"training domain not recorded: {err}")
+            return
         print(f"training domain recorded: {_fitted(fitted)}")
 
 
-def _record_domain(model_dir, dataset_path: str, n_train: float, n_val: float, seed: int, device: str, args) -> dict:
+def _record_domain(model_dir, device: str, args) -> dict:
     """Fit and save the training domain and uncertainty of the model in ``model_dir`` on its Kohn-Sham
     training set's seeded split (what `mlwfcalc fit-domain` does); returns the fit's summary."""
     import warnings
@@ -210,8 +213,8 @@ def _record_domain(model_dir, dataset_path: str, n_train: float, n_val: float, s
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
         model = load_model(model_dir, device=device)
-    dataset = LabelledDataset(dataset_path)
-    train_index, val_index = dataset.split([n_train, n_val], seed)
+    dataset = LabelledDataset(model.model.record["training"]["dataset"])
+    train_index, val_index, _ = _model_split(model, dataset, argparse.Namespace(seed=None, n_train=None, n_val=None))
     return fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
                                progress=not args.quiet)
 
@@ -332,6 +335,12 @@ def _model_split(model, dataset, args) -> tuple:
         config = transfer["config"]
         seed, n_train, n_val = (config[k] if getattr(args, k) is None else getattr(args, k)
                                 for k in ("seed", "n_train", "n_val"))
+        training = transfer
+    recorded = training.get("dataset_fingerprint")
+    if recorded and recorded != dataset.fingerprint and (args.seed, args.n_train, args.n_val) == (None, None, None):
+        raise InputError(f"{dataset.path} is not the label set {model.name} was trained on as it was then (rows were "
+                         "added or removed since), so the model's own split cannot be rebuilt from it: give a copy "
+                         "of the labels as they were, or choose a split with --seed/--n-train/--n-val")
     return (*dataset.split([n_train, n_val], seed), seed)
 
 

@@ -274,6 +274,16 @@ class TrainingData:
         return batch_indices(self.train_index, self.config.batch_size, self.config.seed, step)
 
 
+def check_same_labels(meta: dict, dataset: LabelledDataset, output: Path) -> None:
+    """Refuse to resume the run in ``output`` (checkpoint metadata ``meta``) on labels other than its own:
+    a database that gained or lost rows since would silently move molecules between the splits."""
+    saved = meta.get("dataset_fingerprint")
+    if saved is not None and saved != dataset.fingerprint:
+        raise InputError(f"{dataset.path} changed since the run in {output} started ({meta.get('dataset_size')} "
+                         f"labelled geometries then, {len(dataset)} now), so its train/validation split would "
+                         "change; resume on a copy of the labels as they were, or start a new run")
+
+
 def batch_indices(train_index: np.ndarray, batch_size: int, seed: int, step: int) -> np.ndarray:
     """The training indices of ``step``: each epoch a seeded permutation of ``train_index``, cut into
     batches. A pure function of seed and step, so a resumed run follows the uninterrupted one."""
@@ -339,6 +349,8 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         dataset = LabelledDataset(config.dataset)
+        if (self.output / CHECKPOINT_META).exists():  # before the split: the labels must be the run's own
+            check_same_labels(read_checkpoint_meta(self.output), dataset, self.output)
         self.settings = dataset.settings
         if dataset.settings.basis != config.model.basis.lower():
             raise InputError(f"dataset {config.dataset} is in basis {dataset.settings.basis}, the model config says "
@@ -394,7 +406,9 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Atomic: tensors and metadata are written to temporary files, then renamed."""
         write_checkpoint(self.output, {"model": self.model, "ema": self.ema}, self.optimizer,
-                         {"step": self.step, "best_val_mae": self.best_val, "config": self.config.to_dict()})
+                         {"step": self.step, "best_val_mae": self.best_val, "config": self.config.to_dict(),
+                          "dataset_fingerprint": self.data.dataset.fingerprint,
+                          "dataset_size": len(self.data.dataset)})
 
     def _load_checkpoint(self) -> None:
         saved = TrainConfig(**read_checkpoint_meta(self.output)["config"])
@@ -492,7 +506,8 @@ class Trainer:
         training = {"dataset": str(self.config.dataset), "n_train": len(self.data.train_index),
                     "n_val": len(self.data.val_index), "step": self.step, "val_mae_uha": self.best_val * 1e6,
                     "xc": self.settings.xc, "grid_level": self.settings.grid_level,
-                    "conv_tol": self.settings.conv_tol, "train_config": self.config.to_dict()}
+                    "conv_tol": self.settings.conv_tol, "train_config": self.config.to_dict(),
+                    "dataset_fingerprint": self.data.dataset.fingerprint}
         return save_model(MLWFModel(self.ema, self.settings, record={"training": training}), directory)
 
 

@@ -49,8 +49,9 @@ from .energy import EnergyConfig, EnergyHead
 from .io import read_model, save_model
 from .model import MLWFModel
 from .predictor import HamiltonianPredictor, resolve_device
-from .training import (CHECKPOINT_META, OptimisationSettings, batch_indices, learning_rate, load_checkpoint,
-                       make_optimizer, read_log, update_ema, write_checkpoint, write_log)
+from .training import (CHECKPOINT_META, OptimisationSettings, batch_indices, check_same_labels, learning_rate,
+                       load_checkpoint, make_optimizer, read_checkpoint_meta, read_log, update_ema, write_checkpoint,
+                       write_log)
 from .validation import InputError
 
 MEV = 1000 * Hartree  # meV per Hartree
@@ -166,6 +167,8 @@ class TransferTrainer:
         self.device = resolve_device(config.device)
         dtype = getattr(torch, config.dtype)
         self.dataset = LabelledDataset(config.high_level, kohn_sham=False)
+        if (self.output / CHECKPOINT_META).exists():  # before the split: the labels must be the run's own
+            check_same_labels(read_checkpoint_meta(self.output), self.dataset, self.output)
         self.high_level = self.dataset.settings
         if not config.init_from:
             raise InputError("give the Kohn-Sham model to start from: --init-from MODEL")
@@ -217,7 +220,8 @@ class TransferTrainer:
 
     def save_checkpoint(self) -> None:
         write_checkpoint(self.output, self._modules(), self.optimizer,
-                         {"step": self.step, "best_val_loss": self.best_val, "config": asdict(self.config)})
+                         {"step": self.step, "best_val_loss": self.best_val, "config": asdict(self.config),
+                          "dataset_fingerprint": self.dataset.fingerprint, "dataset_size": len(self.dataset)})
 
     def _resume(self) -> None:
         meta = load_checkpoint(self.output, self._modules(), self.optimizer)
@@ -336,6 +340,7 @@ class TransferTrainer:
         transfer = {"high_level": self.high_level.name, "high_level_dataset": str(self.config.high_level),
                     "init_from": str(self.config.init_from), "n_train": len(self.train_index),
                     "n_val": len(self.val_index), "step": self.step, "validation": validation,
+                    "dataset_fingerprint": self.dataset.fingerprint,
                     "config": asdict(self.config)}
         ema = self.ema.model
         model = MLWFModel(ema.network, ema.theory, ema.energy_head, domain=ema.domain,

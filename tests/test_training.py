@@ -51,6 +51,25 @@ def test_killed_and_resumed_run_gives_identical_weights(water_db, tmp_path):
     with pytest.raises(InputError, match="resume with the same settings"):
         Trainer(_config(water_db, tmp_path / "b", seed=5), progress=False)
 
+    # labels that changed under a run (background labelling) would move molecules between the splits:
+    # resuming on them is refused, and so is rebuilding the finished model's split for its domain
+    import shutil
+
+    from ase.db import connect
+
+    from mlwfcalc.cli import main
+
+    labels = tmp_path / "labels.db"
+    shutil.copy(water_db, labels)
+    Trainer(_config(labels, tmp_path / "c"), progress=False).run(stop_at_step=10)
+    with connect(labels) as db:
+        db.delete([next(db.select()).id])
+    with pytest.raises(InputError, match="changed since the run"):
+        Trainer(_config(labels, tmp_path / "c"), progress=False)
+    assert main(["fit-domain", str(tmp_path / "c" / "best"), str(labels), "-q"]) == 2
+    assert main(["fit-domain", str(tmp_path / "c" / "best"), str(labels), "--n-train", "3", "--n-val", "3",
+                 "-q"]) == 0  # a split chosen explicitly
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
 def test_training_on_cuda_follows_cpu_and_resumes_on_the_cpu(water_db, tmp_path):

@@ -80,6 +80,14 @@ class LabelledDataset(torch.utils.data.Dataset):
     def elements(self) -> list[int]:
         return sorted({int(z) for s in self.samples for z in s.numbers})
 
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of the samples' geometry keys in order: the same labels give the same
+        splits, so a run or a domain fit can tell whether its database changed under it."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(s.key for s in self.samples).encode()).hexdigest()[:16]
+
     def split(self, sizes: Sequence[float | int], seed: int = 0) -> list[np.ndarray]:
         """Reproducible split of the samples (:func:`split_indices`), molecule-disjoint when they know their
         molecule: then ``sizes`` count molecules (or fractions of them), and every conformer of a molecule
