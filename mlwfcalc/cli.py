@@ -96,12 +96,12 @@ def _cmd_select(args) -> None:
 
     import numpy as np
     from ase.io import write
-    from ase.units import Bohr, Hartree
 
     from .data.labelling import read_images
     from .data.selection import deduplicate, pool_summary, select_frames
     from .domain import OutOfDomainWarning
     from .predictor import load_model
+    from .uncertainty import QUANTITIES
 
     _set_threads(args.threads)
     pool = [atoms for _, _, atoms in read_images(args.frames)]
@@ -116,9 +116,10 @@ def _cmd_select(args) -> None:
     model = load_model(args.model, device=args.device)
     picked, uncertainty = select_frames(model, kept, args.n, args.by, progress=not args.quiet)
     # a Kohn-Sham model's uncertainty is an expected F error, a transfer model's an expected force error
+    quantity = model.uncertainty.config.quantity
     describe = model.uncertainty.config.describe
-    fock = model.uncertainty.config.quantity == "fock"
-    key, factor = ("uncertainty_uha", 1e6) if fock else ("uncertainty_mev_per_a", 1000 * Hartree / Bohr)
+    factor = QUANTITIES[quantity]["readable"][0]  # to micro-Hartree (F) or meV/A (forces)
+    key = "uncertainty_uha" if quantity == "fock" else "uncertainty_mev_per_a"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         for k in picked:
@@ -214,7 +215,7 @@ def _record_domain(model_dir, device: str, args) -> dict:
         warnings.filterwarnings("ignore", message=".*no recorded training domain.*")
         model = load_model(model_dir, device=device)
     dataset = LabelledDataset(model.model.record["training"]["dataset"])
-    train_index, val_index, _ = _model_split(model, dataset, argparse.Namespace(seed=None, n_train=None, n_val=None))
+    train_index, val_index, _ = _model_split(model, dataset)
     return fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
                                progress=not args.quiet)
 
@@ -287,7 +288,7 @@ def _cmd_train_energy(args) -> None:
     model = load_model(args.model, device=args.device)
     dataset = LabelledDataset(args.dataset)
     _check_labels(model, dataset)
-    train_index, val_index, seed = _model_split(model, dataset, args)
+    train_index, val_index, seed = _model_split(model, dataset, args.seed, args.n_train, args.n_val)
     config = EnergyFitConfig(term=args.term, features=args.features, hidden=[int(w) for w in args.hidden.split(",")],
                              energy_weight=args.energy_weight, force_weight=args.force_weight, epochs=args.epochs,
                              lr=args.lr, seed=seed)
@@ -322,22 +323,23 @@ def _cmd_train_energy(args) -> None:
     print(f"energy head ({config.term}) written to {model.path}")
 
 
-def _model_split(model, dataset, args) -> tuple:
-    """``(train_index, val_index, seed)``: the model's own training split, unless the flags say otherwise; on a
-    transfer model's high-level set, the split of its fine-tuning run."""
+def _model_split(model, dataset, seed: int | None = None, n_train: float | None = None,
+                 n_val: float | None = None) -> tuple:
+    """``(train_index, val_index, seed)``: the model's own training split, unless ``seed``, ``n_train`` or
+    ``n_val`` (the command-line flags) say otherwise; on a transfer model's high-level set, the split of its
+    fine-tuning run."""
+    given = (seed, n_train, n_val)
     training = model.model.record.get("training", {})
     config = training.get("train_config", {})  # the sizes as configured (molecules, for a grouped split)
-    seed = config.get("seed", 0) if args.seed is None else args.seed
-    n_train = args.n_train if args.n_train is not None else config.get("n_train", training.get("n_train", 0.9))
-    n_val = args.n_val if args.n_val is not None else config.get("n_val", training.get("n_val", 0.1))
+    defaults = (config.get("seed", 0), config.get("n_train", training.get("n_train", 0.9)),
+                config.get("n_val", training.get("n_val", 0.1)))
     transfer = model.model.record.get("transfer")
     if transfer and dataset.settings.name == transfer["high_level"]:
-        config = transfer["config"]
-        seed, n_train, n_val = (config[k] if getattr(args, k) is None else getattr(args, k)
-                                for k in ("seed", "n_train", "n_val"))
         training = transfer
+        defaults = tuple(transfer["config"][k] for k in ("seed", "n_train", "n_val"))
+    seed, n_train, n_val = (default if value is None else value for value, default in zip(given, defaults))
     recorded = training.get("dataset_fingerprint")
-    if recorded and recorded != dataset.fingerprint and (args.seed, args.n_train, args.n_val) == (None, None, None):
+    if recorded and recorded != dataset.fingerprint and given == (None, None, None):
         raise InputError(f"{dataset.path} is not the label set {model.name} was trained on as it was then (rows were "
                          "added or removed since), so the model's own split cannot be rebuilt from it: give a copy "
                          "of the labels as they were, or choose a split with --seed/--n-train/--n-val")
@@ -362,7 +364,7 @@ def _cmd_fit_domain(args) -> None:
                          f"{dataset.settings.name}: give its high-level set ({transfer['high_level_dataset']})")
     if not transfer:
         _check_labels(model, dataset)
-    train_index, val_index, _ = _model_split(model, dataset, args)
+    train_index, val_index, _ = _model_split(model, dataset, args.seed, args.n_train, args.n_val)
     summary = fit_and_save_domain(model, dataset, train_index, val_index, compositions=args.compositions,
                                   margin_ang=args.margin, threshold_factor=args.threshold_factor,
                                   quantity="forces" if transfer else "fock", progress=not args.quiet)
