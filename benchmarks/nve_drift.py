@@ -1,6 +1,6 @@
 """Energy conservation of NVE molecular dynamics with the ML energy model (velocity Verlet).
 
-    python benchmarks/nve_drift.py [--model water-pbe-def2svp] [--ps 10] [--timestep 0.5] \
+    python benchmarks/nve_drift.py [--model water-pbe-def2svp] [--molecule H2O|FILE.xyz] [--ps 10] [--timestep 0.5] \
         [--dtype float32|float64] [--temperature 500] [--threads 1]
 
 Starts from the molecule's ASE geometry with Maxwell-Boltzmann velocities (seeded), runs NVE and
@@ -14,19 +14,19 @@ import time
 
 import numpy as np
 import torch
-from ase.build import molecule
 from ase.md.verlet import VelocityVerlet
 from ase.units import fs
 
 from mlwfcalc import MLWFCalculator
-from mlwfcalc.data.sampling import thermalize
+from mlwfcalc.data.sampling import load_start_structure, thermalize
 from mlwfcalc.predictor import load_model
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="water-pbe-def2svp")
-    parser.add_argument("--molecule", default="H2O")
+    parser.add_argument("--molecule", default="H2O",
+                        help="ase.build.molecule name, or an xyz/extxyz file (last frame)")
     parser.add_argument("--ps", type=float, default=10.0)
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--temperature", type=float, default=500.0, help="K, initial velocities")
@@ -35,7 +35,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu", dtype=getattr(torch, args.dtype))
-    atoms = molecule(args.molecule)
+    atoms = load_start_structure(args.molecule)
     atoms.calc = MLWFCalculator(model)
     thermalize(atoms, args.temperature, np.random.default_rng(0))
     steps = int(round(args.ps * 1000 / args.timestep))
