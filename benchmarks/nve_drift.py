@@ -5,7 +5,8 @@
 
 Starts from the molecule's ASE geometry with Maxwell-Boltzmann velocities (seeded), runs NVE and
 prints the drift of the total energy (slope of a linear fit, meV/atom/ps), its standard deviation
-and the largest excursion, and the cost per step. Checkpoints nothing: 10 ps of water is
+and the largest excursion, and the cost per step. A trajectory that reaches geometries outside the
+model's training domain stops there; the figures then cover the steps before, and the time is printed. Checkpoints nothing: 10 ps of water is
 20,000 energy+force calls.
 """
 
@@ -18,6 +19,7 @@ from ase.md.verlet import VelocityVerlet
 from ase.units import fs
 
 from mlwfcalc import MLWFCalculator
+from mlwfcalc.domain import OutOfDomainError
 from mlwfcalc.data.sampling import load_start_structure, thermalize
 from mlwfcalc.predictor import load_model
 
@@ -48,7 +50,11 @@ def main():
 
     dynamics.attach(record, interval=10)
     start = time.perf_counter()
-    dynamics.run(steps)
+    try:
+        dynamics.run(steps)
+    except OutOfDomainError as err:  # the trajectory reached geometries the model was not trained on
+        print(f"stopped after {dynamics.nsteps} steps ({dynamics.get_time() / (1000 * fs):.3f} ps): {err}")
+        steps = max(dynamics.nsteps, 1)
     seconds = time.perf_counter() - start
     t, e = np.array(times), 1000 * (np.array(energies) - energies[0]) / len(atoms)  # meV/atom
     slope = np.polyfit(t, e, 1)[0]
