@@ -6,8 +6,8 @@
 Starts from the molecule's ASE geometry with Maxwell-Boltzmann velocities (seeded), runs NVE and
 prints the drift of the total energy (slope of a linear fit, meV/atom/ps), its standard deviation
 and the largest excursion, and the cost per step. A trajectory that reaches geometries outside the
-model's training domain stops there; the figures then cover the steps before, and the time is printed. Checkpoints nothing: 10 ps of water is
-20,000 energy+force calls.
+model's training domain stops there; the figures then cover the steps before, and the time is
+printed. Checkpoints nothing: 10 ps of water is 20,000 energy+force calls.
 """
 
 import argparse
