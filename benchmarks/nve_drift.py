@@ -56,6 +56,9 @@ def main():
         print(f"stopped after {dynamics.nsteps} steps ({dynamics.get_time() / (1000 * fs):.3f} ps): {err}")
         steps = max(dynamics.nsteps, 1)
     seconds = time.perf_counter() - start
+    if len(times) < 2:  # a run cut before its second record has no drift to fit
+        print(f"{args.molecule}: too few steps before leaving the domain to measure a drift")
+        return
     t, e = np.array(times), 1000 * (np.array(energies) - energies[0]) / len(atoms)  # meV/atom
     slope = np.polyfit(t, e, 1)[0]
     print(f"{args.molecule}, model {args.model}, network {args.dtype}, {steps} steps of {args.timestep} fs "
