@@ -13,11 +13,16 @@ from .domain import OutOfDomainError, OutOfDomainWarning  # noqa: E402
 
 
 def __getattr__(name):
-    """``MLWFCalculator`` and the ``pyscf`` front end are imported on first use (they pull in torch and PySCF)."""
+    """``MLWFCalculator``, ``SpuriousOrbitalWarning`` and the ``pyscf`` front end are imported on first use
+    (they pull in torch and PySCF)."""
     if name == "MLWFCalculator":
         from .calculator import MLWFCalculator
 
         return MLWFCalculator
+    if name == "SpuriousOrbitalWarning":
+        from .electronic import SpuriousOrbitalWarning
+
+        return SpuriousOrbitalWarning
     if name == "pyscf":
         import importlib
 
@@ -39,4 +44,5 @@ def list_models():
     return _list()
 
 
-__all__ = ["InputError", "MLWFCalculator", "OutOfDomainError", "OutOfDomainWarning", "__version__", "list_models", "load_model"]
+__all__ = ["InputError", "MLWFCalculator", "OutOfDomainError", "OutOfDomainWarning", "SpuriousOrbitalWarning",
+           "__version__", "list_models", "load_model"]

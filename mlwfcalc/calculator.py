@@ -24,7 +24,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import Bohr, Hartree
 
 from .domain import DOMAIN_POLICIES, OutOfDomainWarning
-from .electronic import dipole_moment, mulliken_charges, write_density_cube, write_orbital_cube
+from .electronic import (SpuriousOrbitalWarning, dipole_moment, mulliken_charges, write_density_cube,
+                         write_orbital_cube)
 from .predictor import HamiltonianPredictor, Prediction, load_model
 from .uncertainty import QUANTITIES, FeatureDistance
 from .validation import InputError
@@ -68,8 +69,11 @@ class MLWFCalculator(Calculator):
     atomic environments to the training data (None in mode ``"scf"``, whose answer is exact DFT, and for
     models without a fitted uncertainty). When it passes the model's threshold (an expected error twice
     the validation set's) the calculator warns once and counts such calls in
-    ``flagged_calls``; ``results["uncertainty_above_threshold"]`` says it for the last call. All are
-    computed in one pass and cached. ``calls`` counts the passes actually computed.
+    ``flagged_calls``; ``results["uncertainty_above_threshold"]`` says it for the last call. Likewise a
+    prediction whose occupied orbitals include a spurious one (an F error along the basis's near-linear
+    dependencies, :mod:`mlwfcalc.electronic`) warns once, is counted in ``spurious_calls`` and listed in
+    ``results["spurious_orbitals"]`` (empty when the orbitals look physical). All are computed in one
+    pass and cached. ``calls`` counts the passes actually computed.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges", "uncertainty"]
@@ -89,6 +93,7 @@ class MLWFCalculator(Calculator):
                              "mode='variational' or 'scf', or fit one with `mlwfcalc train-energy`")
         self.calls = 0
         self.flagged_calls = 0
+        self.spurious_calls = 0
         self._warned: set[str] = set()
         self.prediction: Prediction | None = None
 
@@ -117,24 +122,27 @@ class MLWFCalculator(Calculator):
         if outside:
             self._warn_once("domain", str(caught[-1].message), OutOfDomainWarning)
         mode = self.parameters.mode
-        if mode == "ml":
-            (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], forces=True)
-            energy, forces = prediction.energy, prediction.forces
-        elif mode == "variational":
-            from .pyscf import reference_scf, variational_energy
+        with warnings.catch_warnings():  # counted and warned about once by _flag_spurious
+            warnings.simplefilter("ignore", SpuriousOrbitalWarning)
+            if mode == "ml":
+                (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], forces=True)
+                energy, forces = prediction.energy, prediction.forces
+            elif mode == "variational":
+                from .pyscf import reference_scf, variational_energy
 
-            (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], energy=False)
-            mf = reference_scf(self.model, prediction.mol)  # one object: its grids serve energy and gradient
-            energy = variational_energy(self.model, prediction, mf)
-            gradient = mf.nuc_grad_method().kernel(
-                mo_energy=prediction.mo_energy, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
-            forces = -gradient
-        else:
-            prediction, energy, forces = self._scf(atoms, charge, spin)
+                (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], energy=False)
+                mf = reference_scf(self.model, prediction.mol)  # one object: its grids serve energy and gradient
+                energy = variational_energy(self.model, prediction, mf)
+                gradient = mf.nuc_grad_method().kernel(
+                    mo_energy=prediction.mo_energy, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
+                forces = -gradient
+            else:
+                prediction, energy, forces = self._scf(atoms, charge, spin)
         prediction.outside_domain = outside
         self.prediction = prediction
         self.results = ase_results(prediction, energy, forces, self.model.uncertainty)
         self.results["uncertainty_above_threshold"] = self._flag(prediction, atoms)
+        self.results["spurious_orbitals"] = self._flag_spurious(prediction, atoms)
         self.calls += 1
 
     def _flag(self, prediction: Prediction, atoms: Atoms) -> bool:
@@ -150,6 +158,18 @@ class MLWFCalculator(Calculator):
                         "Later crossings are counted in calc.flagged_calls, not warned.", UserWarning)
         return True
 
+    def _flag_spurious(self, prediction: Prediction, atoms: Atoms) -> list[int]:
+        """The prediction's spurious occupied orbitals (:attr:`Prediction.spurious_orbitals`); warns the first time."""
+        if not prediction.spurious_orbitals:
+            return []
+        self.spurious_calls += 1
+        self._warn_once("spurious", f"{atoms.get_chemical_formula()}: occupied orbital(s) "
+                        f"{prediction.spurious_orbitals} predicted by {self.model.name} are spurious (made of the "
+                        "basis's near-linear dependencies): orbitals, dipole and charges are unreliable for this "
+                        "structure, whatever the uncertainty says; mode='scf' gives exact DFT. Later such calls are "
+                        "counted in calc.spurious_calls, not warned.", SpuriousOrbitalWarning)
+        return list(prediction.spurious_orbitals)
+
     def _warn_once(self, kind: str, message: str, category: type[Warning]) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
@@ -161,8 +181,9 @@ class MLWFCalculator(Calculator):
         Mode ``"ml"`` only: ``batch_size`` molecules share one network pass and one backward pass. Each
         image gets a :class:`~ase.calculators.singlepoint.SinglePointCalculator` holding energy,
         free_energy, forces, dipole and charges (ASE units), and in its ``results`` the uncertainty
-        (eV) and its flag, so ``image.get_potential_energy()`` works afterwards without recomputing. Charge and spin come from the calculator or each image's ``info``
-        and must be the same for all images. ``calls`` grows by the number of network passes.
+        (eV), its flag and the spurious orbitals, so ``image.get_potential_energy()`` works afterwards
+        without recomputing. Charge and spin come from the calculator or each image's ``info`` and must be
+        the same for all images. ``calls`` grows by the number of network passes.
 
         Returns:
             ``(n_images,)`` energies in eV, in input order.
@@ -175,13 +196,16 @@ class MLWFCalculator(Calculator):
         if len(states) > 1:
             raise InputError(f"calculate_batch needs one charge and spin for all images, got {sorted(states)}")
         charge, spin = states.pop() if states else (0, 0)
-        predictions = self.model.predict(images, charge, spin, forces=True, batch_size=batch_size,
-                                         domain=self.parameters.domain)
+        with warnings.catch_warnings():  # counted and warned about once by _flag_spurious
+            warnings.simplefilter("ignore", SpuriousOrbitalWarning)
+            predictions = self.model.predict(images, charge, spin, forces=True, batch_size=batch_size,
+                                             domain=self.parameters.domain)
         for image, prediction in zip(images, predictions):
             results = ase_results(prediction, prediction.energy, prediction.forces, self.model.uncertainty)
             extra = {k: results.pop(k) for k in ("uncertainty", "uncertainty_unit")}  # not ASE's properties
             image.calc = SinglePointCalculator(image, **results)
-            image.calc.results.update(extra, uncertainty_above_threshold=self._flag(prediction, image))
+            image.calc.results.update(extra, uncertainty_above_threshold=self._flag(prediction, image),
+                                      spurious_orbitals=self._flag_spurious(prediction, image))
         self.calls += math.ceil(len(images) / batch_size)
         return np.array([p.energy * Hartree for p in predictions])
 

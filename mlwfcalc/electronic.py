@@ -3,6 +3,13 @@
 ``F C = S C e`` is solved by Lowdin orthogonalisation with the exact overlap: ``X = U s^-1/2``
 over the overlap eigenvectors whose eigenvalue exceeds a threshold (near-linear dependencies are
 dropped with a warning), ``F' = X^T F X``, ``eigh``, ``C = X C'``. Closed shell: ``P = 2 C_occ C_occ^T``.
+
+An error ``d`` of a predicted F along an overlap eigenvector ``u_k`` enters ``F'`` as ``d / s_k``: where
+the basis is nearly linearly dependent (def2-SVP on malondialdehyde: smallest ``s_k`` about 0.002) a
+small AO-basis error can pull a spurious orbital, made of those near-null directions, below the LUMO.
+Every solve therefore records each orbital's weight on the eigenvectors with ``s_k <``
+:data:`NEAR_NULL_OVERLAP` (the squared components of ``C'`` there, 0 to 1); converged Kohn-Sham orbitals
+carry almost none, so an occupied orbital above :data:`SPURIOUS_WEIGHT` is an artefact of the F error.
 """
 
 from __future__ import annotations
@@ -14,6 +21,12 @@ import torch
 
 #: Overlap eigenvalues below this are treated as linear dependencies and projected out.
 OVERLAP_THRESHOLD = 1e-7
+#: Overlap eigenvalues below this span the basis's near-linear dependencies (see the module docstring).
+NEAR_NULL_OVERLAP = 1e-2
+#: An occupied orbital with more weight than this on the near-linear dependencies is spurious. Measured on
+#: PBE/def2-SVP malondialdehyde at 300-900 K: converged Kohn-Sham orbitals at most 5e-4; the spurious
+#: orbitals of a model trained on F alone 0.04-0.78, with orbital-energy errors of 2,000-100,000 micro-Hartree.
+SPURIOUS_WEIGHT = 0.02
 
 
 @dataclass
@@ -24,39 +37,54 @@ class Orbitals:
         energies: ``(nmo,)`` orbital energies, Hartree, ascending.
         coefficients: ``(nao, nmo)`` MO coefficients in the AO basis (columns are orbitals).
         occupations: ``(nmo,)`` 2 for the lowest ``n_electrons / 2`` orbitals, else 0.
+        near_null_weight: ``(nmo,)`` each orbital's weight (0 to 1) on the overlap eigenvectors with
+            eigenvalue below :data:`NEAR_NULL_OVERLAP`.
     """
 
     energies: torch.Tensor
     coefficients: torch.Tensor
     occupations: torch.Tensor
+    near_null_weight: torch.Tensor
 
     @property
     def n_occupied(self) -> int:
         return int((self.occupations > 0).sum())
+
+    def spurious_occupied(self) -> list[int]:
+        """Indices of the occupied orbitals of one molecule whose :attr:`near_null_weight` exceeds
+        :data:`SPURIOUS_WEIGHT`: artefacts of an F error along the basis's near-linear dependencies."""
+        return [i for i in range(self.n_occupied) if float(self.near_null_weight[i]) > SPURIOUS_WEIGHT]
 
     def density_matrix(self) -> torch.Tensor:
         """``(nao, nao)`` closed-shell AO density matrix ``P = C diag(occ) C^T``."""
         return (self.coefficients * self.occupations.unsqueeze(-2)) @ self.coefficients.transpose(-1, -2)
 
 
+class SpuriousOrbitalWarning(UserWarning):
+    """A predicted F gave occupied orbitals made of the basis's near-linear dependencies (see the module docstring)."""
+
+
 class LinearDependencyInBatch(ValueError):
     """A batched solve met an overlap with linear dependencies (molecules would differ in orbital count)."""
 
 
-def lowdin_orthogonaliser(overlap: torch.Tensor, threshold: float = OVERLAP_THRESHOLD) -> torch.Tensor:
-    """``X`` ``(..., nao, nmo)`` with ``X^T S X = 1``; drops overlap eigenvalues below ``threshold`` with a warning.
+def lowdin_orthogonaliser(overlap: torch.Tensor, threshold: float = OVERLAP_THRESHOLD
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, s)``: ``X`` ``(..., nao, nmo)`` with ``X^T S X = 1``, its columns the overlap eigenvectors
+    divided by ``sqrt(s)``, and ``s`` ``(..., nmo)`` their eigenvalues. Drops overlap eigenvalues below
+    ``threshold`` with a warning.
 
     A batch ``(B, nao, nao)`` with such eigenvalues raises :class:`LinearDependencyInBatch`: solve those one by one.
     """
     s, u = torch.linalg.eigh(overlap)
     keep = s > threshold
     if bool(keep.all()):
-        return u / s.sqrt().unsqueeze(-2)
+        return u / s.sqrt().unsqueeze(-2), s
     if overlap.dim() > 2:
         raise LinearDependencyInBatch("an overlap in the batch is nearly singular: solve its molecule alone")
     warnings.warn(f"overlap matrix is nearly singular (smallest eigenvalue {float(s.min()):.2e}): "
                   f"{int((~keep).sum())} linear combination(s) of AOs dropped", RuntimeWarning, stacklevel=2)
-    return u[:, keep] / s[keep].sqrt()
+    return u[:, keep] / s[keep].sqrt(), s[keep]
 
 
 def solve_orbitals(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
@@ -67,11 +95,13 @@ def solve_orbitals(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
     """
     if n_electrons % 2:
         raise ValueError(f"{n_electrons} electrons: closed-shell orbitals need an even count")
-    x = lowdin_orthogonaliser(overlap, threshold)
+    x, s = lowdin_orthogonaliser(overlap, threshold)
     energies, c_orth = torch.linalg.eigh(x.transpose(-1, -2) @ fock @ x)
     occupations = torch.zeros_like(energies)
     occupations[..., : n_electrons // 2] = 2.0
-    return Orbitals(energies=energies, coefficients=x @ c_orth, occupations=occupations)
+    near_null = (s < NEAR_NULL_OVERLAP).to(c_orth.dtype).unsqueeze(-1)  # rows of C' are overlap eigenvectors
+    return Orbitals(energies=energies, coefficients=x @ c_orth, occupations=occupations,
+                    near_null_weight=(near_null * c_orth.square()).sum(-2))
 
 
 def energy_weighted_density_matrix(orbitals: Orbitals) -> torch.Tensor:

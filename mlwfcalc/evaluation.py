@@ -47,6 +47,7 @@ class EvaluationReport:
     force_mae_mev_per_a: float | None = None
     mean_uncertainty_uha: float | None = None
     outside_domain_percent: float | None = None
+    spurious_orbital_percent: float | None = None  # molecules with a spurious occupied orbital (electronic.py)
 
     def rows(self) -> list[tuple[str, str]]:
         """``(metric, value with unit)`` pairs, the table's rows."""
@@ -58,6 +59,8 @@ class EvaluationReport:
                 ("MAE of HOMO-LUMO gap", f"{self.homo_lumo_gap_mae_uha:.1f} micro-Hartree "
                                          f"({self.homo_lumo_gap_mae_mev:.2f} meV)"),
                 ("mean |dipole error| (predicted density)", f"{self.dipole_mae_debye:.4f} Debye")]
+        if self.spurious_orbital_percent is not None:
+            rows.append(("with a spurious occupied orbital", f"{self.spurious_orbital_percent:.1f} %"))
         if self.energy_mae_mev is not None:
             rows += [("energy head: energy MAE", f"{self.energy_mae_mev:.2f} meV"),
                      ("energy head: force MAE (per component)", f"{self.force_mae_mev_per_a:.1f} meV/A")]
@@ -99,7 +102,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     if settings.xc != model.functional:
         raise InputError(f"dataset {dataset.path} was labelled with {settings.xc}, the model with {model.functional}")
     f_err, f_max, e_err, cosines, gap_err, dip_err = [], 0.0, [], [], [], []
-    energy_err, force_err, uncertainties, outside = [], [], [], 0
+    energy_err, force_err, uncertainties, outside, spurious = [], [], [], 0, 0
     ref_sample, pred_sample = [], []
     rng = np.random.default_rng(0)
     # one rotation per sample of the whole set, so a subset sees the molecules as the whole-set run does
@@ -130,6 +133,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
             orb_p = solve_orbitals(fock, overlap, mol.nelectron)
             orb_r = solve_orbitals(ref, overlap, mol.nelectron)
             n = orb_r.n_occupied
+            spurious += bool(orb_p.spurious_occupied())
             e_err.append(float((orb_p.energies[:n] - orb_r.energies[:n]).abs().mean()))
             cp, cr = orb_p.coefficients[:, :n], orb_r.coefficients[:, :n]
             cosines.append(float(((cp * cr).sum(0).abs() / (cp.norm(dim=0) * cr.norm(dim=0))).mean()))
@@ -150,7 +154,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                               force_mae_mev_per_a=(1e3 * Hartree / Bohr * float(np.concatenate(force_err).mean())
                                                    if head else None),
                               mean_uncertainty_uha=1e6 * float(np.mean(uncertainties)) if uncertainties else None,
-                              outside_domain_percent=100 * outside / len(indices) if model.domain is not None else None)
+                              outside_domain_percent=100 * outside / len(indices) if model.domain is not None else None,
+                              spurious_orbital_percent=100 * spurious / len(indices))
     if parity_plot:
         _parity_plot(np.concatenate(ref_sample), np.concatenate(pred_sample), report, parity_plot)
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -13,7 +14,7 @@ from ase.units import Bohr
 from pyscf import gto
 
 from .domain import OutOfDomainError, enforce, hill_formula, models_that_fit
-from .electronic import LinearDependencyInBatch, Orbitals, solve_orbitals
+from .electronic import SPURIOUS_WEIGHT, LinearDependencyInBatch, Orbitals, SpuriousOrbitalWarning, solve_orbitals
 from .energy import core_hamiltonian
 from .io import read_model
 from .nn.graph import make_batch
@@ -42,6 +43,10 @@ class Prediction:
             Compare it with ``model.uncertainty_threshold``.
         outside_domain: what lies outside the model's training domain (computed with ``domain="warn"``);
             empty inside.
+        spurious_orbitals: indices of occupied orbitals that are artefacts of the predicted F (made of the
+            basis's near-linear dependencies, :meth:`~mlwfcalc.electronic.Orbitals.spurious_occupied`;
+            a :class:`SpuriousOrbitalWarning` was issued): orbital energies, density and dipole are then
+            unreliable even where the F uncertainty looks small. Empty when the orbitals look physical.
     """
 
     fock: np.ndarray
@@ -55,6 +60,7 @@ class Prediction:
     forces: np.ndarray | None = None
     uncertainty: float | None = None
     outside_domain: list[str] = field(default_factory=list)
+    spurious_orbitals: list[int] = field(default_factory=list)
 
     @property
     def homo_lumo_gap(self) -> float:
@@ -228,18 +234,29 @@ class HamiltonianPredictor:
         overlaps = [mol.intor("int1e_ovlp") for mol in moles]
         orbitals = _solve_orbitals(focks, overlaps, [mol.nelectron for mol in moles])
         results = []
-        for k, (mol, fock, overlap, (mo_energy, mo_coeff, mo_occ, density)) in enumerate(
+        for k, (mol, fock, overlap, (mo_energy, mo_coeff, mo_occ, density, spurious)) in enumerate(
                 zip(moles, focks, overlaps, orbitals)):
+            if spurious:
+                where = f"{molecules[k].get_chemical_formula()}" + (f" (molecule {k})" if len(moles) > 1 else "")
+                warnings.warn(f"{where}: occupied orbital(s) {spurious} of {self.name}'s prediction are spurious "
+                              f"(made of the basis's near-linear dependencies, where F errors are magnified "
+                              f"about 1/s_min = {1 / np.linalg.eigvalsh(overlap)[0]:.0f} times): orbital "
+                              "energies, density and dipole are unreliable here even if the F uncertainty is "
+                              "small. Label such geometries and fine-tune with the orbital loss "
+                              "(orbital_loss_weight), or use a PySCF SCF for this geometry",
+                              SpuriousOrbitalWarning, stacklevel=3)
             results.append(Prediction(fock=fock, overlap=overlap, mo_energy=mo_energy, mo_coeff=mo_coeff,
                                       mo_occ=mo_occ, density_matrix=density, mol=mol,
                                       energy=None if out.energies is None else float(out.energies[k]),
                                       forces=None if out.forces is None else out.forces[k],
-                                      uncertainty=None if out.uncertainty is None else float(out.uncertainty[k])))
+                                      uncertainty=None if out.uncertainty is None else float(out.uncertainty[k]),
+                                      spurious_orbitals=spurious))
         return results
 
 
 def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_electrons: list[int]):
-    """Per molecule ``(mo_energy, mo_coeff, mo_occ, density_matrix)`` (numpy), one batched solve per equal size.
+    """Per molecule ``(mo_energy, mo_coeff, mo_occ, density_matrix, spurious occupied orbitals)`` (numpy and a
+    list), one batched solve per equal size.
 
     A group holding a nearly singular overlap falls back to one solve per molecule (with the warning).
     """
@@ -255,12 +272,15 @@ def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_elect
             solved = []
             for k in members:
                 alone = solve_orbitals(torch.as_tensor(focks[k]), torch.as_tensor(overlaps[k]), n)
-                solved.append(([k], Orbitals(alone.energies[None], alone.coefficients[None], alone.occupations[None])))
+                solved.append(([k], Orbitals(alone.energies[None], alone.coefficients[None], alone.occupations[None],
+                                             alone.near_null_weight[None])))
         for part, orbitals in solved:
             arrays = [np.asarray(t) for t in (orbitals.energies, orbitals.coefficients, orbitals.occupations,
                                               orbitals.density_matrix())]
+            n_occupied = n // 2
             for i, k in enumerate(part):
-                out[k] = tuple(a[i] for a in arrays)
+                weight = orbitals.near_null_weight[i]
+                out[k] = (*(a[i] for a in arrays), [j for j in range(n_occupied) if float(weight[j]) > SPURIOUS_WEIGHT])
     return out
 
 

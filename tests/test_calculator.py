@@ -1,5 +1,8 @@
 """The ASE calculator with the shipped water model: caching, optimisation, modes, accessors, bad input."""
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -151,3 +154,43 @@ def test_predict_reads_charge_and_spin_from_atoms_info():
     neutral = molecule("H2O")
     neutral.info.update(charge=1, spin=1)
     assert model.predict(neutral, charge=0, spin=0).mol.charge == 0  # explicit arguments win
+
+
+class _CorruptedAlongNearNullSpace(mlwfcalc.predictor.HamiltonianPredictor):
+    """The malondialdehyde model with F's component along the overlap's smallest eigenvector u set to
+    -0.002 Hartree (converged: about +0.002): an F error of a few micro-Hartree (MAE), what a model trained
+    on the F loss alone does on some geometries (see mlwfcalc.electronic)."""
+
+    def network_pass(self, molecules, moles, energy=False, forces=False):
+        out = super().network_pass(molecules, moles, energy, forces)
+        for k, mol in enumerate(moles):
+            _, u = np.linalg.eigh(mol.intor("int1e_ovlp"))
+            fock = out.fock[k, :mol.nao, :mol.nao]
+            fock -= (u[:, 0] @ fock @ u[:, 0] + 0.002) * np.outer(u[:, 0], u[:, 0])
+        return out
+
+
+def test_a_spurious_occupied_orbital_is_warned_once_counted_and_reported():
+    from mlwfcalc.electronic import SpuriousOrbitalWarning
+    from mlwfcalc.io import MODELS_DIR
+
+    with pytest.warns(UserWarning, match="preliminary"):
+        shipped = mlwfcalc.load_model("malondialdehyde-pbe-def2svp", device="cpu")
+    reference = json.loads((MODELS_DIR / "malondialdehyde-pbe-def2svp" / "reference.json").read_text())
+    atoms = Atoms(reference["numbers"], positions=reference["positions_angstrom"])
+    atoms.calc = MLWFCalculator(shipped)
+    atoms.get_potential_energy()
+    assert atoms.calc.results["spurious_orbitals"] == [] and atoms.calc.spurious_calls == 0
+
+    corrupted = _CorruptedAlongNearNullSpace(shipped.model, shipped.device, shipped.path)
+    atoms.calc = MLWFCalculator(corrupted)
+    with pytest.warns(SpuriousOrbitalWarning, match="spurious"):
+        atoms.get_potential_energy()
+    assert atoms.calc.results["spurious_orbitals"] and atoms.calc.spurious_calls == 1
+    atoms.positions[0] += 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpuriousOrbitalWarning)  # warned once per calculator
+        atoms.get_potential_energy()
+    assert atoms.calc.spurious_calls == 2
+    with pytest.warns(SpuriousOrbitalWarning):  # the Python API warns on every prediction
+        assert corrupted.predict(atoms).spurious_orbitals

@@ -1,4 +1,7 @@
-"""The electronic layer against PySCF: orbitals, density matrix, dipole, charges, cube files, band energy."""
+"""The electronic layer against PySCF: orbitals, density matrix, dipole, charges, cube files, band energy,
+and the check for spurious orbitals."""
+
+import json
 
 import numpy as np
 import pytest
@@ -10,8 +13,9 @@ from pyscf import dft
 from pyscf.scf.hf import mulliken_pop
 
 from mlwfcalc.basis import BasisLayout
-from mlwfcalc.electronic import (band_energy, dipole_moment, electron_density, lowdin_charges, mulliken_charges,
-                                 solve_orbitals, write_density_cube, write_orbital_cube)
+from mlwfcalc.electronic import (NEAR_NULL_OVERLAP, band_energy, dipole_moment, electron_density, lowdin_charges,
+                                 mulliken_charges, solve_orbitals, write_density_cube, write_orbital_cube)
+from mlwfcalc.io import MODELS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +158,42 @@ def test_smooth_density_matrix_matches_eigh_and_has_second_derivatives(water_scf
     ov = (torch.eye(5, dtype=torch.float64) + 0.05 * torch.ones(5, 5, dtype=torch.float64)).requires_grad_(True)
     assert torch.autograd.gradcheck(smooth, (degenerate, ov), atol=1e-6)
     assert torch.autograd.gradgradcheck(smooth, (degenerate, ov), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def malondialdehyde_reference():
+    """Mole, PySCF PBE/def2-SVP F and overlap of the malondialdehyde model's reference geometry (float64).
+    def2-SVP on malondialdehyde is nearly linearly dependent (smallest overlap eigenvalue about 0.002)."""
+    reference = json.loads((MODELS_DIR / "malondialdehyde-pbe-def2svp" / "reference.json").read_text())
+    numbers = np.array(reference["numbers"])
+    mol = BasisLayout("def2-svp", numbers).make_mole(numbers, np.array(reference["positions_angstrom"]) / Bohr)
+    return mol, torch.as_tensor(np.array(reference["fock_hartree"])), torch.as_tensor(mol.intor("int1e_ovlp"))
+
+
+def test_converged_orbitals_carry_no_weight_on_the_near_linear_dependencies(malondialdehyde_reference):
+    mol, fock, overlap = malondialdehyde_reference
+    s = torch.linalg.eigvalsh(overlap)
+    n_near_null = int((s < NEAR_NULL_OVERLAP).sum())
+    assert n_near_null >= 1  # the basis has near-linear dependencies: the check has something to look at
+    orbitals = solve_orbitals(fock, overlap, mol.nelectron)
+    # the weights are the squared components of an orthogonal matrix: over all orbitals they sum to the count
+    assert abs(float(orbitals.near_null_weight.sum()) - n_near_null) < 1e-8
+    assert float(orbitals.near_null_weight[:orbitals.n_occupied].max()) < 1e-3
+    assert orbitals.spurious_occupied() == []
+
+
+def test_a_tiny_f_error_along_a_near_linear_dependency_makes_a_spurious_occupied_orbital(malondialdehyde_reference):
+    """An AO-basis F error of a few micro-Hartree (MAE) along the overlap's smallest eigenvector is magnified
+    by 1/s_min (about 500x) and pulls an orbital of the near-null space below the LUMO; the same error along
+    the largest eigenvector changes the orbital energies by micro-Hartree. The check tells them apart."""
+    mol, fock, overlap = malondialdehyde_reference
+    s, u = torch.linalg.eigh(overlap)
+    reference = solve_orbitals(fock, overlap, mol.nelectron)
+    n = reference.n_occupied
+    for k, spurious in ((0, True), (-1, False)):
+        error = -0.003 * torch.outer(u[:, k], u[:, k])
+        assert float(error.abs().mean()) < 2e-5  # far below any model's F MAE
+        orbitals = solve_orbitals(fock + error, overlap, mol.nelectron)
+        shift = float((orbitals.energies[:n] - reference.energies[:n]).abs().mean())
+        assert bool(orbitals.spurious_occupied()) == spurious
+        assert (shift > 1e-3) == spurious  # spurious: the occupied spectrum is wrong by milli-Hartree
