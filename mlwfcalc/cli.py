@@ -12,9 +12,24 @@ from .validation import InputError
 
 
 def _cmd_sample(args) -> None:
-    from .data.sampling import load_start_structure, sample_md, sample_normal_modes, sample_trajectories
+    from .data.sampling import (load_start_structure, sample_md, sample_normal_modes, sample_tautomer_path,
+                                sample_trajectories)
 
     temperatures, seeds = _numbers(args.temperature, float, "--temperature"), _numbers(args.seed, int, "--seed")
+    if (args.method == "tautomer-path") != (args.mapping is not None):
+        raise InputError("--method tautomer-path needs --mapping (and --mapping belongs to it)")
+    if args.method == "tautomer-path":
+        from .data.labelling import read_images
+
+        if len(seeds) > 1:
+            raise InputError("--method tautomer-path takes one --seed")
+        sources = [atoms for _, _, atoms in read_images([args.start])]
+        frames = sample_tautomer_path(sources, args.output, mapping=_numbers(args.mapping, int, "--mapping"),
+                                      n_frames=args.frames, min_fraction=args.min_fraction, seed=seeds[0],
+                                      overwrite=args.overwrite)
+        print(f"wrote {len(frames)} frames along the tautomer path of {sources[0].get_chemical_formula()} to "
+              f"{args.output} (from {len(sources)} frames of {args.start}; path fractions {args.min_fraction:g}-0.5)")
+        return
     if args.every_frame:
         from .data.labelling import read_images
 
@@ -581,20 +596,28 @@ def build_parser() -> argparse.ArgumentParser:
                                       "distortions")
     p.add_argument("start", help="xyz/extxyz file (last frame is used) or an ase.build.molecule name such as H2O")
     p.add_argument("-o", "--output", required=True, help="extxyz file to write")
-    p.add_argument("--method", choices=["md", "normal-modes"], default="md",
+    p.add_argument("--method", choices=["md", "normal-modes", "tautomer-path"], default="md",
                    help="md (default): Langevin MD trajectories; normal-modes: classical harmonic distortions of "
-                        "the relaxed molecule (independent frames, reaching stretched bonds)")
+                        "the relaxed molecule (independent frames, reaching stretched bonds); tautomer-path: "
+                        "START's frames (all of them: thermal frames) interpolated towards their own relabelled "
+                        "copy (--mapping), along a degenerate rearrangement such as a proton transfer")
     p.add_argument("--temperature", default="500",
                    help="K, or a comma-separated list (one MD run per temperature and seed; normal modes: the "
                         "temperatures in turn); default 500, as MD17")
     p.add_argument("--frames", type=int, default=100,
-                   help="frames per MD run (per temperature and seed), or in all for normal modes (default 100)")
+                   help="frames per MD run (per temperature and seed), or in all for normal modes and tautomer-path "
+                        "(default 100)")
     p.add_argument("--interval", type=int, default=20, help="MD steps between frames (default 20)")
     p.add_argument("--timestep", type=float, default=0.5, help="fs (default 0.5)")
     p.add_argument("--equilibration", type=int, default=200, help="MD steps before the first frame (default 200)")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
     p.add_argument("--seed", default="0", help="seed, or a comma-separated list (one MD run per seed)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--mapping", help="tautomer-path: comma-separated atom indices, atom i of the rearranged molecule "
+                                     "is atom MAPPING[i] of START (malondialdehyde O C C C O H H H H: "
+                                     "4,3,2,1,0,5,8,7,6)")
+    p.add_argument("--min-fraction", type=float, default=0.1,
+                   help="tautomer-path: smallest interpolation fraction; fractions are uniform in [this, 0.5]")
     p.add_argument("--every-frame", action="store_true",
                    help="START holds many molecules (e.g. train.xyz of `mlwfcalc molecules`): relax each with "
                         "GFN2-xTB and run MD from each (per temperature and seed)")

@@ -71,3 +71,35 @@ def test_select_picks_the_frames_the_model_knows_least(tmp_path, capsys):
     write(tmp_path / "few.extxyz", read(pool, ":3"))
     with pytest.raises(SystemExit):
         main(["select", str(pool), "-o", str(picked), "--model", "water-pbe-def2svp"])  # --n is required
+
+
+def test_tautomer_path_reaches_the_symmetric_structure_and_refuses_wrong_mappings(tmp_path):
+    """Malondialdehyde's proton transfer: halfway along the path every frame is symmetric under the
+    relabelling (the proton equidistant from both O, each C-H pair alike); a mapping that swaps the
+    wrong atoms, or none, is refused with the reason."""
+    from mlwfcalc.data.sampling import sample_tautomer_path
+    from mlwfcalc.validation import InputError
+
+    start = read("examples/structures/malondialdehyde.xyz")
+    frames = []
+    for k in range(6):
+        frame = start.copy()
+        frame.rattle(0.05, seed=k)
+        frames.append(frame)
+    mapping = [4, 3, 2, 1, 0, 5, 8, 7, 6]  # O C C C O H H H H: the two halves swap, the proton stays
+    halfway = sample_tautomer_path(frames, tmp_path / "half.xyz", mapping=mapping, n_frames=6, min_fraction=0.5)
+    for frame in halfway:
+        assert frame.info["method"] == "tautomer-path" and frame.info["path_fraction"] == 0.5
+        assert abs(frame.get_distance(0, 5) - frame.get_distance(4, 5)) < 1e-8
+        assert abs(frame.get_distance(1, 6) - frame.get_distance(3, 8)) < 1e-8
+        assert 1.1 < frame.get_distance(0, 5) < 1.7  # between the O-H bond and the hydrogen bond
+    spread = sample_tautomer_path(frames, tmp_path / "path.xyz", mapping=mapping, n_frames=6, seed=1)
+    fractions = [f.info["path_fraction"] for f in spread]
+    assert all(0.1 <= f <= 0.5 for f in fractions) and len(set(fractions)) == 6
+    assert len(read(tmp_path / "path.xyz", index=":")) == 6
+    with pytest.raises(InputError, match="apart halfway"):
+        sample_tautomer_path(frames, tmp_path / "bad.xyz", mapping=[4, 3, 2, 1, 0, 5, 8, 6, 7])
+    with pytest.raises(InputError, match="identity"):
+        sample_tautomer_path(frames, tmp_path / "none.xyz", mapping=list(range(9)))
+    with pytest.raises(InputError, match="same element"):
+        sample_tautomer_path(frames, tmp_path / "elements.xyz", mapping=[5, 3, 2, 1, 0, 4, 8, 7, 6])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -271,3 +272,72 @@ def sample_normal_modes(start: Atoms, output: str | Path, *, temperatures_K: lis
         frames.append(frame)
     write(output, frames, format="extxyz")
     return frames
+
+
+def best_orthogonal_fit(mobile: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``mobile`` ``(n, 3)`` moved onto ``target`` ``(n, 3)`` (Angstrom) by the translation and orthogonal map,
+    proper rotation or rotation-reflection, of least squared deviation (Kabsch, both handednesses)."""
+    mobile_c, target_c = mobile - mobile.mean(0), target - target.mean(0)
+    u, _, vt = np.linalg.svd(mobile_c.T @ target_c)
+    maps = [u @ vt, u @ np.diag([1.0, 1.0, -1.0]) @ vt]  # the optimal map of each determinant sign
+    moved = [mobile_c @ m + target.mean(0) for m in maps]
+    return min(moved, key=lambda x: float(np.sum((x - target) ** 2)))
+
+
+def sample_tautomer_path(frames: Sequence[Atoms], output: str | Path, *, mapping: Sequence[int], n_frames: int = 100,
+                         min_fraction: float = 0.1, seed: int = 0, overwrite: bool = False) -> list[Atoms]:
+    """Frames along a degenerate rearrangement, such as malondialdehyde's O-H...O proton transfer.
+
+    MD rarely crosses a low barrier that the reference method has and the sampler's method does not,
+    so a model trained on MD alone leaves its domain when its own MD crosses it. When the rearrangement
+    leads to the same molecule with its atoms relabelled (``mapping``: atom i of the product is atom
+    ``mapping[i]`` of the reactant; malondialdehyde O C C C O H H H H: 4,3,2,1,0,5,8,7,6), each thermal
+    frame X is relabelled, fitted onto X (:func:`best_orthogonal_fit`: the energy is invariant under
+    both handednesses), and interpolated, ``X + f (X' - X)``, with ``f`` uniform in
+    ``[min_fraction, 0.5]``: ``f = 0.5`` is a thermal copy of the symmetric transition structure, and
+    ``f > 0.5`` repeats ``f < 0.5`` up to the relabelling.
+
+    Args:
+        frames: thermal frames of the molecule (MD or normal modes), Angstrom; ``n_frames`` of them are
+            drawn without replacement.
+
+    Returns:
+        The written frames, each with ``info`` keys ``method="tautomer-path"``, ``path_fraction``,
+        ``source_frame`` and, when the source had them, ``target_temperature_K`` and ``seed``.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists; choose another file or pass --overwrite")
+    if not frames:
+        raise InputError("no frames to start the tautomer path from")
+    numbers = frames[0].numbers
+    mapping = np.asarray(mapping, dtype=int)
+    if sorted(mapping.tolist()) != list(range(len(numbers))) or not np.array_equal(numbers[mapping], numbers):
+        raise InputError(f"--mapping must be a permutation of 0..{len(numbers) - 1} that sends every atom to one of "
+                         f"the same element; got {mapping.tolist()} for {frames[0].get_chemical_formula()}")
+    if np.array_equal(mapping, np.arange(len(numbers))):
+        raise InputError("--mapping is the identity: it describes no rearrangement")
+    if not 0.0 <= min_fraction <= 0.5:
+        raise InputError(f"the smallest path fraction must lie in [0, 0.5], got {min_fraction}")
+    if any(not np.array_equal(f.numbers, numbers) for f in frames):
+        raise InputError("the frames must all be the same molecule in the same atom order")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(frames), size=min(n_frames, len(frames)), replace=False)
+    out = []
+    for k in picks:
+        x = frames[k].positions
+        other = best_orthogonal_fit(x[mapping], x)
+        midpoint = 0.5 * (x + other)
+        closest = np.linalg.norm(midpoint[:, None] - midpoint[None], axis=-1)[np.triu_indices(len(x), 1)].min()
+        if closest < MIN_SAMPLED_DISTANCE:
+            raise InputError(f"--mapping {mapping.tolist()} puts two atoms {closest:.2f} A apart halfway along the "
+                             f"path from frame {k}: it does not relabel the molecule into its rearranged self "
+                             "(check that it maps each atom onto its partner in the other tautomer)")
+        fraction = float(rng.uniform(min_fraction, 0.5))
+        frame = Atoms(numbers, positions=x + fraction * (other - x))
+        frame.info.update({key: frames[k].info[key] for key in ("target_temperature_K", "seed")
+                           if key in frames[k].info})
+        frame.info.update(method="tautomer-path", path_fraction=fraction, source_frame=int(k))
+        out.append(frame)
+    write(output, out, format="extxyz")
+    return out
