@@ -483,6 +483,9 @@ def _cmd_predict(args) -> None:
         flag = (" ABOVE the model's threshold: more than twice its validation error expected"
                 if result.uncertainty > model.uncertainty_threshold else " (below the model's threshold)")
         print(f"uncertainty: {model.uncertainty.config.describe(result.uncertainty)}{flag}")
+    if result.spurious_orbitals:
+        print(f"SPURIOUS occupied orbital(s) {result.spurious_orbitals}: made of the basis's near-linear "
+              "dependencies; orbital energies, gap and dipole are unreliable here")
     if args.compare:
         mf = reference_scf(model, result.mol, conv_tol=1e-10)
         start = time.perf_counter()
