@@ -174,8 +174,7 @@ def test_a_spurious_occupied_orbital_is_warned_once_counted_and_reported():
     from mlwfcalc.electronic import SpuriousOrbitalWarning
     from mlwfcalc.io import MODELS_DIR
 
-    with pytest.warns(UserWarning, match="preliminary"):
-        shipped = mlwfcalc.load_model("malondialdehyde-pbe-def2svp", device="cpu")
+    shipped = mlwfcalc.load_model("malondialdehyde-pbe-def2svp", device="cpu")
     reference = json.loads((MODELS_DIR / "malondialdehyde-pbe-def2svp" / "reference.json").read_text())
     atoms = Atoms(reference["numbers"], positions=reference["positions_angstrom"])
     atoms.calc = MLWFCalculator(shipped)
