@@ -51,13 +51,19 @@ class Orbitals:
         return int((self.occupations > 0).sum())
 
     def spurious_occupied(self) -> list[int]:
-        """Indices of the occupied orbitals of one molecule whose :attr:`near_null_weight` exceeds
-        :data:`SPURIOUS_WEIGHT`: artefacts of an F error along the basis's near-linear dependencies."""
-        return [i for i in range(self.n_occupied) if float(self.near_null_weight[i]) > SPURIOUS_WEIGHT]
+        """:func:`spurious_occupied` of one molecule's orbitals."""
+        return spurious_occupied(self.near_null_weight, self.n_occupied)
 
     def density_matrix(self) -> torch.Tensor:
         """``(nao, nao)`` closed-shell AO density matrix ``P = C diag(occ) C^T``."""
         return (self.coefficients * self.occupations.unsqueeze(-2)) @ self.coefficients.transpose(-1, -2)
+
+
+def spurious_occupied(near_null_weight, n_occupied: int) -> list[int]:
+    """Indices of the first ``n_occupied`` orbitals whose weight on the basis's near-linear dependencies
+    (``near_null_weight``, ``(nmo,)``, see :class:`Orbitals`) exceeds :data:`SPURIOUS_WEIGHT`: artefacts
+    of an F error along those directions."""
+    return [i for i in range(n_occupied) if float(near_null_weight[i]) > SPURIOUS_WEIGHT]
 
 
 class SpuriousOrbitalWarning(UserWarning):

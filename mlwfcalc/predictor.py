@@ -14,7 +14,7 @@ from ase.units import Bohr
 from pyscf import gto
 
 from .domain import OutOfDomainError, enforce, hill_formula, models_that_fit
-from .electronic import SPURIOUS_WEIGHT, LinearDependencyInBatch, Orbitals, SpuriousOrbitalWarning, solve_orbitals
+from .electronic import LinearDependencyInBatch, Orbitals, SpuriousOrbitalWarning, solve_orbitals, spurious_occupied
 from .energy import core_hamiltonian
 from .io import read_model
 from .nn.graph import make_batch
@@ -277,10 +277,8 @@ def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_elect
         for part, orbitals in solved:
             arrays = [np.asarray(t) for t in (orbitals.energies, orbitals.coefficients, orbitals.occupations,
                                               orbitals.density_matrix())]
-            n_occupied = n // 2
             for i, k in enumerate(part):
-                weight = orbitals.near_null_weight[i]
-                out[k] = (*(a[i] for a in arrays), [j for j in range(n_occupied) if float(weight[j]) > SPURIOUS_WEIGHT])
+                out[k] = (*(a[i] for a in arrays), spurious_occupied(orbitals.near_null_weight[i], n // 2))
     return out
 
 
