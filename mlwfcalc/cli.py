@@ -162,6 +162,21 @@ def _cmd_label(args) -> None:
     print(summary)
 
 
+def _cmd_pack_labels(args) -> None:
+    from .data.archive import pack_labels
+
+    path, rows = pack_labels(args.database, args.output, fock_precision=args.fock_precision)
+    print(f"{args.output}: every row of {args.database} archived already" if path is None else
+          f"wrote {rows} rows of {args.database} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+def _cmd_unpack_labels(args) -> None:
+    from .data.archive import unpack_labels
+
+    written, skipped = unpack_labels(args.archives, args.output)
+    print(f"wrote {written} archived rows to {args.output} ({skipped} were there already)")
+
+
 def _cmd_train(args) -> None:
     if args.transfer:
         return _cmd_transfer(args)
@@ -673,6 +688,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "mlwfcalc installed) instead of a local cluster; this process alone writes the database")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("pack-labels", help="archive the rows of a label database that an archive directory lacks "
+                                           "as a new compact part (part-NNN.safetensors), to commit or share")
+    p.add_argument("database", help="label database from `mlwfcalc label`")
+    p.add_argument("-o", "--output", required=True, help="archive directory (created if missing)")
+    p.add_argument("--fock-precision", choices=["float32", "float64"], default="float32",
+                   help="storage of F: float32 (default; rounding below 2e-6 Hartree, half the size) or float64 "
+                        "(exact)")
+    p.set_defaults(func=_cmd_pack_labels)
+
+    p = sub.add_parser("unpack-labels", help="write the archived rows a label database lacks (then `mlwfcalc "
+                                             "label` resumes with the rest)")
+    p.add_argument("archives", nargs="+", help="archive directories from `mlwfcalc pack-labels`")
+    p.add_argument("-o", "--output", required=True, help="ASE SQLite database (created if missing)")
+    p.set_defaults(func=_cmd_unpack_labels)
 
     p = sub.add_parser("train", help="train a Hamiltonian model (resumes a run directory that has a checkpoint)")
     p.add_argument("dataset", nargs="?", help="label database from `mlwfcalc label`")
