@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 from ase import Atoms
 from ase.units import Bohr
 from pyscf import gto, lib
@@ -113,7 +114,14 @@ def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "a
     mol, mf = _split(mol_or_mf)
     model = resolve_model(model, device)
     _check_functional(mf, model)
-    occupied, n_occ = model_orbitals(mol, model, domain)
+    occupied, _ = model_orbitals(mol, model, domain)
+    return _density_of(occupied, mf)
+
+
+def _density_of(occupied: np.ndarray, mf) -> np.ndarray:
+    """The closed-shell density of orthonormal occupied orbitals ``(nao, n_occ)``, tagged, in the form ``mf``
+    takes (see :func:`guess_dm`; ``mf`` None: restricted numpy)."""
+    n_occ = occupied.shape[1]
     if _is_unrestricted(mf):
         half = occupied @ occupied.T
         dm = lib.tag_array(np.stack([half, half]), mo_coeff=np.stack([occupied, occupied]),
@@ -146,6 +154,82 @@ def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto",
     mf.get_init_guess = get_init_guess
     mf._keys = mf._keys.union({"get_init_guess"})  # declared, so PySCF's sanity check does not warn about it
     return mf
+
+
+class TrajectoryGuess:
+    """SCF starting densities along a trajectory (MD, geometry optimisation, scan): the previous step's
+    converged density plus the model's change of density between the two geometries,
+    ``P_guess(t) = P_scf(t-1) + P_model(t) - P_model(t-1)``, made idempotent with exactly N electrons
+    (its ``n_occ`` largest natural orbitals in the overlap metric of ``t``).
+
+    The model's own error largely cancels in the difference, and the previous density's lag behind the
+    nuclei is corrected: along NVE steps of malondialdehyde this starts closer than either alone
+    (docs/benchmarks.md, ``benchmarks/scf_warm_start.py``). The first step, and any step after a change
+    of molecule, basis or an unconverged SCF, starts from the model's density (:func:`guess_dm`).
+    ::
+
+        guesser = TrajectoryGuess("malondialdehyde-pbe-def2svp")
+        for mol in trajectory:                 # gto.Mole objects, one per step
+            mf = dft.RKS(mol, xc="pbe")
+            energy = guesser.run(mf)           # mf.kernel(dm0=guesser.guess(mf)), then guesser.update(mf)
+
+    Args:
+        model, device, domain: as in :func:`guess_dm`.
+    """
+
+    def __init__(self, model: ModelLike = "water-pbe-def2svp", device: str = "auto", domain: str = "refuse"):
+        self.model = resolve_model(model, device)
+        self.domain = domain
+        self._last_model = None  # (copy of the Mole, the model's occupied orbitals there) of the latest guess
+        self._previous = None  # (copy of the Mole, converged density, model density), closed-shell totals
+
+    def _model_orbitals(self, mol: gto.Mole) -> np.ndarray:
+        """The model's occupied orbitals ``(nao, n_occ)`` at ``mol`` (kept for the latest geometry)."""
+        if self._last_model is None or not _same_geometry(self._last_model[0], mol):
+            self._last_model = (mol.copy(), model_orbitals(mol, self.model, self.domain)[0])
+        return self._last_model[1]
+
+    def guess(self, mol_or_mf) -> np.ndarray:
+        """The starting density for ``mol_or_mf`` (a Mole or an SCF object), in the form :func:`guess_dm`
+        returns."""
+        mol, mf = _split(mol_or_mf)
+        _check_functional(mf, self.model)
+        occupied = self._model_orbitals(mol)
+        previous = self._previous
+        if previous is None or not (_same_basis(previous[0], mol) and
+                                    np.array_equal(previous[0].atom_charges(), mol.atom_charges())):
+            return _density_of(occupied, mf)
+        density = previous[1] + 2 * occupied @ occupied.T - previous[2]
+        overlap = mol.intor_symmetric("int1e_ovlp")
+        metric = overlap @ density @ overlap / 2  # S P S / 2: natural occupations in [0, 1] for an exact P
+        _, vectors = scipy.linalg.eigh(metric, overlap)  # S-orthonormal natural orbitals, ascending
+        return _density_of(vectors[:, -(mol.nelectron // 2):], mf)
+
+    def update(self, mf) -> None:
+        """Remember ``mf``'s converged density for the next step (an unconverged SCF: forget, and warn)."""
+        if not mf.converged:
+            warnings.warn("TrajectoryGuess.update: the SCF did not converge; the next step starts from the "
+                          "model's density alone", UserWarning, stacklevel=2)
+            self._previous = None
+            return
+        density = mf.make_rdm1()
+        density = np.asarray(density.get() if hasattr(density, "get") else density)  # cupy -> numpy
+        if density.ndim == 3:  # unrestricted: alpha + beta
+            density = density[0] + density[1]
+        occupied = self._model_orbitals(mf.mol)
+        self._previous = (mf.mol.copy(), density, 2 * occupied @ occupied.T)
+
+    def run(self, mf) -> float:
+        """``mf.kernel`` from :meth:`guess`, then :meth:`update`; returns the energy (Hartree)."""
+        energy = mf.kernel(dm0=self.guess(mf))
+        self.update(mf)
+        return float(energy)
+
+
+def _same_geometry(a: gto.Mole, b: gto.Mole) -> bool:
+    """Same basis, elements and coordinates (compared by value: PySCF's ``set_geom_`` moves a Mole in place)."""
+    return _same_basis(a, b) and np.array_equal(a.atom_charges(), b.atom_charges()) and \
+        np.array_equal(a.atom_coords(), b.atom_coords())
 
 
 def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 1e-9):

@@ -10,7 +10,7 @@ from pyscf import dft, gto, scf
 
 import mlwfcalc
 from mlwfcalc.cli import main
-from mlwfcalc.pyscf import guess_dm, warm_start
+from mlwfcalc.pyscf import TrajectoryGuess, guess_dm, warm_start
 from mlwfcalc.validation import InputError
 
 
@@ -122,3 +122,39 @@ def test_warm_start_prints_no_pyscf_warning(model, capfd):
         warm_start(mf, model)
         mf.kernel()
     assert "Overwritten attributes" not in capfd.readouterr().err
+
+
+def test_trajectory_guess_along_steps_gives_the_minao_answers(model):
+    guesser = TrajectoryGuess(model)
+    mol = _water()
+    first = guesser.guess(mol)
+    assert np.allclose(first, guess_dm(mol, model))  # no history yet: the model's density
+    for step in range(3):
+        mol = _water()
+        mol.set_geom_(mol.atom_coords() + 0.01 * step * np.array([[0, 0, 0], [1, -1, 0], [0, 1, 1]]), unit="Bohr")
+        reference = _run(dft.RKS(mol))
+        mf = dft.RKS(mol, xc="pbe")
+        mf.conv_tol = 1e-10
+        guess = guesser.guess(mf)
+        overlap = mol.intor("int1e_ovlp")
+        assert abs(np.trace(guess @ overlap) - 10) < 1e-10  # exactly N electrons
+        assert np.allclose(guess @ overlap @ guess, 2 * guess, atol=1e-10)  # idempotent
+        mf.kernel(dm0=guess)
+        guesser.update(mf)
+        assert mf.converged and abs(mf.e_tot - reference.e_tot) < 1e-8
+    # at the same geometry again, the model's change is zero: the guess is the converged density
+    assert np.allclose(guesser.guess(mol), mf.make_rdm1(), atol=1e-8)
+
+
+def test_trajectory_guess_starts_over_after_another_molecule_or_an_unconverged_scf(model):
+    guesser = TrajectoryGuess(model)
+    guesser.run(_run(dft.RKS(_water())))
+    other = _water(basis="sto-3g")
+    assert np.allclose(guesser.guess(other), guess_dm(other, model))  # another basis: no history used
+    moved = _water()
+    moved.set_geom_(moved.atom_coords() * 1.05, unit="Bohr")
+    unconverged = dft.RKS(moved, xc="pbe")
+    unconverged.max_cycle, unconverged.conv_tol = 1, 1e-12
+    with pytest.warns(UserWarning, match="did not converge"):
+        guesser.run(unconverged)
+    assert np.allclose(guesser.guess(_water()), guess_dm(_water(), model))
