@@ -521,48 +521,68 @@ def _cmd_scf(args) -> None:
     from functools import partial
 
     from ase.io import read
+    import numpy as np
+    from ase.io.formats import parse_filename
     from ase.units import Hartree
 
     from .theory import LevelOfTheory
-    from .pyscf import guess_dm, resolve_model
+    from .pyscf import TrajectoryGuess, resolve_model
 
     model = resolve_model(args.model, args.device)
+    name, index = parse_filename(args.structure)
     try:
-        atoms = read(args.structure)
+        images = read(name, index=-1 if index is None else index)
     except (OSError, ValueError, StopIteration) as err:
-        raise InputError(f"cannot read {args.structure} ({err}); give an xyz or extxyz file") from None
+        raise InputError(f"cannot read {args.structure} ({err}); give an xyz or extxyz file, or FILE@SLICE for "
+                         "several frames (traj.xyz@:10)") from None
+    images = images if isinstance(images, list) else [images]
+    if not images:
+        raise InputError(f"{args.structure} holds no frame")
     from pyscf import gto
 
-    electrons = int(atoms.numbers.sum()) - args.charge
+    electrons = int(images[0].numbers.sum()) - args.charge
     if (electrons - args.spin) % 2:
         raise InputError(f"charge {args.charge} and spin {args.spin} (2S) leave {electrons} electrons, which cannot "
                          f"have 2S = {args.spin}: give --spin {1 if args.spin == 0 else args.spin - 1} for an odd "
                          "electron count, or another --charge")
-    mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], unit="Angstrom",
-                basis=args.basis or model.basis, charge=args.charge, spin=args.spin, verbose=0)
-
-    settings = LevelOfTheory(xc=args.xc or model.functional, basis=mol.basis, grid_level=args.grid_level,
-                             conv_tol=args.conv_tol)
-    make = partial(settings.make_scf, mol)
-
-    mf = make()
-    start = time.perf_counter()
-    dm0 = guess_dm(mf, model, domain=args.domain)
-    guess_seconds = time.perf_counter() - start
-    mf.kernel(dm0=dm0)
-    seconds = time.perf_counter() - start
-    status = "converged" if mf.converged else "NOT converged"
-    print(f"{atoms.get_chemical_formula()} {mf.xc.upper()}/{mol.basis}: E = {mf.e_tot:.10f} Hartree "
-          f"({mf.e_tot * Hartree:.6f} eV), {status} in {mf.cycles} cycles from the {args.model} guess, "
-          f"{seconds:.2f} s (guess {1000 * guess_seconds:.0f} ms)")
-    if args.compare:
-        reference = make()
+    guesser = TrajectoryGuess(model, domain=args.domain)  # several frames: each starts from the one before
+    cycles, reference_cycles, unconverged = [], [], []
+    for k, atoms in enumerate(images):
+        mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], unit="Angstrom",
+                    basis=args.basis or model.basis, charge=args.charge, spin=args.spin, verbose=0)
+        settings = LevelOfTheory(xc=args.xc or model.functional, basis=mol.basis, grid_level=args.grid_level,
+                                 conv_tol=args.conv_tol)
+        make = partial(settings.make_scf, mol)
+        mf = make()
         start = time.perf_counter()
-        reference.kernel()
-        print(f"minao guess: {reference.cycles} cycles, {time.perf_counter() - start:.2f} s; energy difference "
-              f"{abs(reference.e_tot - mf.e_tot):.1e} Hartree")
-    if not mf.converged:
-        raise InputError(f"the SCF did not converge in {mf.max_cycle} cycles")
+        dm0 = guesser.guess(mf)
+        guess_seconds = time.perf_counter() - start
+        mf.kernel(dm0=dm0)
+        guesser.update(mf)
+        seconds = time.perf_counter() - start
+        cycles.append(mf.cycles)
+        status = "converged" if mf.converged else "NOT converged"
+        if not mf.converged:
+            unconverged.append(k)
+        source = f"the {args.model} guess" if k == 0 else "the previous frame's density and the model"
+        where = f"frame {k}: " if len(images) > 1 else ""
+        print(f"{where}{atoms.get_chemical_formula()} {mf.xc.upper()}/{mol.basis}: E = {mf.e_tot:.10f} Hartree "
+              f"({mf.e_tot * Hartree:.6f} eV), {status} in {mf.cycles} cycles from {source}, "
+              f"{seconds:.2f} s (guess {1000 * guess_seconds:.0f} ms)")
+        if args.compare:
+            reference = make()
+            start = time.perf_counter()
+            reference.kernel()
+            reference_cycles.append(reference.cycles)
+            print(f"{where}minao guess: {reference.cycles} cycles, {time.perf_counter() - start:.2f} s; energy "
+                  f"difference {abs(reference.e_tot - mf.e_tot):.1e} Hartree")
+    if len(images) > 1:
+        print(f"{len(images)} frames: mean {np.mean(cycles):.2f} cycles" +
+              (f", minao {np.mean(reference_cycles):.2f} (ratio {np.mean(cycles) / np.mean(reference_cycles):.2f})"
+               if reference_cycles else ""))
+    if unconverged:
+        raise InputError(f"the SCF did not converge in {mf.max_cycle} cycles"
+                         + (f" (frames {', '.join(map(str, unconverged))})" if len(images) > 1 else ""))
 
 
 def _cmd_models(args) -> None:
@@ -813,7 +833,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("scf", help="PySCF SCF warm-started from the model; --compare also runs the minao guess")
-    p.add_argument("structure", help="xyz/extxyz file (last frame is used)")
+    p.add_argument("structure", help="xyz/extxyz file (its last frame), or FILE@SLICE for several frames of a "
+                                     "trajectory (traj.xyz@:10), each started from the one before plus the model's "
+                                     "change of density (mlwfcalc.pyscf.TrajectoryGuess)")
     p.add_argument("--model", default="water-pbe-def2svp", help="model directory or shipped model name")
     p.add_argument("--xc", help="functional (default: the model's)")
     p.add_argument("--basis", help="basis (default: the model's; others get a projected guess)")

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from ase.build import molecule
+from ase.io import write
 from pyscf import dft, gto, scf
 
 import mlwfcalc
@@ -99,6 +100,22 @@ def test_scf_command(tmp_path, capsys):
     assert main(["scf", str(path), "--compare"]) == 0
     out = capsys.readouterr().out
     assert "cycles" in out and "minao" in out
+
+
+def test_scf_command_along_a_trajectory_matches_minao_on_every_frame(tmp_path, capsys):
+    path = tmp_path / "traj.xyz"
+    frames = []
+    for step in range(3):
+        atoms = molecule("H2O")
+        atoms.positions[1] += 0.01 * step
+        frames.append(atoms)
+    write(path, frames)
+    assert main(["scf", f"{path}@:", "--compare"]) == 0
+    out = capsys.readouterr().out
+    assert "frame 2:" in out and "from the previous frame's density and the model" in out
+    assert "3 frames: mean" in out and "ratio" in out
+    differences = [float(line.rsplit("difference ", 1)[1].split()[0]) for line in out.splitlines() if "difference" in line]
+    assert len(differences) == 3 and max(differences) < 1e-8
 
 
 def test_scf_command_with_an_impossible_charge_and_spin_is_a_clean_error(tmp_path, capsys):
