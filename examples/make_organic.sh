@@ -35,4 +35,7 @@ for s in train test; do [ -d $A/$s ] && mlwfcalc unpack-labels $A/$s -o $D/organ
 WHERE=(--workers "${WORKERS:-2}"); [ -n "${SCHEDULER:-}" ] && WHERE=(--scheduler "$SCHEDULER")
 mlwfcalc label $D/val.xyz -o $D/organic-train.db "${WHERE[@]}" -q    # small sets first: a partial run
 mlwfcalc label $D/test.xyz -o $D/organic-test.db "${WHERE[@]}" -q    # can already validate and test
+# every training molecule once first (frames are molecule-major, 300 then 600 K: molecule 2k at 300 K,
+# molecule 2k+1 at 600 K), then its other temperature: a partial run covers all 480 molecules
+mlwfcalc label $D/train.xyz@::4 $D/train.xyz@3::4 -o $D/organic-train.db "${WHERE[@]}" -q
 mlwfcalc label $D/train.xyz -o $D/organic-train.db "${WHERE[@]}" -q
