@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The uracil model (issue 17) from its labels, every measurement its card reports, resumable: each step
+# is skipped when its output exists (training resumes from its checkpoint), so the script can be
+# killed and rerun. Needs the labels of examples/make_uracil.sh (work/uracil/uracil-train.db and the
+# test sets uracil-T300.db ... uracil-T900.db). Outputs: models/uracil-pbe-def2svp/ (model files,
+# energy head, evaluation JSON and plots) and work/uracil/report/*.txt (the tables for the card).
+#   bash examples/make_uracil_model.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=${DATA:-work/uracil}; M=models/uracil-pbe-def2svp; R=work/runs/uracil; OUT=$D/report
+S=examples/structures/uracil.xyz; mkdir -p $OUT
+TESTS=(300=$D/uracil-T300.db 500=$D/uracil-T500.db 700=$D/uracil-T700.db 900=$D/uracil-T900.db)
+for t in "${TESTS[@]}"; do [ -s "${t#*=}" ] || { echo "missing test set ${t#*=}: run examples/make_uracil.sh" >&2; exit 2; }; done
+[ -s $D/uracil-train-run.db ] || cp $D/uracil-train.db $D/uracil-train-run.db   # training refuses a growing database
+if [ ! -s $M/model.safetensors ]; then
+  mlwfcalc train --config examples/train_uracil.toml 2>&1 | tee $OUT/train.txt   # also fits domain and uncertainty
+  mkdir -p $M && cp $R/best/* $M/
+fi
+[ -s $M/energy.safetensors ] || mlwfcalc train-energy $M $D/uracil-train-run.db --test $D/uracil-T500.db --epochs 400 \
+  --threads 2 2>&1 | tee $OUT/energy.txt
+[ -s $M/evaluation_temperatures.json ] || mlwfcalc evaluate $M "${TESTS[@]}" --trend $M/error_vs_temperature.png \
+  --json $M/evaluation_temperatures.json --plot $M/parity_test.png 2>&1 | tee $OUT/evaluate.txt
+[ -s $OUT/uncertainty.txt ] || python benchmarks/uncertainty.py $M "${TESTS[@]}" > $OUT/uncertainty.txt
+# NVE and the SCF benchmark side by side, one thread each
+[ -s $OUT/nve.txt ] || python benchmarks/nve_drift.py --model $M --molecule $S --ps 10 --threads 1 > $OUT/nve.txt &
+[ -s $OUT/scf.txt ] || python benchmarks/scf_warm_start.py --model $M --frames $D/md500-s32.xyz --n 20 --md-steps 10 \
+  --threads 1 --plot $M/scf_warm_start.png > $OUT/scf.txt
+wait
+echo "done: tables in $OUT, model in $M (write its README card)"
