@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-work/uracil}; M=models/uracil-pbe-def2svp; R=work/runs/uracil; OUT=$D/report
 S=examples/structures/uracil.xyz; mkdir -p $OUT
+to() { local f=$1; shift; [ -s $f ] || { "$@" > $f.part 2>&1 && mv $f.part $f; }; }  # a killed step leaves no $f
 TESTS=(300=$D/uracil-T300.db 500=$D/uracil-T500.db 700=$D/uracil-T700.db 900=$D/uracil-T900.db)
 for t in "${TESTS[@]}"; do [ -s "${t#*=}" ] || { echo "missing test set ${t#*=}: run examples/make_uracil.sh" >&2; exit 2; }; done
 [ -s $D/uracil-train-run.db ] || cp $D/uracil-train.db $D/uracil-train-run.db   # training refuses a growing database
@@ -20,10 +21,10 @@ fi
   --threads 2 2>&1 | tee $OUT/energy.txt
 [ -s $M/evaluation_temperatures.json ] || mlwfcalc evaluate $M "${TESTS[@]}" --trend $M/error_vs_temperature.png \
   --json $M/evaluation_temperatures.json --plot $M/parity_test.png 2>&1 | tee $OUT/evaluate.txt
-[ -s $OUT/uncertainty.txt ] || python benchmarks/uncertainty.py $M "${TESTS[@]}" > $OUT/uncertainty.txt
+to $OUT/uncertainty.txt python benchmarks/uncertainty.py $M "${TESTS[@]}"
 # NVE and the SCF benchmark side by side, one thread each
-[ -s $OUT/nve.txt ] || python benchmarks/nve_drift.py --model $M --molecule $S --ps 10 --threads 1 > $OUT/nve.txt &
-[ -s $OUT/scf.txt ] || python benchmarks/scf_warm_start.py --model $M --frames $D/md500-s32.xyz --n 20 --md-steps 10 \
-  --threads 1 --plot $M/scf_warm_start.png > $OUT/scf.txt
+to $OUT/nve.txt python benchmarks/nve_drift.py --model $M --molecule $S --ps 10 --threads 1 &
+to $OUT/scf.txt python benchmarks/scf_warm_start.py --model $M --frames $D/md500-s32.xyz --n 20 --md-steps 10 \
+  --threads 1 --plot $M/scf_warm_start.png
 wait
 echo "done: tables in $OUT, model in $M (write its README card)"
