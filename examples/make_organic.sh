@@ -18,11 +18,15 @@ D=${DATA:-work/organic}; M=$D/mols; mkdir -p $D
 A=${ARCHIVE:-datasets/organic-pbe-def2svp}  # committed: the frames and the packed labels
 sample() {  # split, temperatures, seed; the archived frames when there are (MD is chaotic: resampling on
             # another machine need not reproduce them to the 1e-6 A that the label keys hash)
-  [ -s $D/$1.xyz ] || { [ -s $A/frames/$1.xyz ] && cp $A/frames/$1.xyz $D/$1.xyz; } || \
-    mlwfcalc sample $M/$1.xyz --every-frame -o $D/$1.xyz --temperature $2 --seed $3 --frames 1 --interval 40 -q
+  if [ -s $D/$1.xyz ] && [ -s $A/frames/$1.xyz ] && ! cmp -s $D/$1.xyz $A/frames/$1.xyz; then
+    echo "$D/$1.xyz differs from the archived $A/frames/$1.xyz: the archived labels are for the latter; move $D away" >&2
+    exit 2
+  fi
+  [ -s $D/$1.xyz ] || { [ -s $A/frames/$1.xyz ] && cp $A/frames/$1.xyz $D/$1.xyz; } || {
+    [ -s $M/train.xyz ] || mlwfcalc molecules -o $M --n 600 --seed 0
+    mlwfcalc sample $M/$1.xyz --every-frame -o $D/$1.xyz --temperature $2 --seed $3 --frames 1 --interval 40 -q; }
   [ -s $A/frames/$1.xyz ] || { mkdir -p $A/frames && cp $D/$1.xyz $A/frames/$1.xyz; }
 }
-[ -s $D/train.xyz ] || [ -s $A/frames/train.xyz ] || [ -s $M/train.xyz ] || mlwfcalc molecules -o $M --n 600 --seed 0
 sample train 300,600 11
 sample val 450 12
 sample test 300,600 13
@@ -31,7 +35,7 @@ if [ "${PACK_ONLY:-0}" = 1 ]; then
   for s in train test; do [ -s $D/organic-$s.db ] && mlwfcalc pack-labels $D/organic-$s.db -o $A/$s; done
   exit 0
 fi
-for s in train test; do [ -d $A/$s ] && mlwfcalc unpack-labels $A/$s -o $D/organic-$s.db; done
+for s in train test; do compgen -G "$A/$s/part-*.safetensors" > /dev/null && mlwfcalc unpack-labels $A/$s -o $D/organic-$s.db; done
 WHERE=(--workers "${WORKERS:-2}"); [ -n "${SCHEDULER:-}" ] && WHERE=(--scheduler "$SCHEDULER")
 mlwfcalc label $D/val.xyz -o $D/organic-train.db "${WHERE[@]}" -q    # small sets first: a partial run
 mlwfcalc label $D/test.xyz -o $D/organic-test.db "${WHERE[@]}" -q    # can already validate and test

@@ -16,9 +16,15 @@ export OMP_NUM_THREADS=1
 S=examples/structures/uracil.xyz; D=${DATA:-work/uracil}; mkdir -p $D
 A=${ARCHIVE:-datasets/uracil-pbe-def2svp}  # committed: the frames and the packed labels
 TESTS="300:31 500:32 700:33 900:34"
-if [ -d $A/frames ]; then  # MD is chaotic: another machine need not resample the same frames to 1e-6 A
-  for f in $A/frames/*.xyz; do [ -s $D/$(basename $f) ] || cp $f $D/; done
-fi
+FRAMES="pool-interleaved.xyz md300-s31.xyz md500-s32.xyz md700-s33.xyz md900-s34.xyz"
+for f in $FRAMES; do  # MD is chaotic: another machine need not resample the same frames to 1e-6 A
+  [ -s $A/frames/$f ] || continue
+  if [ -s $D/$f ] && ! cmp -s $D/$f $A/frames/$f; then
+    echo "$D/$f differs from the archived $A/frames/$f: the archived labels are for the latter; move $D away" >&2
+    exit 2
+  fi
+  [ -s $D/$f ] || cp $A/frames/$f $D/
+done
 if [ ! -s $D/pool-interleaved.xyz ]; then
   [ -s $D/pool-md.xyz ] || mlwfcalc sample $S -o $D/pool-md.xyz --temperature 300,500,700,900 --seed 401 --frames 200 --interval 40 -q
   [ -s $D/pool-nm.xyz ] || mlwfcalc sample $S -o $D/pool-nm.xyz --method normal-modes --temperature 300,600,900,1200 --frames 300 --seed 420 -q
@@ -36,15 +42,15 @@ out = [s[k] for k in range(300) for s in streams if k < len(s)]
 write(f"{d}/pool-interleaved.xyz", out); print(len(out), "interleaved frames")
 PY
 mkdir -p $A/frames
-for f in pool-interleaved.xyz md300-s31.xyz md500-s32.xyz md700-s33.xyz md900-s34.xyz; do
-  [ -s $A/frames/$f ] || cp $D/$f $A/frames/
-done
+for f in $FRAMES; do [ -s $A/frames/$f ] || cp $D/$f $A/frames/; done
 [ "${SAMPLE_ONLY:-0}" = 1 ] && exit 0
 if [ "${PACK_ONLY:-0}" = 1 ]; then
   for s in train T300 T500 T700 T900; do [ -s $D/uracil-$s.db ] && mlwfcalc pack-labels $D/uracil-$s.db -o $A/$s; done
   exit 0
 fi
-for s in train T300 T500 T700 T900; do [ -d $A/$s ] && mlwfcalc unpack-labels $A/$s -o $D/uracil-$s.db; done
+for s in train T300 T500 T700 T900; do
+  compgen -G "$A/$s/part-*.safetensors" > /dev/null && mlwfcalc unpack-labels $A/$s -o $D/uracil-$s.db
+done
 W=${WORKERS:-2}
 mlwfcalc label $D/pool-interleaved.xyz@:300 -o $D/uracil-train.db --workers $W -q
 for T in $TESTS; do

@@ -520,8 +520,8 @@ def _cmd_scf(args) -> None:
     import time
     from functools import partial
 
-    from ase.io import read
     import numpy as np
+    from ase.io import read
     from ase.io.formats import parse_filename
     from ase.units import Hartree
 
@@ -532,7 +532,7 @@ def _cmd_scf(args) -> None:
     name, index = parse_filename(args.structure)
     try:
         images = read(name, index=-1 if index is None else index)
-    except (OSError, ValueError, StopIteration) as err:
+    except (OSError, ValueError, IndexError, StopIteration) as err:
         raise InputError(f"cannot read {args.structure} ({err}); give an xyz or extxyz file, or FILE@SLICE for "
                          "several frames (traj.xyz@:10)") from None
     images = images if isinstance(images, list) else [images]
@@ -540,11 +540,13 @@ def _cmd_scf(args) -> None:
         raise InputError(f"{args.structure} holds no frame")
     from pyscf import gto
 
-    electrons = int(images[0].numbers.sum()) - args.charge
-    if (electrons - args.spin) % 2:
-        raise InputError(f"charge {args.charge} and spin {args.spin} (2S) leave {electrons} electrons, which cannot "
-                         f"have 2S = {args.spin}: give --spin {1 if args.spin == 0 else args.spin - 1} for an odd "
-                         "electron count, or another --charge")
+    for k, atoms in enumerate(images):
+        electrons = int(atoms.numbers.sum()) - args.charge
+        if (electrons - args.spin) % 2:
+            where = f"frame {k} of {name}: " if len(images) > 1 else ""
+            raise InputError(f"{where}charge {args.charge} and spin {args.spin} (2S) leave {electrons} electrons, "
+                             f"which cannot have 2S = {args.spin}: give --spin {1 if args.spin == 0 else args.spin - 1} "
+                             "for an odd electron count, or another --charge")
     guesser = TrajectoryGuess(model, domain=args.domain)  # several frames: each starts from the one before
     cycles, reference_cycles, unconverged = [], [], []
     for k, atoms in enumerate(images):
@@ -558,13 +560,16 @@ def _cmd_scf(args) -> None:
         dm0 = guesser.guess(mf)
         guess_seconds = time.perf_counter() - start
         mf.kernel(dm0=dm0)
-        guesser.update(mf)
         seconds = time.perf_counter() - start
+        source = "the previous frame's density and the model" if guesser.used_history else f"the {args.model} guess"
+        if mf.converged:  # an unconverged frame is reported below; the next one starts from the model alone
+            guesser.update(mf)
+        else:
+            guesser.reset()
         cycles.append(mf.cycles)
         status = "converged" if mf.converged else "NOT converged"
         if not mf.converged:
             unconverged.append(k)
-        source = f"the {args.model} guess" if k == 0 else "the previous frame's density and the model"
         where = f"frame {k}: " if len(images) > 1 else ""
         print(f"{where}{atoms.get_chemical_formula()} {mf.xc.upper()}/{mol.basis}: E = {mf.e_tot:.10f} Hartree "
               f"({mf.e_tot * Hartree:.6f} eV), {status} in {mf.cycles} cycles from {source}, "

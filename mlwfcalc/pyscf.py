@@ -175,6 +175,9 @@ class TrajectoryGuess:
 
     Args:
         model, device, domain: as in :func:`guess_dm`.
+
+    Attributes:
+        used_history: whether the latest :meth:`guess` used the previous step (False: the model alone).
     """
 
     def __init__(self, model: ModelLike = "water-pbe-def2svp", device: str = "auto", domain: str = "refuse"):
@@ -182,6 +185,7 @@ class TrajectoryGuess:
         self.domain = domain
         self._last_model = None  # (copy of the Mole, the model's occupied orbitals there) of the latest guess
         self._previous = None  # (copy of the Mole, converged density, model density), closed-shell totals
+        self.used_history = False  # whether the latest guess started from the previous step
 
     def _model_orbitals(self, mol: gto.Mole) -> np.ndarray:
         """The model's occupied orbitals ``(nao, n_occ)`` at ``mol`` (kept for the latest geometry)."""
@@ -196,21 +200,22 @@ class TrajectoryGuess:
         _check_functional(mf, self.model)
         occupied = self._model_orbitals(mol)
         previous = self._previous
-        if previous is None or not (_same_basis(previous[0], mol) and
-                                    np.array_equal(previous[0].atom_charges(), mol.atom_charges())):
+        self.used_history = previous is not None and _same_basis(previous[0], mol) and \
+            previous[0].charge == mol.charge and np.array_equal(previous[0].atom_charges(), mol.atom_charges())
+        if not self.used_history:
             return _density_of(occupied, mf)
         density = previous[1] + 2 * occupied @ occupied.T - previous[2]
         overlap = mol.intor_symmetric("int1e_ovlp")
         metric = overlap @ density @ overlap / 2  # S P S / 2: natural occupations in [0, 1] for an exact P
         _, vectors = scipy.linalg.eigh(metric, overlap)  # S-orthonormal natural orbitals, ascending
-        return _density_of(vectors[:, -(mol.nelectron // 2):], mf)
+        return _density_of(vectors[:, mol.nao - occupied.shape[1]:], mf)
 
     def update(self, mf) -> None:
         """Remember ``mf``'s converged density for the next step (an unconverged SCF: forget, and warn)."""
         if not mf.converged:
             warnings.warn("TrajectoryGuess.update: the SCF did not converge; the next step starts from the "
                           "model's density alone", UserWarning, stacklevel=2)
-            self._previous = None
+            self.reset()
             return
         density = mf.make_rdm1()
         density = np.asarray(density.get() if hasattr(density, "get") else density)  # cupy -> numpy
@@ -218,6 +223,10 @@ class TrajectoryGuess:
             density = density[0] + density[1]
         occupied = self._model_orbitals(mf.mol)
         self._previous = (mf.mol.copy(), density, 2 * occupied @ occupied.T)
+
+    def reset(self) -> None:
+        """Forget the previous step: the next guess is the model's density alone."""
+        self._previous = None
 
     def run(self, mf) -> float:
         """``mf.kernel`` from :meth:`guess`, then :meth:`update`; returns the energy (Hartree)."""
@@ -227,9 +236,10 @@ class TrajectoryGuess:
 
 
 def _same_geometry(a: gto.Mole, b: gto.Mole) -> bool:
-    """Same basis, elements and coordinates (compared by value: PySCF's ``set_geom_`` moves a Mole in place)."""
-    return _same_basis(a, b) and np.array_equal(a.atom_charges(), b.atom_charges()) and \
-        np.array_equal(a.atom_coords(), b.atom_coords())
+    """Same basis, elements, charge, spin and coordinates (compared by value: PySCF's ``set_geom_`` moves a
+    Mole in place)."""
+    return _same_basis(a, b) and a.charge == b.charge and a.spin == b.spin and \
+        np.array_equal(a.atom_charges(), b.atom_charges()) and np.array_equal(a.atom_coords(), b.atom_coords())
 
 
 def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 1e-9):

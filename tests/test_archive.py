@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 from ase.db import connect
+from ase.units import Hartree
 
 from mlwfcalc.cli import main
 from mlwfcalc.data import LabelDatabase, LabelledDataset
@@ -84,3 +85,39 @@ def test_an_archive_at_other_settings_is_refused(water_db, tmp_path, capsys):
         pack_labels(other, archive)
     assert main(["unpack-labels", str(tmp_path / "empty"), "-o", str(tmp_path / "x.db")]) == 2
     assert "no part-NNN.safetensors" in capsys.readouterr().err
+
+
+def test_a_corrupt_or_malformed_part_is_refused_before_the_database_is_made(water_db, tmp_path):
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    archive = tmp_path / "archive"
+    part, _ = pack_labels(water_db, archive)
+    with safe_open(str(part), framework="numpy") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(part))
+    tensors["positions"] = tensors["positions"] + 1e-3  # the keys no longer match
+    save_file(tensors, str(part), metadata=metadata)
+    target = tmp_path / "never.db"
+    with pytest.raises(InputError, match="corrupt"):
+        unpack_labels([archive], target)
+    del tensors["forces"]
+    save_file(tensors, str(part), metadata=metadata)
+    with pytest.raises(InputError, match="malformed.*no tensor 'forces'"):
+        unpack_labels([archive], target)
+    assert not target.exists()
+
+
+def test_correlated_labels_without_f_round_trip(tmp_path):
+    settings = LevelOfTheory(method="MP2", basis="sto-3g")
+    db_path = tmp_path / "mp2.db"
+    frame = Frame(source="h2.xyz", index=0, numbers=np.array([1, 1]), positions=np.array([[0.0, 0, 0], [0, 0, 0.74]]))
+    LabelDatabase(db_path, settings).write(LabelResult(frame, True, cycles=3, seconds=0.1, energy=-1.1,
+                                                       forces=np.zeros((2, 3)), dipole=np.zeros(3)))
+    archive = tmp_path / "archive"
+    pack_labels(db_path, archive)
+    restored = tmp_path / "restored.db"
+    assert unpack_labels([archive], restored) == (1, 0)
+    assert LabelDatabase(restored).settings == settings
+    row = LabelDatabase(restored).rows()[0]
+    assert "fock" not in row.data and abs(row.energy / Hartree + 1.1) < 1e-12

@@ -26,6 +26,7 @@ What a part holds (no pickle; tensors plus a JSON header under the metadata key 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -74,8 +75,12 @@ def archived_keys(directory: str | Path) -> set[str]:
 
 
 def _archive_settings(directory: Path) -> LevelOfTheory | None:
-    parts = archive_parts(directory)
-    return LevelOfTheory.from_metadata(_read_header(parts[0])["settings"]) if parts else None
+    """The level of theory of every part of ``directory`` (None without parts); InputError if they differ."""
+    settings = {LevelOfTheory.from_metadata(_read_header(part)["settings"]) for part in archive_parts(directory)}
+    if len(settings) > 1:
+        raise InputError(f"the parts of {directory} mix levels of theory ({', '.join(map(str, settings))}); "
+                         "keep one level of theory per archive directory")
+    return settings.pop() if settings else None
 
 
 def pack_labels(database: str | Path, directory: str | Path, fock_precision: str = "float32") -> tuple[Path | None, int]:
@@ -140,75 +145,109 @@ def pack_labels(database: str | Path, directory: str | Path, fock_precision: str
         "fock_upper": np.concatenate(focks) if focks else np.zeros(0, dtype),
         "fock_offsets": np.asarray(fock_offsets, dtype=np.int64),
     }
+    labelled_with = {k: db.metadata.get(k) for k in ("program", "version", "pyscf_version")}
     header = {"format": ARCHIVE_FORMAT, "settings": {k: getattr(db.settings, k) for k in SETTINGS_KEYS},
-              "fock_precision": fock_precision, "packed_from": database.name,
+              "fock_precision": fock_precision, "packed_from": database.name, "labelled_with": labelled_with,
               "units": {"positions": "Angstrom", "energy": "Hartree", "forces": "Hartree/Bohr",
                         "dipole": "e*Bohr (origin 0)", "fock": "Hartree, PySCF spherical AO order"},
               "rows": table}
-    parts = archive_parts(directory)
-    index = int(PART_PATTERN.fullmatch(parts[-1].name).group(1)) + 1 if parts else 0
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"part-{index:03d}.safetensors"
-    partial = path.with_suffix(".partial")
+    partial = directory / f"pack-{os.getpid()}.partial"  # a killed pack leaves no half-written part
     save_file(tensors, str(partial), metadata={"mlwfcalc": json.dumps(header)})
-    partial.replace(path)  # a killed pack leaves no half-written part
+    try:
+        while True:  # the next free number, taken exclusively: a concurrent pack gets the one after
+            parts = archive_parts(directory)
+            index = int(PART_PATTERN.fullmatch(parts[-1].name).group(1)) + 1 if parts else 0
+            path = directory / f"part-{index:03d}.safetensors"
+            try:
+                os.link(partial, path)
+                break
+            except FileExistsError:
+                continue
+    finally:
+        partial.unlink()
     return path, len(rows)
+
+
+def _load_part(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Header and tensors of one part, checked for consistency (InputError naming the problem)."""
+    from safetensors.numpy import load_file
+
+    header = _read_header(path)
+    try:
+        tensors = load_file(str(path))
+        table, rows = header["rows"], len(header["rows"]["geometry_key"])
+        LevelOfTheory.from_metadata(header["settings"])
+        for name in ("numbers", "atom_offsets", "positions", "energy", "forces", "dipole", "fock_upper",
+                     "fock_offsets"):
+            if name not in tensors:
+                raise ValueError(f"no tensor {name!r}")
+        atoms, focks = tensors["atom_offsets"], tensors["fock_offsets"]
+        if any(len(column) != rows for column in table.values()):
+            raise ValueError("its row table has columns of different lengths")
+        if len(atoms) != rows + 1 or len(focks) != rows + 1 or np.any(np.diff(atoms) <= 0) or np.any(np.diff(focks) < 0):
+            raise ValueError("its offsets do not match its rows")
+        if atoms[-1] != len(tensors["numbers"]) or tensors["positions"].shape != (atoms[-1], 3) or \
+                tensors["forces"].shape != (atoms[-1], 3) or focks[-1] != len(tensors["fock_upper"]) or \
+                tensors["energy"].shape != (rows,) or tensors["dipole"].shape != (rows, 3):
+            raise ValueError("its tensors do not match its offsets")
+        for size in np.diff(focks):
+            nao = int(round((np.sqrt(8 * size + 1) - 1) / 2))
+            if nao * (nao + 1) // 2 != size:
+                raise ValueError(f"an F triangle of {size} elements")
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"label archive part {path} is malformed ({type(err).__name__}: {err}); pack it again "
+                         "from its database") from None
+    return header, tensors
 
 
 def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tuple[int, int]:
     """Write every archived row that ``database`` lacks (created if missing, at the archive's settings).
 
-    Returns ``(rows written, rows already there)``. A part whose geometry keys do not match its positions,
-    or an archive at other settings than the database, is refused before anything is written.
+    Returns ``(rows written, rows already there)``. A malformed part, a row whose geometry key does not
+    match its positions, or archives at several levels of theory are refused before the database is
+    opened; a database at other settings than the archive's is refused before anything is written.
     """
-    from safetensors.numpy import load_file
-
     from .labelling import Frame, LabelResult
 
     parts = [part for directory in directories for part in archive_parts(directory)]
     if not parts:
         raise InputError(f"no part-NNN.safetensors in {', '.join(map(str, directories))}; pack a label database "
                          "with `mlwfcalc pack-labels DB -o DIRECTORY` first")
-    loaded = []
-    for part in parts:
-        header = _read_header(part)
-        loaded.append((part, header, load_file(str(part))))
+    loaded = [(part, *_load_part(part)) for part in parts]
     settings = {LevelOfTheory.from_metadata(header["settings"]) for _, header, _ in loaded}
     if len(settings) > 1:
         raise InputError(f"the archives {', '.join(map(str, directories))} mix levels of theory "
                          f"({', '.join(map(str, settings))}); unpack each into its own database")
-    db = LabelDatabase(database, settings.pop())
-    have = db.keys()
-    written = skipped = 0
-    results = []
+    results = {}
     for part, header, t in loaded:
         table = header["rows"]
         for i, key in enumerate(table["geometry_key"]):
-            if key in have:
-                skipped += 1
-                continue
             a, b = t["atom_offsets"][i], t["atom_offsets"][i + 1]
             frame = Frame(source=table["source"][i], index=table["frame"][i], numbers=t["numbers"][a:b].astype(int),
                           positions=t["positions"][a:b], molecule=table["smiles"][i])
             if frame.key != key:
                 raise InputError(f"{part}: row {i} has geometry key {key} but its positions hash to {frame.key}; "
                                  "the part is corrupt: pack it again from its database")
+            if key in results:
+                continue
             if table["status"][i] != "ok":
-                results.append(LabelResult(frame, False, table["cycles"][i], table["scf_seconds"][i],
-                                           reason=table["reason"][i]))
-            else:
-                fa, fb = t["fock_offsets"][i], t["fock_offsets"][i + 1]
-                fock = None
-                if fb > fa:
-                    nao = int(round((np.sqrt(8 * (fb - fa) + 1) - 1) / 2))
-                    fock = np.zeros((nao, nao))
-                    fock[np.triu_indices(nao)] = t["fock_upper"][fa:fb]
-                    fock = fock + np.triu(fock, 1).T
-                results.append(LabelResult(frame, True, table["cycles"][i], table["scf_seconds"][i],
-                                           energy=float(t["energy"][i]), forces=t["forces"][a:b].copy(),
-                                           fock=fock, dipole=t["dipole"][i].copy()))
-            have.add(key)
-    for result in results:
+                results[key] = LabelResult(frame, False, table["cycles"][i], table["scf_seconds"][i],
+                                           reason=table["reason"][i])
+                continue
+            fa, fb = t["fock_offsets"][i], t["fock_offsets"][i + 1]
+            fock = None
+            if fb > fa:
+                nao = int(round((np.sqrt(8 * (fb - fa) + 1) - 1) / 2))
+                fock = np.zeros((nao, nao))
+                fock[np.triu_indices(nao)] = t["fock_upper"][fa:fb]
+                fock = fock + np.triu(fock, 1).T
+            results[key] = LabelResult(frame, True, table["cycles"][i], table["scf_seconds"][i],
+                                       energy=float(t["energy"][i]), forces=t["forces"][a:b].copy(), fock=fock,
+                                       dipole=t["dipole"][i].copy())
+    db = LabelDatabase(database, settings.pop())
+    have = db.keys()
+    todo = [result for key, result in results.items() if key not in have]
+    for result in todo:
         db.write(result)
-        written += 1
-    return written, skipped
+    return len(todo), len(results) - len(todo)

@@ -84,6 +84,11 @@ class LabelDatabase:
             self._db.metadata = metadata
             self.settings = settings
 
+    @property
+    def metadata(self) -> dict:
+        """The database metadata: the settings, and the program and PySCF versions that labelled it."""
+        return self._db.metadata
+
     def keys(self) -> set[str]:
         """Geometry keys of every row (done or failed)."""
         return {_current_key(str(row.geometry_key)) for row in self._db.select(columns=["key_value_pairs"])}
