@@ -169,7 +169,7 @@ def pack_labels(database: str | Path, directory: str | Path, fock_precision: str
     return path, len(rows)
 
 
-def _load_part(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+def read_part(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Header and tensors of one part, checked for consistency (InputError naming the problem)."""
     from safetensors.numpy import load_file
 
@@ -214,7 +214,7 @@ def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tu
     if not parts:
         raise InputError(f"no part-NNN.safetensors in {', '.join(map(str, directories))}; pack a label database "
                          "with `mlwfcalc pack-labels DB -o DIRECTORY` first")
-    loaded = [(part, *_load_part(part)) for part in parts]
+    loaded = [(part, *read_part(part)) for part in parts]
     settings = {LevelOfTheory.from_metadata(header["settings"]) for _, header, _ in loaded}
     if len(settings) > 1:
         raise InputError(f"the archives {', '.join(map(str, directories))} mix levels of theory "
