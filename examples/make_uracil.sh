@@ -8,8 +8,8 @@
 # are committed: a fresh checkout takes the frames from there and unpacks the labels, then resumes labelling.
 # GFN2-xTB MD at 300, 500, 700, 900 K (200 frames each, seed 401) and normal modes to 1200 K (300, seed
 # 420), interleaved round-robin so that any prefix is balanced; test trajectories at 300-900 K (seeds
-# 31-34, 40 frames each). PBE/def2-SVP labels cost about 40 s per geometry and core: the first 300 training
-# frames and the 160 test frames first, then the rest of the 1,100-frame pool.
+# 31-34, 40 frames each). PBE/def2-SVP labels cost about 50 s per geometry and core: the 160 test frames first,
+# then the first 300 training frames, then the rest of the 1,100-frame pool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
@@ -52,8 +52,8 @@ for s in train T300 T500 T700 T900; do
   compgen -G "$A/$s/part-*.safetensors" > /dev/null && mlwfcalc unpack-labels $A/$s -o $D/uracil-$s.db
 done
 W=${WORKERS:-2}
-mlwfcalc label $D/pool-interleaved.xyz@:300 -o $D/uracil-train.db --workers $W -q
-for T in $TESTS; do
+for T in $TESTS; do  # the test sets first: a model can then be trained and scored on any prefix of the pool
   mlwfcalc label $D/md${T%:*}-s${T#*:}.xyz -o $D/uracil-T${T%:*}.db --workers $W -q
 done
+mlwfcalc label $D/pool-interleaved.xyz@:300 -o $D/uracil-train.db --workers $W -q
 mlwfcalc label $D/pool-interleaved.xyz -o $D/uracil-train.db --workers $W -q
