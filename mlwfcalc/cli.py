@@ -158,7 +158,7 @@ def _cmd_label(args) -> None:
                              conv_tol=args.conv_tol, max_cycle=args.max_cycle)
     frames = read_frames(args.frames)
     summary = label_frames(frames, args.output, settings, workers=args.workers, threads_per_worker=args.threads,
-                           progress=not args.quiet, scheduler=args.scheduler)
+                           progress=not args.quiet, scheduler=args.scheduler, guess=args.guess)
     print(summary)
 
 
@@ -711,6 +711,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run on the workers of this Dask scheduler (a cluster you already run; each worker needs "
                         "mlwfcalc installed) instead of a local cluster; this process alone writes the database")
+    p.add_argument("--guess", metavar="MODEL",
+                   help="start each Kohn-Sham SCF from this model's density (a shipped name or a model directory "
+                        "of the labels' functional and basis): the same labels in fewer cycles; frames the model "
+                        "cannot take start from minao; each row records its start in `guess`")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_label)
 

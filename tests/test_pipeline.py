@@ -135,6 +135,35 @@ def test_label_killed_halfway_resumes_to_exactly_eight_rows(frames_file, tmp_pat
     assert bad.returncode == 2 and "other settings" in bad.stderr and "grid_level: 1 there, 2 now" in bad.stderr
 
 
+def test_a_model_guess_gives_the_same_labels_in_fewer_cycles(frames_file, tmp_path, capsys):
+    from ase import Atoms
+    from ase.io import write
+
+    frames = read(frames_file, index=":3") + [Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])]
+    path = tmp_path / "frames.extxyz"
+    write(path, frames)
+    settings = ["--grid-level", "1", "--conv-tol", "1e-10", "--workers", "1", "-q"]
+    assert main(["label", str(path), "-o", str(tmp_path / "minao.db"), *settings]) == 0
+    assert main(["label", str(path), "-o", str(tmp_path / "model.db"), "--guess", "water-pbe-def2svp", *settings]) == 0
+    minao, model = (LabelDatabase(tmp_path / f"{name}.db").rows() for name in ("minao", "model"))
+    assert [r.guess for r in minao] == ["minao"] * 4
+    assert [r.guess for r in model] == ["model water-pbe-def2svp"] * 3 + ["minao"]  # H2: outside the water domain
+    for a, b in zip(minao, model):
+        assert abs(a.energy - b.energy) < 1e-8 * 27.2  # eV
+        assert np.abs(a.data["fock"] - b.data["fock"]).max() < 1e-5  # Hartree
+        assert np.abs(a.forces - b.forces).max() < 1e-4  # eV/A
+    assert sum(r.cycles for r in model[:3]) < sum(r.cycles for r in minao[:3])
+
+    capsys.readouterr()
+    assert main(["label", str(path), "-o", str(tmp_path / "svp.db"), "--guess", "water-pbe-def2svp", "--basis",
+                 "sto-3g"]) == 2
+    assert "predicts PBE/def2-svp but the labels are PBE/sto-3g" in capsys.readouterr().err
+    assert main(["label", str(path), "-o", str(tmp_path / "mp2.db"), "--guess", "water-pbe-def2svp", "--method",
+                 "mp2"]) == 2
+    assert "drop --guess" in capsys.readouterr().err
+    assert not (tmp_path / "svp.db").exists() and not (tmp_path / "mp2.db").exists()
+
+
 def test_unconverged_geometry_is_recorded_as_failed_and_never_loaded(frames_file, tmp_path):
     db = tmp_path / "failed.db"
     frames = read_frames([frames_file])[:2]

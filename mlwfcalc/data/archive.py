@@ -19,8 +19,9 @@ What a part holds (no pickle; tensors plus a JSON header under the metadata key 
   concatenated, Hartree, float32 by default (rounding below 2e-6 Hartree for F elements up to 20 Hartree,
   about 1 % of the smallest F error a model reaches) or float64; ``fock_offsets`` ``(n_rows + 1,)`` int64
   (a failed or correlated row has an empty slice);
-- the header: the level of theory, and per row its geometry key, source, frame index, status, failure
-  reason, SCF cycles, SCF seconds and the molecule's SMILES.
+- the header: the level of theory, the program and PySCF versions that labelled, and per row its
+  geometry key, source, frame index, status, failure reason, SCF cycles, SCF seconds, the molecule's
+  SMILES and where its SCF started (``guess``: ``"minao"`` or ``"model NAME"``).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def pack_labels(database: str | Path, directory: str | Path, fock_precision: str
     dipole = np.full((len(rows), 3), np.nan)
     atom_offsets, fock_offsets = [0], [0]
     table = {k: [] for k in ("geometry_key", "source", "frame", "status", "reason", "cycles", "scf_seconds",
-                             "smiles")}
+                             "smiles", "guess")}
     for i, row in enumerate(rows):
         n = len(row.numbers)
         numbers.append(row.numbers)
@@ -134,6 +135,7 @@ def pack_labels(database: str | Path, directory: str | Path, fock_precision: str
         table["reason"].append(row.get("reason"))
         table["cycles"].append(int(row.get("cycles", 0)))
         table["scf_seconds"].append(float(row.get("scf_seconds", 0.0)))
+        table["guess"].append(str(row.get("guess", "minao")))
         table["smiles"].append((row.data.get("smiles") or "") if ok else "")
     tensors = {
         "numbers": np.concatenate(numbers).astype(np.uint8),
@@ -231,9 +233,10 @@ def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tu
                                  "the part is corrupt: pack it again from its database")
             if key in results:
                 continue
+            guess = table["guess"][i] if "guess" in table else "minao"  # parts before the guess column
             if table["status"][i] != "ok":
                 results[key] = LabelResult(frame, False, table["cycles"][i], table["scf_seconds"][i],
-                                           reason=table["reason"][i])
+                                           reason=table["reason"][i], guess=guess)
                 continue
             fa, fb = t["fock_offsets"][i], t["fock_offsets"][i + 1]
             fock = None
@@ -244,7 +247,7 @@ def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tu
                 fock = fock + np.triu(fock, 1).T
             results[key] = LabelResult(frame, True, table["cycles"][i], table["scf_seconds"][i],
                                        energy=float(t["energy"][i]), forces=t["forces"][a:b].copy(), fock=fock,
-                                       dipole=t["dipole"][i].copy())
+                                       dipole=t["dipole"][i].copy(), guess=guess)
     db = LabelDatabase(database, settings.pop())
     have = db.keys()
     todo = [result for key, result in results.items() if key not in have]

@@ -98,7 +98,7 @@ class LabelDatabase:
         frame = result.frame
         atoms = Atoms(frame.numbers, positions=frame.positions)
         info = dict(geometry_key=frame.key, source=frame.source, frame=frame.index,
-                    cycles=result.cycles, scf_seconds=round(result.seconds, 3))
+                    cycles=result.cycles, scf_seconds=round(result.seconds, 3), guess=result.guess)
         if result.converged:
             atoms.calc = SinglePointCalculator(atoms, energy=result.energy * Hartree,
                                                forces=result.forces * Hartree / Bohr)
