@@ -200,8 +200,7 @@ class TrajectoryGuess:
         _check_functional(mf, self.model)
         occupied = self._model_orbitals(mol)
         previous = self._previous
-        self.used_history = previous is not None and _same_basis(previous[0], mol) and \
-            previous[0].charge == mol.charge and np.array_equal(previous[0].atom_charges(), mol.atom_charges())
+        self.used_history = previous is not None and _same_molecule(previous[0], mol)
         if not self.used_history:
             return _density_of(occupied, mf)
         density = previous[1] + 2 * occupied @ occupied.T - previous[2]
@@ -235,11 +234,16 @@ class TrajectoryGuess:
         return float(energy)
 
 
-def _same_geometry(a: gto.Mole, b: gto.Mole) -> bool:
-    """Same basis, elements, charge, spin and coordinates (compared by value: PySCF's ``set_geom_`` moves a
-    Mole in place)."""
+def _same_molecule(a: gto.Mole, b: gto.Mole) -> bool:
+    """Same basis, elements, charge and spin (the geometry may differ)."""
     return _same_basis(a, b) and a.charge == b.charge and a.spin == b.spin and \
-        np.array_equal(a.atom_charges(), b.atom_charges()) and np.array_equal(a.atom_coords(), b.atom_coords())
+        np.array_equal(a.atom_charges(), b.atom_charges())
+
+
+def _same_geometry(a: gto.Mole, b: gto.Mole) -> bool:
+    """:func:`_same_molecule` at the same coordinates (compared by value: PySCF's ``set_geom_`` moves a Mole
+    in place)."""
+    return _same_molecule(a, b) and np.array_equal(a.atom_coords(), b.atom_coords())
 
 
 def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 1e-9):
