@@ -24,7 +24,7 @@ fi
 to $OUT/uncertainty.txt python benchmarks/uncertainty.py $M "${TESTS[@]}"
 # NVE and the SCF benchmark side by side, one thread each
 to $OUT/nve.txt python benchmarks/nve_drift.py --model $M --molecule $S --ps 10 --threads 1 &
-to $OUT/scf.txt python benchmarks/scf_warm_start.py --model $M --frames $D/md500-s32.xyz --n 20 --md-steps 10 \
+to $OUT/scf.txt python benchmarks/scf_warm_start.py --model $M --frames $D/md500-s32.xyz --n 10 --md-steps 6 \
   --threads 1 --plot $M/scf_warm_start.png
 wait
 echo "done: tables in $OUT, model in $M (write its README card)"
