@@ -11,16 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Settings that must agree for two labelling runs to share one database.
-SETTINGS_KEYS = ("method", "xc", "basis", "grid_level", "conv_tol", "max_cycle")
+SETTINGS_KEYS = ("method", "xc", "basis", "grid_level", "conv_tol", "max_cycle", "gradient")
+
+#: Settings that records written before they existed lack, with the value those records were made with.
+LEGACY_DEFAULTS = {"gradient": "exact"}
 
 #: Restricted Kohn-Sham, then the correlated methods on a restricted Hartree-Fock reference.
 METHODS = ("RKS", "MP2", "CCSD", "CCSD(T)")
+
+#: How a Kohn-Sham label's nuclear gradient (its forces) is computed: ``"exact"``, with four-centre
+#: Coulomb derivative integrals, or ``"ri-j"``, with the Coulomb term of the gradient density-fitted
+#: (PySCF's default JK-fitting basis, def2-universal-jkfit for the def2 bases) at the exactly converged
+#: density. The energy, F and dipole are the same either way. ``"ri-j"`` makes the gradient about 3x
+#: cheaper and a PBE/def2-SVP label about a third cheaper, at about 1 meV/A (MAE) from the exact
+#: forces (docs/benchmarks.md, "Labelling cost").
+GRADIENTS = ("exact", "ri-j")
 
 
 @dataclass(frozen=True)
 class LevelOfTheory:
     """A method (restricted Kohn-Sham at functional ``xc``, or MP2/CCSD/CCSD(T) on RHF), a basis
-    (spherical AOs), the DFT grid level and the SCF tolerances. A correlated method's ``xc`` is ``"hf"``.
+    (spherical AOs), the DFT grid level, the SCF tolerances and how a Kohn-Sham label's forces are
+    computed (``gradient``, one of :data:`GRADIENTS`). A correlated method's ``xc`` is ``"hf"``.
     """
 
     xc: str = "pbe"
@@ -29,6 +41,7 @@ class LevelOfTheory:
     conv_tol: float = 1e-10
     max_cycle: int = 100
     method: str = "RKS"
+    gradient: str = "exact"
 
     def __post_init__(self):
         method = self.method.upper()
@@ -37,6 +50,11 @@ class LevelOfTheory:
         object.__setattr__(self, "method", method)
         object.__setattr__(self, "xc", "hf" if self.correlated else self.xc.lower())
         object.__setattr__(self, "basis", self.basis.lower().replace(" ", ""))
+        if self.gradient not in GRADIENTS:
+            raise ValueError(f"unknown gradient {self.gradient!r}; choose one of {', '.join(GRADIENTS)}")
+        if self.correlated and self.gradient != "exact":
+            raise ValueError(f"gradient {self.gradient!r} applies to Kohn-Sham labels; {method} forces are "
+                             "computed exactly: drop it")
 
     @property
     def correlated(self) -> bool:
@@ -64,6 +82,17 @@ class LevelOfTheory:
         mf.verbose = 0
         return mf
 
+    def nuclear_gradient(self, mf):
+        """The nuclear gradient (Hartree/Bohr, shape ``(n_atoms, 3)``) of the converged Kohn-Sham ``mf``,
+        computed as ``gradient`` says."""
+        import numpy as np
+
+        if self.gradient == "ri-j":
+            mf = mf.density_fit()  # carries the converged orbitals; only the gradient's Coulomb term is fitted
+        return np.asarray(mf.nuc_grad_method().set(verbose=0).kernel())
+
     @classmethod
     def from_metadata(cls, metadata: dict) -> "LevelOfTheory":
-        return cls(**{k: metadata[k] for k in SETTINGS_KEYS})
+        """The settings recorded in a database's or archive's metadata (older records: :data:`LEGACY_DEFAULTS`)."""
+        return cls(**{k: metadata.get(k, LEGACY_DEFAULTS.get(k)) for k in SETTINGS_KEYS
+                      if k in metadata or k in LEGACY_DEFAULTS})

@@ -164,6 +164,40 @@ def test_a_model_guess_gives_the_same_labels_in_fewer_cycles(frames_file, tmp_pa
     assert not (tmp_path / "svp.db").exists() and not (tmp_path / "mp2.db").exists()
 
 
+def test_ri_j_forces_keep_the_labels_and_stay_within_a_few_mev_per_angstrom(frames_file, tmp_path, capsys):
+    """``--gradient ri-j`` fits only the gradient's Coulomb term: energy, F and dipole are the exact
+    labels; the forces stay close to the exact ones; the setting is recorded and never mixed."""
+    settings = ["--grid-level", "1", "--conv-tol", "1e-10", "--workers", "1", "-q"]
+    frames = f"{frames_file}@:2"
+    assert main(["label", frames, "-o", str(tmp_path / "exact.db"), *settings]) == 0
+    assert main(["label", frames, "-o", str(tmp_path / "rij.db"), "--gradient", "ri-j", *settings]) == 0
+    exact, rij = LabelDatabase(tmp_path / "exact.db"), LabelDatabase(tmp_path / "rij.db")
+    assert (exact.settings.gradient, rij.settings.gradient) == ("exact", "ri-j")
+    for a, b in zip(exact.rows(), rij.rows()):
+        assert a.geometry_key == b.geometry_key and a.energy == b.energy
+        assert np.array_equal(a.data["fock"], b.data["fock"]) and np.array_equal(a.data["dipole"], b.data["dipole"])
+        difference = np.abs(a.forces - b.forces)  # eV/A
+        assert 0 < difference.max() < 0.01, difference.max()
+    capsys.readouterr()
+    assert main(["label", f"{frames_file}@2:3", "-o", str(tmp_path / "rij.db"), *settings]) == 2  # exact into ri-j
+    assert "gradient: ri-j there, exact now" in capsys.readouterr().err
+    assert main(["label", frames, "-o", str(tmp_path / "mp2.db"), "--method", "mp2", "--gradient", "ri-j"]) == 2
+    assert "drop --gradient" in capsys.readouterr().err
+
+
+def test_databases_written_before_the_gradient_setting_read_as_exact(tmp_path):
+    from mlwfcalc.theory import LEGACY_DEFAULTS, SETTINGS_KEYS
+
+    old = {k: v for k, v in vars(LevelOfTheory()).items() if k not in LEGACY_DEFAULTS}
+    assert set(old) == set(SETTINGS_KEYS) - set(LEGACY_DEFAULTS)
+    assert LevelOfTheory.from_metadata(old) == LevelOfTheory(gradient="exact")
+    db = LabelDatabase(tmp_path / "old.db", LevelOfTheory())
+    db._db.metadata = old  # as `mlwfcalc label` wrote it before 2026-12-03
+    assert LabelDatabase(tmp_path / "old.db", LevelOfTheory()).settings.gradient == "exact"
+    with pytest.raises(InputError, match="gradient: exact there, ri-j now"):
+        LabelDatabase(tmp_path / "old.db", LevelOfTheory(gradient="ri-j"))
+
+
 def test_unconverged_geometry_is_recorded_as_failed_and_never_loaded(frames_file, tmp_path):
     db = tmp_path / "failed.db"
     frames = read_frames([frames_file])[:2]

@@ -21,7 +21,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.db import connect
 from ase.units import Bohr, Hartree
 
-from ..theory import SETTINGS_KEYS, LevelOfTheory
+from ..theory import LEGACY_DEFAULTS, SETTINGS_KEYS, LevelOfTheory
 from ..validation import InputError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class LabelDatabase:
         except Exception as err:
             raise InputError(f"cannot open label database {self.path} ({type(err).__name__}: {err}); "
                              "give an ASE SQLite file written by `mlwfcalc label`") from None
-        if exists and not all(k in metadata for k in SETTINGS_KEYS):
+        if exists and not all(k in metadata for k in SETTINGS_KEYS if k not in LEGACY_DEFAULTS):
             raise InputError(f"{self.path} is not an mlwfcalc label database (no labelling settings in its metadata)")
         if exists:
             stored = LevelOfTheory.from_metadata(metadata)

@@ -160,7 +160,7 @@ def label_frame(frame: Frame, settings: LevelOfTheory, guess: str | None = None)
                                reason=f"SCF not converged within max_cycle={settings.max_cycle} (conv_tol "
                                       f"{settings.conv_tol:g}) from the {started} guess", guess=started)
         fock = mf.get_fock()
-        gradient = mf.nuc_grad_method().set(verbose=0).kernel()
+        gradient = settings.nuclear_gradient(mf)
         dipole = mf.dip_moment(unit="AU", verbose=0)
         return LabelResult(frame, True, cycles, time.perf_counter() - start, energy=float(energy),
                            forces=-np.asarray(gradient), fock=np.asarray(fock), dipole=np.asarray(dipole),
