@@ -21,6 +21,19 @@ fi
   --threads 2 2>&1 | tee $OUT/energy.txt
 [ -s $M/evaluation_temperatures.json ] || mlwfcalc evaluate $M "${TESTS[@]}" --trend $M/error_vs_temperature.png \
   --json $M/evaluation_temperatures.json --plot $M/parity_test.png 2>&1 | tee $OUT/evaluate.txt
+[ -s $M/reference.json ] || python - $D/uracil-T500.db $M <<'PY'   # what tests/test_shipped_models.py checks
+import json, sys
+from ase.units import Hartree
+from mlwfcalc.data import LabelDatabase
+database, model = sys.argv[1:]
+row = LabelDatabase(database).rows()[0]
+card = json.load(open(f"{model}/evaluation_temperatures.json"))["sets"]["500"]["fock_mae_uha"]
+json.dump({"description": "geometry 0 of the held-out 500 K test trajectory (seed 32) with its PySCF PBE/def2-SVP "
+                          "Kohn-Sham matrix (grids 3, conv_tol 1e-10)",
+           "numbers": row.numbers.tolist(), "positions_angstrom": row.positions.tolist(),
+           "fock_hartree": row.data["fock"].tolist(), "energy_hartree": row.energy / Hartree,
+           "card_fock_mae_uha": round(card, 1)}, open(f"{model}/reference.json", "w"))
+PY
 to $OUT/uncertainty.txt python benchmarks/uncertainty.py $M "${TESTS[@]}"
 # NVE and the SCF benchmark side by side, one thread each
 to $OUT/nve.txt python benchmarks/nve_drift.py --model $M --molecule $S --ps 10 --threads 1 &
