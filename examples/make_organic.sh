@@ -9,7 +9,7 @@
 # committed: a fresh checkout takes the frames from there and unpacks the labels, then resumes labelling.
 # 600 molecules (480 / 60 / 60, split by molecule); one GFN2-xTB MD frame per molecule and temperature:
 # training 300 and 600 K (960 frames), validation 450 K (60), test 300 and 600 K (120). Labels at
-# PBE/def2-SVP with the forces' Coulomb term density-fitted (--gradient ri-j: about a third cheaper, forces
+# PBE/def2-SVP with the forces' Coulomb term density-fitted (--gradient ri-j: about a quarter cheaper at these sizes, forces
 # about 1 meV/A from exact; energy, F and dipole exact): about 30-40 s per frame and core, 9-11 core-hours. Then:
 #   mlwfcalc train --config examples/train_organic.toml --compositions elements
 set -euo pipefail

@@ -710,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cycle", type=int, default=100, help="SCF cycles before a geometry counts as failed")
     p.add_argument("--gradient", choices=("exact", "ri-j"), default="exact",
                    help="forces of --method rks: exact (default), or ri-j: the gradient's Coulomb term "
-                        "density-fitted, a PBE/def2-SVP label about a third cheaper, forces about 1 meV/A from "
+                        "density-fitted, a PBE/def2-SVP label 16-34 %% cheaper, forces about 1 meV/A from "
                         "exact; energy, F and dipole unchanged")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes of the local Dask cluster (default: CPU count / threads)")

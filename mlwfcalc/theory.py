@@ -22,9 +22,9 @@ METHODS = ("RKS", "MP2", "CCSD", "CCSD(T)")
 #: How a Kohn-Sham label's nuclear gradient (its forces) is computed: ``"exact"``, with four-centre
 #: Coulomb derivative integrals, or ``"ri-j"``, with the Coulomb term of the gradient density-fitted
 #: (PySCF's default JK-fitting basis, def2-universal-jkfit for the def2 bases) at the exactly converged
-#: density. The energy, F and dipole are the same either way. ``"ri-j"`` makes the gradient about 3x
-#: cheaper and a PBE/def2-SVP label about a third cheaper, at about 1 meV/A (MAE) from the exact
-#: forces (docs/benchmarks.md, "Labelling cost").
+#: density. The energy, F and dipole are the same either way. ``"ri-j"`` makes the gradient 1.5-3x
+#: cheaper and a PBE/def2-SVP label 16-34 % cheaper (more for larger molecules), at about 1 meV/A (MAE)
+#: from the exact forces (docs/benchmarks.md, "Labelling throughput").
 GRADIENTS = ("exact", "ri-j")
 
 
@@ -94,5 +94,5 @@ class LevelOfTheory:
     @classmethod
     def from_metadata(cls, metadata: dict) -> "LevelOfTheory":
         """The settings recorded in a database's or archive's metadata (older records: :data:`LEGACY_DEFAULTS`)."""
-        return cls(**{k: metadata.get(k, LEGACY_DEFAULTS.get(k)) for k in SETTINGS_KEYS
-                      if k in metadata or k in LEGACY_DEFAULTS})
+        recorded = {**LEGACY_DEFAULTS, **metadata}
+        return cls(**{k: recorded[k] for k in SETTINGS_KEYS})
