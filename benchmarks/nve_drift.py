@@ -5,7 +5,8 @@
 
 Starts from the molecule's ASE geometry with Maxwell-Boltzmann velocities (seeded), runs NVE and
 prints the drift of the total energy (slope of a linear fit, meV/atom/ps), its standard deviation
-and the largest excursion, and the cost per step. A trajectory that reaches geometries outside the
+and the largest excursion, the cost per step, and how many calls predicted a spurious occupied
+orbital (``MLWFCalculator.spurious_calls``). A trajectory that reaches geometries outside the
 model's training domain stops there; the figures then cover the steps before, and the time is
 printed. Checkpoints nothing: 10 ps of water is 20,000 energy+force calls.
 """
@@ -65,6 +66,8 @@ def main():
           f"({t[-1]:.2f} ps), start {args.temperature:.0f} K")
     print(f"drift {slope:+.4f} meV/atom/ps; std of E_total {e.std():.4f} meV/atom; max |E - E0| "
           f"{np.abs(e).max():.4f} meV/atom; {1000 * seconds / steps:.1f} ms/step")
+    print(f"calls with a spurious occupied orbital (orbitals unreliable there; forces are the energy head's): "
+          f"{atoms.calc.spurious_calls} (one call per step)")
 
 
 if __name__ == "__main__":

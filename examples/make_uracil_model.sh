@@ -15,7 +15,7 @@ for t in "${TESTS[@]}"; do [ -s "${t#*=}" ] || { echo "missing test set ${t#*=}:
 [ -s $D/uracil-train-run.db ] || cp $D/uracil-train.db $D/uracil-train-run.db   # training refuses a growing database
 if [ ! -s $M/model.safetensors ]; then
   mlwfcalc train --config examples/train_uracil.toml 2>&1 | tee $OUT/train.txt   # also fits domain and uncertainty
-  mkdir -p $M && cp $R/best/* $M/
+  mkdir -p $M && cp $R/best/* $M/ && cp $R/learning_curve.png $M/ && cp $R/log.csv $M/training_log.csv
 fi
 [ -s $M/energy.safetensors ] || mlwfcalc train-energy $M $D/uracil-train-run.db --test $D/uracil-T500.db --epochs 400 \
   --threads 2 2>&1 | tee $OUT/energy.txt
