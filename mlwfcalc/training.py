@@ -58,7 +58,8 @@ class OptimisationSettings:
         ema_decay: exponential moving average of weights used for validation and export.
         clip_grad: gradient-norm clipping.
         val_every: validate, log and checkpoint every this many steps.
-        dtype: ``"float32"`` or ``"float64"``; threads: torch CPU threads.
+        dtype: ``"float32"`` or ``"float64"``; threads: torch CPU threads, at most the free cores (a
+            thread on a busy core stalls the others: 30x slower measured, docs/benchmarks.md).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; checkpoints are device-free, so a run
             may resume on another device.
     """
