@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .validation import InputError
+
 #: Settings that must agree for two labelling runs to share one database.
 SETTINGS_KEYS = ("method", "xc", "basis", "grid_level", "conv_tol", "max_cycle", "gradient")
 
@@ -93,6 +95,10 @@ class LevelOfTheory:
 
     @classmethod
     def from_metadata(cls, metadata: dict) -> "LevelOfTheory":
-        """The settings recorded in a database's or archive's metadata (older records: :data:`LEGACY_DEFAULTS`)."""
+        """The settings recorded in a database's or archive's metadata (older records: :data:`LEGACY_DEFAULTS`);
+        InputError naming the settings it lacks."""
         recorded = {**LEGACY_DEFAULTS, **metadata}
+        missing = [k for k in SETTINGS_KEYS if k not in recorded]
+        if missing:
+            raise InputError(f"labelling settings without {', '.join(missing)}: not metadata written by mlwfcalc")
         return cls(**{k: recorded[k] for k in SETTINGS_KEYS})

@@ -191,6 +191,8 @@ def test_databases_written_before_the_gradient_setting_read_as_exact(tmp_path):
     old = {k: v for k, v in vars(LevelOfTheory()).items() if k not in LEGACY_DEFAULTS}
     assert set(old) == set(SETTINGS_KEYS) - set(LEGACY_DEFAULTS)
     assert LevelOfTheory.from_metadata(old) == LevelOfTheory(gradient="exact")
+    with pytest.raises(InputError, match="without basis"):  # only the legacy keys have defaults
+        LevelOfTheory.from_metadata({k: v for k, v in old.items() if k != "basis"})
     db = LabelDatabase(tmp_path / "old.db", LevelOfTheory())
     db._db.metadata = old  # as `mlwfcalc label` wrote it before 2026-12-03
     assert LabelDatabase(tmp_path / "old.db", LevelOfTheory()).settings.gradient == "exact"
