@@ -7,15 +7,18 @@
 #   bash examples/make_uracil_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-D=${DATA:-work/uracil}; M=models/uracil-pbe-def2svp; R=work/runs/uracil; OUT=$D/report
+D=${DATA:-work/uracil}; M=models/uracil-pbe-def2svp; R=work/runs/uracil; R2=work/runs/uracil-stage2; OUT=$D/report
 S=examples/structures/uracil.xyz; mkdir -p $OUT
 to() { local f=$1; shift; [ -s $f ] || { "$@" > $f.part 2>&1 && mv $f.part $f; }; }  # a killed step leaves no $f
 TESTS=(300=$D/uracil-T300.db 500=$D/uracil-T500.db 700=$D/uracil-T700.db 900=$D/uracil-T900.db)
 for t in "${TESTS[@]}"; do [ -s "${t#*=}" ] || { echo "missing test set ${t#*=}: run examples/make_uracil.sh" >&2; exit 2; }; done
 [ -s $D/uracil-train-run.db ] || cp $D/uracil-train.db $D/uracil-train-run.db   # training refuses a growing database
-if [ ! -s $M/model.safetensors ]; then
-  mlwfcalc train --config examples/train_uracil.toml 2>&1 | tee $OUT/train.txt   # also fits domain and uncertainty
-  mkdir -p $M && cp $R/best/* $M/ && cp $R/learning_curve.png $M/ && cp $R/log.csv $M/training_log.csv
+if [ ! -s $M/model.safetensors ]; then  # each stage also fits the domain and the uncertainty
+  mlwfcalc train --config examples/train_uracil.toml 2>&1 | tee $OUT/train.txt
+  # stage 2: a second cosine schedule from stage 1's weights (its validation error was still falling)
+  mlwfcalc train --config examples/train_uracil.toml --init-from $R/best --lr 1e-3 -o $R2 2>&1 | tee $OUT/train-stage2.txt
+  mkdir -p $M && cp $R2/best/* $M/ && cp $R2/learning_curve.png $M/ && cp $R2/log.csv $M/training_log.csv
+  cp $R/learning_curve.png $M/learning_curve_stage1.png && cp $R/log.csv $M/training_log_stage1.csv
 fi
 [ -s $M/energy.safetensors ] || mlwfcalc train-energy $M $D/uracil-train-run.db --test $D/uracil-T500.db --epochs 400 \
   --threads 2 2>&1 | tee $OUT/energy.txt
