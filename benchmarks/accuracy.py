@@ -8,7 +8,8 @@ directory, and label databases it was not trained on, for example independent tr
 several temperatures). One column per model and database, each molecule randomly rotated with its
 references: every metric of ``mlwfcalc evaluate`` (F, occupied orbital energies, orbital cosine,
 HOMO-LUMO gap, dipole of the predicted density, the energy head's energy and force MAE, the mean
-uncertainty and the share outside the training domain).
+uncertainty and the share outside the training domain); with ``--scf N`` also the SCF cycle ratio of the
+model's guess against minao on N molecules of each set (two PySCF SCFs per molecule).
 """
 
 import argparse
@@ -26,6 +27,7 @@ def main():
     parser.add_argument("pairs", nargs="+", metavar="MODEL=[LABEL:]DATABASE[,...]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rotate", type=int, default=0, help="rotation seed")
+    parser.add_argument("--scf", type=int, default=0, metavar="N", help="SCF warm start on N molecules per set")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lib.num_threads(args.threads)
@@ -38,7 +40,8 @@ def main():
         preliminary = " (preliminary)" if model.model.record.get("preliminary") else ""
         for item in sets.split(","):
             label, _, path = item.rpartition(":")
-            report = evaluate(model, LabelledDataset(path), progress=False, rotation_seed=args.rotate)
+            report = evaluate(model, LabelledDataset(path), progress=False, rotation_seed=args.rotate,
+                              scf_frames=args.scf)
             columns[f"{name}{preliminary}" + (f", {label}" if label else "")] = dict(report.rows())
     names = list(columns)
     metrics = list(dict.fromkeys(m for column in columns.values() for m in column))

@@ -1,10 +1,10 @@
 """SCF cycles and wall time from the model's guess against PySCF's guesses and the previous MD step.
 
     python benchmarks/scf_warm_start.py --model water-pbe-def2svp --frames work/water-md500-s1.xyz \
-        [--n 20] [--md-steps 10] [--md-stride 1] [--plot docs/scf_warm_start_water.png]
+        [--n 20] [--md-steps 10] [--md-stride 1] [--guesses minao,model] [--plot docs/scf_warm_start_water.png]
 
 Part 1, held-out geometries (every ``len/n``-th frame of ``--frames``): for each guess (minao, atom,
-huckel, sap, the model) the SCF at the model's level of theory (functional, grid level) with
+huckel, sap, the model; ``--guesses`` picks some) the SCF at the model's level of theory (functional, grid level) with
 ``conv_tol`` 1e-9; the model's wall time includes its inference and the PySCF overlap. Every run must
 end within 1e-8 Hartree of the minao energy (checked, reported).
 
@@ -70,6 +70,8 @@ def main():
     parser.add_argument("--md-steps", type=int, default=10, help="SCFs along the MD of part 2 (0: skip)")
     parser.add_argument("--md-stride", type=int, default=1, help="MD steps of 0.5 fs between two SCFs (default 1)")
     parser.add_argument("--conv-tol", type=float, default=1e-9)
+    parser.add_argument("--guesses", default=",".join(GUESSES + ["model"]),
+                        help="part 1's guesses, comma separated; minao (the reference) is always run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", help="bar plot PNG")
     args = parser.parse_args()
@@ -80,7 +82,11 @@ def main():
     start = frames[0]
     frames = frames[:: max(1, len(frames) // args.n)][: args.n] if args.n > 0 else []
     run_scf(model, model.make_mole(start), "model", args.conv_tol)  # warm-up
-    rows = {g: [] for g in GUESSES + ["model"]} if frames else {}
+    chosen = ["minao"] + [g.strip() for g in args.guesses.split(",") if g.strip() and g.strip() != "minao"]
+    unknown = set(chosen) - set(GUESSES + ["model"])
+    if unknown:
+        parser.error(f"--guesses {', '.join(sorted(unknown))}: choose from {', '.join(GUESSES + ['model'])}")
+    rows = {g: [] for g in chosen} if frames else {}
     worst = 0.0
     for atoms in frames:
         mol = model.make_mole(atoms)

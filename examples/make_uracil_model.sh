@@ -22,7 +22,7 @@ if [ ! -s $M/model.safetensors ]; then  # each stage also fits the domain and th
 fi
 [ -s $M/energy.safetensors ] || mlwfcalc train-energy $M $D/uracil-train-run.db --test $D/uracil-T500.db --epochs 400 \
   --threads 2 2>&1 | tee $OUT/energy.txt
-[ -s $M/evaluation_temperatures.json ] || mlwfcalc evaluate $M "${TESTS[@]}" --trend $M/error_vs_temperature.png \
+[ -s $M/evaluation_temperatures.json ] || mlwfcalc evaluate $M "${TESTS[@]}" --scf 10 --trend $M/error_vs_temperature.png \
   --json $M/evaluation_temperatures.json --plot $M/parity_test.png 2>&1 | tee $OUT/evaluate.txt
 [ -s $M/reference.json ] || python - $D/uracil-T500.db $M <<'PY'   # what tests/test_shipped_models.py checks
 import json, sys

@@ -451,7 +451,8 @@ def _cmd_evaluate(args) -> None:
         for name, indices in parts.items():
             reports[name] = evaluate(model, dataset, progress=not args.quiet,
                                      parity_plot=args.plot if len(reports) == 0 else None,
-                                     rotation_seed=None if args.no_rotate else args.rotate, indices=indices)
+                                     rotation_seed=None if args.no_rotate else args.rotate, indices=indices,
+                                     scf_frames=args.scf)
     rotation = "as stored" if args.no_rotate else f"each molecule randomly rotated (seed {args.rotate})"
     if len(reports) == 1:
         (label, report), = reports.items()
@@ -821,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train_energy)
 
     p = sub.add_parser("evaluate", help="accuracy of a model on label databases (F, orbitals, gap, dipole, energy, "
-                                        "forces), one column per database")
+                                        "forces; --scf: SCF warm start), one column per database")
     p.add_argument("model", help="model directory or shipped model name")
     p.add_argument("datasets", nargs="+", metavar="[LABEL=]DATASET",
                    help="label databases; every converged row is evaluated. A numeric LABEL (300=T300.db) is a "
@@ -835,6 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(family: labels of `mlwfcalc molecules` frames, which carry SMILES)")
     p.add_argument("--rotate", type=int, default=0, help="seed of the random rotation of each molecule (default 0)")
     p.add_argument("--no-rotate", action="store_true", help="evaluate the molecules as stored")
+    p.add_argument("--scf", type=int, default=0, metavar="N",
+                   help="also the SCF warm start on N evenly spaced molecules of each set: PySCF at the model's "
+                        "level of theory (conv_tol 1e-9) from the predicted density and from minao, cycle ratio "
+                        "and energy difference (two SCFs per molecule; default 0: skipped)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -2,7 +2,8 @@
 dipole, and (with an energy head at the set's level of theory) energies and forces; with the uncertainty
 (when it estimates the F error) and the share of the set outside the model's training domain. A transfer
 model (energies at a higher level) on a Kohn-Sham set is scored on F, orbitals and dipole: how far
-fine-tuning moved them from the Kohn-Sham reference.
+fine-tuning moved them from the Kohn-Sham reference. Optionally (``scf_frames``) the SCF warm start:
+PySCF's cycles from the predicted density against minao's, on a few molecules of the set.
 
 Orbitals on both sides come from the same exact PySCF overlap: ``F_pred C = S C e`` against
 ``F_ref C = S C e``. The orbital-coefficient similarity is PhiSNet's: the mean over occupied
@@ -28,6 +29,7 @@ from scipy.spatial.transform import Rotation
 from .data.dataset import LabelledDataset, Sample
 from .electronic import dipole_moment, solve_orbitals
 from .predictor import HamiltonianPredictor
+from .pyscf import reference_scf
 from .validation import InputError
 
 
@@ -48,6 +50,12 @@ class EvaluationReport:
     mean_uncertainty_uha: float | None = None
     outside_domain_percent: float | None = None
     spurious_orbital_percent: float | None = None  # molecules with a spurious occupied orbital (electronic.py)
+    scf_molecules: int | None = None  # molecules of the SCF check (evaluate's scf_frames), and its results:
+    scf_cycles_model: float | None = None  # mean PySCF cycles from the model's density
+    scf_cycles_minao: float | None = None  # mean PySCF cycles from minao
+    scf_cycle_ratio: float | None = None  # scf_cycles_model / scf_cycles_minao
+    scf_max_energy_difference_hartree: float | None = None  # largest |E(from the model) - E(from minao)|
+    scf_unconverged: int | None = None  # runs (either guess) that did not converge
 
     def rows(self) -> list[tuple[str, str]]:
         """``(metric, value with unit)`` pairs, the table's rows."""
@@ -68,6 +76,13 @@ class EvaluationReport:
             rows.append(("mean uncertainty (expected MAE of F)", f"{self.mean_uncertainty_uha:.1f} micro-Hartree"))
         if self.outside_domain_percent is not None:
             rows.append(("outside the training domain", f"{self.outside_domain_percent:.0f} %"))
+        if self.scf_molecules:
+            rows += [("SCF cycles from the model's density / from minao",
+                      f"{self.scf_cycle_ratio:.2f} ({self.scf_cycles_model:.2f} / {self.scf_cycles_minao:.2f}, "
+                      f"{self.scf_molecules} molecules)"),
+                     ("SCF: largest |E(model guess) - E(minao)|",
+                      f"{self.scf_max_energy_difference_hartree:.1e} Hartree"
+                      + (f", {self.scf_unconverged} runs NOT converged" if self.scf_unconverged else ""))]
         return rows
 
     def table(self) -> str:
@@ -86,12 +101,16 @@ def rotated(sample: Sample, rotation: np.ndarray, layout) -> Sample:
 
 def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: int = 32, progress: bool = True,
              parity_plot: str | Path | None = None, rotation_seed: int | None = None,
-             indices: Sequence[int] | None = None) -> EvaluationReport:
+             indices: Sequence[int] | None = None, scf_frames: int = 0,
+             scf_conv_tol: float = 1e-9) -> EvaluationReport:
     """Compare the model's F, orbitals (and energies, forces) with the reference on every molecule of ``dataset``
     (or those at ``indices``).
 
     ``rotation_seed``: turn each molecule by its own random rotation first (None: as stored).
     Molecules outside the model's training domain are evaluated too, and counted.
+    ``scf_frames``: also run the PySCF SCF at the model's level of theory (``scf_conv_tol``, Hartree) on that
+    many evenly spaced molecules, once from the predicted density and once from minao: the warm start's
+    cycle ratio, and the check that both end at the same energy. Two SCFs per molecule: the costly part.
     """
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     if not indices:
@@ -103,6 +122,9 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
         raise InputError(f"dataset {dataset.path} was labelled with {settings.xc}, the model with {model.functional}")
     f_err, f_max, e_err, cosines, gap_err, dip_err = [], 0.0, [], [], [], []
     energy_err, force_err, uncertainties, outside, spurious = [], [], [], 0, 0
+    scf_positions = set(np.linspace(0, len(indices) - 1, min(scf_frames, len(indices))).round().astype(int).tolist()) \
+        if scf_frames > 0 else set()
+    scf_model, scf_minao, scf_worst, scf_unconverged = [], [], 0.0, 0
     ref_sample, pred_sample = [], []
     rng = np.random.default_rng(0)
     # one rotation per sample of the whole set, so a subset sees the molecules as the whole-set run does
@@ -141,6 +163,13 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
             gap_err.append(abs(gap(orb_p) - gap(orb_r)))
             dipole = dipole_moment(mol, orb_p.density_matrix())
             dip_err.append(float((dipole - sample.dipole).norm()))
+            if start + k in scf_positions:
+                (cycles_p, energy_p, ok_p), (cycles_r, energy_r, ok_r) = (
+                    _scf(model, mol, guess, scf_conv_tol) for guess in (orb_p.density_matrix().numpy(), None))
+                scf_model.append(cycles_p)
+                scf_minao.append(cycles_r)
+                scf_worst = max(scf_worst, abs(energy_p - energy_r))
+                scf_unconverged += (not ok_p) + (not ok_r)
             pick = rng.choice(ref.numel(), size=min(200, ref.numel()), replace=False)
             ref_sample.append(ref.reshape(-1)[pick].numpy())
             pred_sample.append(fock.reshape(-1)[pick].numpy())
@@ -156,9 +185,22 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                               mean_uncertainty_uha=1e6 * float(np.mean(uncertainties)) if uncertainties else None,
                               outside_domain_percent=100 * outside / len(indices) if model.domain is not None else None,
                               spurious_orbital_percent=100 * spurious / len(indices))
+    if scf_model:
+        report = replace(report, scf_molecules=len(scf_model), scf_cycles_model=float(np.mean(scf_model)),
+                         scf_cycles_minao=float(np.mean(scf_minao)),
+                         scf_cycle_ratio=float(np.mean(scf_model) / np.mean(scf_minao)),
+                         scf_max_energy_difference_hartree=scf_worst, scf_unconverged=scf_unconverged)
     if parity_plot:
         _parity_plot(np.concatenate(ref_sample), np.concatenate(pred_sample), report, parity_plot)
     return report
+
+
+def _scf(model: HamiltonianPredictor, mol, density: np.ndarray | None, conv_tol: float) -> tuple[int, float, bool]:
+    """``(cycles, energy in Hartree, converged)`` of the PySCF SCF at the model's level of theory from
+    ``density`` (``(nao, nao)``; None: PySCF's minao guess)."""
+    mf = reference_scf(model, mol, conv_tol=conv_tol)
+    mf.kernel(dm0=density)
+    return mf.cycles, float(mf.e_tot), bool(mf.converged)
 
 
 def groups_of(dataset: LabelledDataset, by: str) -> dict[str, list[int]]:
@@ -187,7 +229,8 @@ def groups_of(dataset: LabelledDataset, by: str) -> dict[str, list[int]]:
 
 
 def plot_trend(reports: dict[str, EvaluationReport], path: str | Path, title: str = "") -> None:
-    """Errors against the sets' labels (temperatures in K when numeric): F, occupied orbital energies, forces."""
+    """Errors against the sets' labels (temperatures in K when numeric): F, occupied orbital energies, forces
+    (with an energy head), the SCF cycle ratio (when measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,10 +243,12 @@ def plot_trend(reports: dict[str, EvaluationReport], path: str | Path, title: st
               ("occupied orbital energy MAE (micro-Hartree)", [r.orbital_energy_mae_uha for r in reports.values()])]
     if all(r.force_mae_mev_per_a is not None for r in reports.values()):
         series.append(("force MAE (meV/A)", [r.force_mae_mev_per_a for r in reports.values()]))
+    if all(r.scf_cycle_ratio is not None for r in reports.values()):
+        series.append(("SCF cycles, model guess / minao", [r.scf_cycle_ratio for r in reports.values()]))
     fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.6))
     for ax, (name, values) in zip(axes, series):
         ax.plot(x, values, "o-")
-        ax.set_yscale("log")
+        ax.set_yscale("linear" if name.startswith("SCF") else "log")
         ax.set_ylabel(name)
         ax.set_xlabel("temperature of the test trajectory (K)" if numeric else "set")
         if not numeric:

@@ -245,7 +245,8 @@ def test_basis_named_in_the_config_is_checked_against_the_dataset(water_db, tmp_
 def test_evaluate_is_rotation_invariant_and_tabulates_several_sets(water_db, tmp_path, capsys):
     """Randomly rotated molecules (references turned with them) give the same rotation-invariant errors, and
     element-wise MAEs (F, force components: not invariant) within a few percent; several sets give one
-    column each, a JSON per set and an error-against-temperature plot."""
+    column each, a JSON per set and an error-against-temperature plot; --scf adds the SCF warm start (fewer
+    cycles than minao, the same converged energy)."""
     from mlwfcalc.cli import main
 
     model = mlwfcalc.load_model("water-pbe-def2svp", device="cpu", dtype=torch.float64)
@@ -260,10 +261,15 @@ def test_evaluate_is_rotation_invariant_and_tabulates_several_sets(water_db, tmp
     assert plain.outside_domain_percent == 0 and plain.energy_mae_mev < 5
     report, trend = tmp_path / "eval.json", tmp_path / "trend.png"
     assert main(["evaluate", "water-pbe-def2svp", f"300={water_db}", f"500={water_db}", "--json", str(report),
-                 "--plot", str(tmp_path / "parity.png"), "--trend", str(trend), "-q"]) == 0
+                 "--plot", str(tmp_path / "parity.png"), "--trend", str(trend), "--scf", "2", "-q"]) == 0
     sets = json.loads(report.read_text())["sets"]
     assert set(sets) == {"300", "500"} and sets["300"]["n_molecules"] == 8 and trend.stat().st_size > 1000
-    assert "| energy head: force MAE (per component) |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| energy head: force MAE (per component) |" in out and "| SCF cycles from the model's density" in out
+    scf = sets["300"]
+    assert scf["scf_molecules"] == 2 and scf["scf_unconverged"] == 0
+    assert scf["scf_cycle_ratio"] == pytest.approx(scf["scf_cycles_model"] / scf["scf_cycles_minao"])
+    assert scf["scf_cycle_ratio"] < 0.8 and scf["scf_max_energy_difference_hartree"] < 1e-8
     assert main(["evaluate", "water-pbe-def2svp", str(water_db), "--group-by", "size", "--json", str(report),
                  "--plot", str(tmp_path / "parity.png"), "-q"]) == 0
     assert json.loads(report.read_text())["n_molecules"] == 8 and "1 heavy atom" in capsys.readouterr().out
