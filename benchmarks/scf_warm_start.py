@@ -4,8 +4,8 @@
         [--n 20] [--md-steps 10] [--md-stride 1] [--guesses minao,model] [--plot docs/scf_warm_start_water.png]
 
 Part 1, held-out geometries (every ``len/n``-th frame of ``--frames``): for each guess (minao, atom,
-huckel, sap, the model; ``--guesses`` picks some) the SCF at the model's level of theory (functional, grid level) with
-``conv_tol`` 1e-9; the model's wall time includes its inference and the PySCF overlap. Every run must
+huckel, sap, the model; ``--guesses`` picks some) the SCF at the model's level of theory (functional,
+grid level) with ``conv_tol`` 1e-9; the model's wall time includes its inference and the PySCF overlap. Every run must
 end within 1e-8 Hartree of the minao energy (checked, reported).
 
 Part 2, along an MD trajectory: a short NVE run (0.5 fs steps, the model's ML forces, or GFN2-xTB's
@@ -75,6 +75,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", help="bar plot PNG")
     args = parser.parse_args()
+    chosen = ["minao"] + [g.strip() for g in args.guesses.split(",") if g.strip() and g.strip() != "minao"]
+    unknown = set(chosen) - set(GUESSES + ["model"])
+    if unknown:
+        parser.error(f"--guesses {', '.join(sorted(unknown))}: choose from {', '.join(GUESSES + ['model'])}")
     torch.set_num_threads(args.threads)
     lib.num_threads(args.threads)
     model = resolve_model(args.model, "cpu")
@@ -82,10 +86,6 @@ def main():
     start = frames[0]
     frames = frames[:: max(1, len(frames) // args.n)][: args.n] if args.n > 0 else []
     run_scf(model, model.make_mole(start), "model", args.conv_tol)  # warm-up
-    chosen = ["minao"] + [g.strip() for g in args.guesses.split(",") if g.strip() and g.strip() != "minao"]
-    unknown = set(chosen) - set(GUESSES + ["model"])
-    if unknown:
-        parser.error(f"--guesses {', '.join(sorted(unknown))}: choose from {', '.join(GUESSES + ['model'])}")
     rows = {g: [] for g in chosen} if frames else {}
     worst = 0.0
     for atoms in frames:

@@ -115,6 +115,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     if not indices:
         raise InputError("nothing to evaluate: the subset of the dataset is empty")
+    if scf_frames < 0:
+        raise InputError(f"scf_frames {scf_frames}: give the number of molecules for the SCF check (0: skip it)")
     settings = dataset.settings
     if settings.basis != model.basis:
         raise InputError(f"dataset {dataset.path} is in basis {settings.basis}, the model predicts {model.basis}")
