@@ -14,6 +14,9 @@ references, then:
 * time per energy+forces call for the first ``--timing`` molecules: the model's calculator, xTB,
   and PySCF (SCF from minao, then the analytic gradient), medians in one run.
 
+Last, molecules outside the domain (an element never seen, a size never seen: ``OUTSIDE``, embedded
+with RDKit) must each be refused with :class:`OutOfDomainError`; the table says which were.
+
 The SCF warm start (cycles and wall time against minao, sap and huckel) is
 ``benchmarks/scf_warm_start.py --frames TEST.xyz --md-steps 0``; error tables per molecule size and
 functional group are ``mlwfcalc evaluate MODEL TEST.db --group-by size|family``. Prints Markdown.
@@ -37,6 +40,12 @@ from mlwfcalc.domain import OutOfDomainError, OutOfDomainWarning
 from mlwfcalc.electronic import dipole_moment, solve_orbitals
 from mlwfcalc.predictor import load_model
 from mlwfcalc.pyscf import reference_scf
+
+
+#: Probes outside a CHNOF model of up to 9 heavy atoms: unseen elements (S, Cl, P, Br), unseen sizes.
+OUTSIDE = {"thiophene": "c1ccsc1", "chlorobenzene": "Clc1ccccc1", "methanethiol": "CS",
+           "trimethylphosphine": "CP(C)C", "bromomethane": "CBr", "naphthalene": "c1ccc2ccccc2c1",
+           "decane": "CCCCCCCCCC", "caffeine": "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "hydrogen": "[H][H]"}
 
 
 def rotated(dataset: LabelledDataset, seed: int) -> list[dict]:
@@ -132,6 +141,21 @@ def timings(model, rows, repeats: int = 3) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in out.items()}
 
 
+def probe_outside(model) -> list[tuple[str, str, str]]:
+    """``(name, formula, first line of the refusal or "ANSWERED")`` for each :data:`OUTSIDE` molecule."""
+    from mlwfcalc.data.molecules import Molecule, conformer
+
+    out = []
+    for name, smiles in OUTSIDE.items():
+        atoms = conformer(Molecule(smiles, 0, ""), seed=0)
+        try:
+            model.predict([atoms])
+            out.append((name, atoms.get_chemical_formula(), "ANSWERED"))
+        except OutOfDomainError as err:
+            out.append((name, atoms.get_chemical_formula(), str(err).split(": ", 1)[-1].split(". ")[0]))
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -167,6 +191,11 @@ def main():
                  "-" if scores["gap_mev"] is None else f"{scores['gap_mev']:.1f}",
                  "-" if scores["occupied_uha"] is None else f"{scores['occupied_uha']:.0f}"]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    probes = probe_outside(model)
+    print(f"\nOutside the domain: {sum(r != 'ANSWERED' for *_, r in probes)} of {len(probes)} refused\n")
+    print("| molecule | formula | refusal |\n|---|---|---|")
+    for name, formula, reason in probes:
+        print(f"| {name} | {formula} | {reason} |")
     if args.timing:
         timed = [row for row in rows if inside(model, row["atoms"])][:args.timing]
         times = timings(model, timed)

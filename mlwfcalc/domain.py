@@ -5,7 +5,9 @@ The domain is measured on the training structures by ``mlwfcalc train`` and kept
 
 * ``compositions``: ``"formulas"`` (a per-molecule model answers only for the chemical formulas it saw)
   or ``"elements"`` (a chemical-space model answers for any molecule of its elements and sizes);
-* ``formulas``: every Hill formula seen, with its number of structures; ``n_atoms``: the sizes seen;
+* ``formulas``: every Hill formula seen, with its number of structures; ``n_atoms``: the sizes seen
+  (atoms), ``n_heavy_atoms``: the same in atoms heavier than hydrogen (None in models recorded before
+  it; a chemical-space model refuses a size outside either range);
 * ``distances_ang``: the distances seen, each as a list of intervals (measured on a 0.02 A grid):
   ``"A-B"``, every distance between an A and a B atom (the bonded shell, the next shells...);
   ``"A->B#k"``, over the A atoms, the distance to the k-th nearest B atom (k = 1-4: the first shell).
@@ -111,6 +113,7 @@ class TrainingDomain:
     compositions: str = "formulas"
     formulas: dict[str, int] = field(default_factory=dict)
     n_atoms: tuple[int, int] = (0, 0)
+    n_heavy_atoms: tuple[int, int] | None = None
     distances_ang: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     margin_ang: float = DEFAULT_MARGIN_ANG
 
@@ -118,6 +121,8 @@ class TrainingDomain:
         if self.compositions not in ("formulas", "elements"):
             raise InputError(f"domain compositions {self.compositions!r}: choose 'formulas' or 'elements'")
         self.n_atoms = tuple(int(n) for n in self.n_atoms)
+        if self.n_heavy_atoms is not None:
+            self.n_heavy_atoms = tuple(int(n) for n in self.n_heavy_atoms)
         self.distances_ang = {k: [tuple(map(float, i)) for i in v] for k, v in self.distances_ang.items()}
 
     @classmethod
@@ -125,12 +130,13 @@ class TrainingDomain:
                         margin_ang: float = DEFAULT_MARGIN_ANG) -> "TrainingDomain":
         """Measure the domain of ``(numbers (n,), positions (n, 3) Angstrom)`` structures."""
         formulas: dict[str, int] = {}
-        sizes, histograms = [], {}
+        sizes, heavy, histograms = [], [], {}
         for numbers, positions in structures:
             numbers = np.asarray(numbers)
             formula = hill_formula(numbers)
             formulas[formula] = formulas.get(formula, 0) + 1
             sizes.append(len(numbers))
+            heavy.append(int((numbers > 1).sum()))
             for key, distances in _distance_table(numbers, np.asarray(positions, dtype=float)).items():
                 bins = np.minimum(np.floor(distances / DISTANCE_BIN_ANG).astype(int), N_DISTANCE_BINS - 1)
                 histograms.setdefault(key, np.zeros(N_DISTANCE_BINS, dtype=np.int64))
@@ -138,11 +144,15 @@ class TrainingDomain:
         if not sizes:
             raise InputError("no structures to measure a training domain on")
         return cls(compositions=compositions, formulas=dict(sorted(formulas.items())), n_atoms=(min(sizes), max(sizes)),
-                   distances_ang={key: _intervals(h) for key, h in sorted(histograms.items())}, margin_ang=margin_ang)
+                   n_heavy_atoms=(min(heavy), max(heavy)), distances_ang={key: _intervals(h) for key, h in sorted(histograms.items())}, margin_ang=margin_ang)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["n_atoms"] = list(self.n_atoms)
+        if self.n_heavy_atoms is None:  # a domain recorded before heavy atoms were counted
+            del out["n_heavy_atoms"]
+        else:
+            out["n_heavy_atoms"] = list(self.n_heavy_atoms)
         out["distances_ang"] = {k: [list(i) for i in v] for k, v in self.distances_ang.items()}
         return out
 
@@ -159,11 +169,18 @@ class TrainingDomain:
         if self.compositions == "formulas":
             what = ", ".join(f"{f} ({n} structures)" for f, n in self.formulas.items())
         else:
-            elements = sorted({s for f in self.formulas for s in Formula(f).count()})
-            what = f"molecules of {' '.join(elements)} ({len(self.formulas)} formulas, " \
+            what = f"molecules of {' '.join(self.elements())} ({len(self.formulas)} formulas, " \
                    f"{sum(self.formulas.values())} structures)"
         low, high = self.n_atoms
-        return f"{what}; {low}{'' if low == high else f'-{high}'} atoms"
+        line = f"{what}; {low}{'' if low == high else f'-{high}'} atoms"
+        if self.compositions == "elements" and self.n_heavy_atoms is not None:
+            low, high = self.n_heavy_atoms
+            line += f", {low}{'' if low == high else f'-{high}'} heavy atoms"
+        return line
+
+    def elements(self) -> list[str]:
+        """The element symbols seen in training, e.g. ``["C", "H", "O"]``."""
+        return sorted({s for f in self.formulas for s in Formula(f).count()})
 
     def violations(self, numbers: Sequence[int], positions_ang: np.ndarray) -> list[str]:
         """What about this structure lies outside the domain (empty: inside), one phrase per finding."""
@@ -174,8 +191,18 @@ class TrainingDomain:
             if formula not in self.formulas:
                 found.append(f"formula {formula} was never seen in training (seen: {', '.join(self.formulas)})")
                 return found  # distances of another molecule say nothing more
-        elif not self.n_atoms[0] <= len(numbers) <= self.n_atoms[1]:
-            found.append(f"{len(numbers)} atoms, outside the {self.n_atoms[0]}-{self.n_atoms[1]} seen in training")
+        else:
+            unseen = sorted(set(Formula(formula).count()) - set(self.elements()))
+            if unseen:
+                found.append(f"element{'s' * (len(unseen) > 1)} {', '.join(unseen)} never seen in training "
+                             f"(seen: {', '.join(self.elements())})")
+                return found  # its distances say nothing more
+            if not self.n_atoms[0] <= len(numbers) <= self.n_atoms[1]:
+                found.append(f"{len(numbers)} atoms, outside the {self.n_atoms[0]}-{self.n_atoms[1]} seen in training")
+            heavy = int((numbers > 1).sum())
+            if self.n_heavy_atoms is not None and not self.n_heavy_atoms[0] <= heavy <= self.n_heavy_atoms[1]:
+                found.append(f"{heavy} heavy (non-hydrogen) atoms, outside the {self.n_heavy_atoms[0]}-"
+                             f"{self.n_heavy_atoms[1]} seen in training")
         for key, distances in _distance_table(numbers, np.asarray(positions_ang, dtype=float)).items():
             if key not in self.distances_ang:
                 if "#" not in key:
@@ -204,9 +231,7 @@ def models_covering(formula: str, exclude: str | None = None) -> list[str]:
         if domain.compositions == "formulas" and formula in domain.formulas:
             names.append(entry["name"])
         elif domain.compositions == "elements":
-            elements = set(Formula(formula).count())
-            seen = {s for f in domain.formulas for s in Formula(f).count()}
-            if elements <= seen:
+            if set(Formula(formula).count()) <= set(domain.elements()):
                 names.append(entry["name"])
     return names
 

@@ -12,7 +12,7 @@ from ase.collections import s22
 import mlwfcalc
 from mlwfcalc import MLWFCalculator, OutOfDomainError, OutOfDomainWarning
 from mlwfcalc.cli import main
-from mlwfcalc.domain import TrainingDomain
+from mlwfcalc.domain import TrainingDomain, enforce
 
 from conftest import random_rotation
 
@@ -211,6 +211,35 @@ def test_domain_of_structures_holds_shells_and_gaps():
     found = domain.violations(ethanol.numbers, stretched)
     assert any("H-C distance of 1.50 A" in f for f in found)
     assert TrainingDomain.from_dict(json.loads(json.dumps(domain.to_dict()))) == domain
+
+
+def test_chemical_space_domain_refuses_unseen_elements_and_sizes():
+    """A domain of any molecule of its elements (``compositions="elements"``) answers for a new molecule of
+    those elements and sizes, and refuses an unseen element or a size (atoms, heavy atoms) never seen."""
+    seen = [molecule(name) for name in ("CH3CH2OH", "CH3CHO", "CH3CN", "HCOOH", "NH3", "H2O", "C2H6")]
+    rng = np.random.default_rng(0)
+    frames = [(m.numbers, m.positions + rng.normal(0, 0.02, m.positions.shape)) for m in seen for _ in range(5)]
+    domain = TrainingDomain.from_structures(frames, compositions="elements", margin_ang=0.1)
+    assert domain.n_atoms == (3, 9) and domain.n_heavy_atoms == (1, 3)
+    assert domain.elements() == ["C", "H", "N", "O"] and "1-3 heavy atoms" in domain.summary()
+    assert domain.violations(*frames[0]) == []
+    new = molecule("CH3OCH3")  # never seen, of seen elements and sizes (seven molecules leave distance gaps)
+    assert not [f for f in domain.violations(new.numbers, new.positions) if "atoms" in f or "element" in f]
+    thiol = molecule("CH3SH")
+    assert domain.violations(thiol.numbers, thiol.positions) == ["element S never seen in training (seen: C, H, N, O)"]
+    butane = molecule("trans-butane")  # 14 atoms, 4 heavy atoms
+    found = domain.violations(butane.numbers, butane.positions)
+    assert "14 atoms, outside the 3-9 seen in training" in found
+    assert "4 heavy (non-hydrogen) atoms, outside the 1-3 seen in training" in found
+    cyanide = molecule("HCN")  # 3 atoms but 2 heavy ones: inside both ranges, judged by distances alone
+    assert not any("atoms, outside" in f for f in domain.violations(cyanide.numbers, cyanide.positions))
+    with pytest.raises(OutOfDomainError, match="element S never seen"):
+        enforce(domain, thiol.numbers, thiol.positions, model_name="a CHNO model")
+    assert TrainingDomain.from_dict(json.loads(json.dumps(domain.to_dict()))) == domain
+    older = domain.to_dict()
+    del older["n_heavy_atoms"]  # a model recorded before heavy atoms were counted: sizes in atoms only
+    assert TrainingDomain.from_dict(older).n_heavy_atoms is None and "n_heavy_atoms" not in \
+        TrainingDomain.from_dict(older).to_dict()
 
 
 def test_results_with_uncertainty_still_write_to_ase_files(water_model, tmp_path):
