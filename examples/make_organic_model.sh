@@ -22,9 +22,9 @@ if [ ! -s $M/model.safetensors ]; then  # training also fits the domain (element
 fi
 [ -s $M/energy.safetensors ] || mlwfcalc train-energy $M $D/organic-train-run.db --test $D/organic-test.db \
   --epochs 400 --threads 2 2>&1 | tee $OUT/energy.txt
-# held-out molecules: all of them with the SCF warm start on every third geometry, then by size and by
-# functional group
-[ -s $M/evaluation.json ] || mlwfcalc evaluate $M $D/organic-test.db --scf 40 --json $M/evaluation.json \
+# held-out molecules: all of them, with the SCF warm start on every other geometry (frames are
+# molecule-major, 300 then 600 K: each molecule once, at 300 K); then by size and by functional group
+[ -s $M/evaluation.json ] || mlwfcalc evaluate $M $D/organic-test.db --scf 60 --json $M/evaluation.json \
   --plot $M/parity_test.png -q 2>&1 | tee $OUT/evaluate.txt
 for by in size family; do
   [ -s $M/evaluation_$by.json ] || mlwfcalc evaluate $M $D/organic-test.db --group-by $by \
@@ -45,6 +45,6 @@ json.dump({"description": "geometry 0 of the held-out test molecules with its Py
 PY
 to $OUT/uncertainty.txt python benchmarks/uncertainty.py $M test=$D/organic-test.db --plot $OUT/uncertainty.png
 to $OUT/chemical_space.txt python benchmarks/chemical_space.py --model $M --test $D/organic-test.db --timing 10
-to $OUT/scf.txt python benchmarks/scf_warm_start.py --model $M --frames $D/test.xyz --n 40 --md-steps 0 \
+to $OUT/scf.txt python benchmarks/scf_warm_start.py --model $M --frames $D/test.xyz --n 20 --md-steps 0 \
   --guesses minao,sap,huckel,model --threads 2 --plot $M/scf_warm_start.png
 echo "done: tables in $OUT, model in $M (write its README card)"
