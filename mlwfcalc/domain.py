@@ -12,7 +12,9 @@ The domain is measured on the training structures by ``mlwfcalc train`` and kept
   ``"A-B"``, every distance between an A and a B atom (the bonded shell, the next shells...);
   ``"A->B#k"``, over the A atoms, the distance to the k-th nearest B atom (k = 1-4: the first shell).
   A bond stretched into the gap between two shells, a fragment (an atom far from every partner it
-  had) or a compressed bond lies in no interval;
+  had) or a compressed bond lies in no interval. A chemical-space model (``"elements"``) keeps the first
+  interval and the gap after it, and treats the rest as one interval: its farther gaps are holes between
+  the molecules sampled;
 * ``margin_ang``: how far outside an interval a distance may lie before the structure is refused.
 
 Outside the domain the network extrapolates, and its numbers can be wrong by eV without any sign
@@ -209,6 +211,10 @@ class TrainingDomain:
                     found.append(f"no {key} pair was seen in training")
                 continue
             seen = self.distances_ang[key]
+            if self.compositions == "elements" and len(seen) > 2:
+                # a chemical-space model: past the first (bonded) shell and the gap after it, a gap between
+                # the distances seen is a hole in the sampled molecules, not a geometry no molecule has
+                seen = [seen[0], (seen[1][0], seen[-1][1])]
             inside = np.zeros(len(distances), dtype=bool)
             for low, high in seen:
                 inside |= (distances >= low - self.margin_ang) & (distances <= high + self.margin_ang)

@@ -233,6 +233,15 @@ def test_chemical_space_domain_refuses_unseen_elements_and_sizes():
     assert "4 heavy (non-hydrogen) atoms, outside the 1-3 seen in training" in found
     cyanide = molecule("HCN")  # 3 atoms but 2 heavy ones: inside both ranges, judged by distances alone
     assert not any("atoms, outside" in f for f in domain.violations(cyanide.numbers, cyanide.positions))
+    # past the bonded shell and the gap after it, a gap of a chemical-space domain is a hole in the sampled
+    # molecules: a distance there is inside, where a per-molecule domain refuses it
+    hydroxide = TrainingDomain(compositions="elements", formulas={"HO": 1}, n_atoms=(2, 2), n_heavy_atoms=(1, 1),
+                               distances_ang={"H-O": [(0.9, 1.0), (1.5, 1.6), (2.0, 2.1)]})
+    in_hole, stretched_bond = np.array([[0, 0, 0], [1.8, 0, 0]]), np.array([[0, 0, 0], [1.3, 0, 0]])
+    assert hydroxide.violations([8, 1], in_hole) == []
+    assert hydroxide.violations([8, 1], stretched_bond) != []
+    per_molecule = TrainingDomain(**{**hydroxide.to_dict(), "compositions": "formulas"})
+    assert per_molecule.violations([8, 1], in_hole) != []
     with pytest.raises(OutOfDomainError, match="element S never seen"):
         enforce(domain, thiol.numbers, thiol.positions, model_name="a CHNO model")
     assert TrainingDomain.from_dict(json.loads(json.dumps(domain.to_dict()))) == domain
