@@ -146,7 +146,8 @@ class TrainingDomain:
         if not sizes:
             raise InputError("no structures to measure a training domain on")
         return cls(compositions=compositions, formulas=dict(sorted(formulas.items())), n_atoms=(min(sizes), max(sizes)),
-                   n_heavy_atoms=(min(heavy), max(heavy)), distances_ang={key: _intervals(h) for key, h in sorted(histograms.items())}, margin_ang=margin_ang)
+                   n_heavy_atoms=(min(heavy), max(heavy)),
+                   distances_ang={key: _intervals(h) for key, h in sorted(histograms.items())}, margin_ang=margin_ang)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -173,11 +174,12 @@ class TrainingDomain:
         else:
             what = f"molecules of {' '.join(self.elements())} ({len(self.formulas)} formulas, " \
                    f"{sum(self.formulas.values())} structures)"
-        low, high = self.n_atoms
-        line = f"{what}; {low}{'' if low == high else f'-{high}'} atoms"
+        def span(low, high):
+            return f"{low}{'' if low == high else f'-{high}'}"
+
+        line = f"{what}; {span(*self.n_atoms)} atoms"
         if self.compositions == "elements" and self.n_heavy_atoms is not None:
-            low, high = self.n_heavy_atoms
-            line += f", {low}{'' if low == high else f'-{high}'} heavy atoms"
+            line += f", {span(*self.n_heavy_atoms)} heavy atoms"
         return line
 
     def elements(self) -> list[str]:
