@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -172,7 +173,7 @@ class TrainingDomain:
         if self.compositions == "formulas":
             what = ", ".join(f"{f} ({n} structures)" for f, n in self.formulas.items())
         else:
-            what = f"molecules of {' '.join(self.elements())} ({len(self.formulas)} formulas, " \
+            what = f"molecules of {' '.join(self.elements)} ({len(self.formulas)} formulas, " \
                    f"{sum(self.formulas.values())} structures)"
         def span(low, high):
             return f"{low}{'' if low == high else f'-{high}'}"
@@ -182,8 +183,9 @@ class TrainingDomain:
             line += f", {span(*self.n_heavy_atoms)} heavy atoms"
         return line
 
+    @cached_property
     def elements(self) -> list[str]:
-        """The element symbols seen in training, e.g. ``["C", "H", "O"]``."""
+        """The element symbols seen in training, e.g. ``["C", "H", "O"]`` (parsed once: every prediction asks)."""
         return sorted({s for f in self.formulas for s in Formula(f).count()})
 
     def violations(self, numbers: Sequence[int], positions_ang: np.ndarray) -> list[str]:
@@ -196,10 +198,10 @@ class TrainingDomain:
                 found.append(f"formula {formula} was never seen in training (seen: {', '.join(self.formulas)})")
                 return found  # distances of another molecule say nothing more
         else:
-            unseen = sorted(set(Formula(formula).count()) - set(self.elements()))
+            unseen = sorted(set(Formula(formula).count()) - set(self.elements))
             if unseen:
                 found.append(f"element{'s' * (len(unseen) > 1)} {', '.join(unseen)} never seen in training "
-                             f"(seen: {', '.join(self.elements())})")
+                             f"(seen: {', '.join(self.elements)})")
                 return found  # its distances say nothing more
             if not self.n_atoms[0] <= len(numbers) <= self.n_atoms[1]:
                 found.append(f"{len(numbers)} atoms, outside the {self.n_atoms[0]}-{self.n_atoms[1]} seen in training")
@@ -239,7 +241,7 @@ def models_covering(formula: str, exclude: str | None = None) -> list[str]:
         if domain.compositions == "formulas" and formula in domain.formulas:
             names.append(entry["name"])
         elif domain.compositions == "elements":
-            if set(Formula(formula).count()) <= set(domain.elements()):
+            if set(Formula(formula).count()) <= set(domain.elements):
                 names.append(entry["name"])
     return names
 

@@ -221,7 +221,7 @@ def test_chemical_space_domain_refuses_unseen_elements_and_sizes():
     frames = [(m.numbers, m.positions + rng.normal(0, 0.02, m.positions.shape)) for m in seen for _ in range(5)]
     domain = TrainingDomain.from_structures(frames, compositions="elements", margin_ang=0.1)
     assert domain.n_atoms == (3, 9) and domain.n_heavy_atoms == (1, 3)
-    assert domain.elements() == ["C", "H", "N", "O"] and "1-3 heavy atoms" in domain.summary()
+    assert domain.elements == ["C", "H", "N", "O"] and "1-3 heavy atoms" in domain.summary()
     assert domain.violations(*frames[0]) == []
     new = molecule("CH3OCH3")  # never seen, of seen elements and sizes (seven molecules leave distance gaps)
     assert not [f for f in domain.violations(new.numbers, new.positions) if "atoms" in f or "element" in f]
