@@ -11,11 +11,12 @@ cd "$(dirname "$0")/.."
 D=${DATA:-work/organic}; M=models/organic-pbe-def2svp; R=work/runs/organic-v1; A=${ARCHIVE:-datasets/organic-pbe-def2svp}; OUT=$D/report; mkdir -p $OUT
 to() { local f=$1; shift; [ -s $f ] || { "$@" > $f.part 2>&1 && mv $f.part $f; }; }  # a killed step leaves no $f
 [ -s $D/organic-test.db ] || { echo "missing $D/organic-test.db: run examples/make_organic.sh" >&2; exit 2; }
-# first version: trained on the labels of every training molecule once (parts 000-002 of the archive: the
-# validation molecules and 504 of the 960 training frames); a copy, since training refuses a growing database
+# first version: trained on the labels archived by 2026-12-06 (parts 000-003: the validation molecules, every
+# training molecule once and 206 second conformers, 710 of the 960 training frames); a copy, since training
+# refuses a growing database
 V1=$D/organic-train-v1.db
 if [ ! -s $V1 ]; then
-  mkdir -p $D/v1-parts && for i in 000 001 002; do ln -sf "$PWD/$A/train/part-$i.safetensors" $D/v1-parts/; done
+  mkdir -p $D/v1-parts && for i in 000 001 002 003; do ln -sf "$PWD/$A/train/part-$i.safetensors" $D/v1-parts/; done
   mlwfcalc unpack-labels $D/v1-parts -o $V1
 fi
 if [ ! -s $M/model.safetensors ]; then  # training also fits the domain (elements, sizes, distances) and the uncertainty

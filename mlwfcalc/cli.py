@@ -345,8 +345,10 @@ def _cmd_train_energy(args) -> None:
     for part in ("train", "val", "test"):
         if part in summary:
             e = summary[part]
+            skipped = f"; {e['n_outside_domain']} outside the training domain, left out" \
+                if e.get("n_outside_domain") else ""
             print(f"{part:5s} ({e['n_molecules']} molecules): energy MAE {e['energy_mae_mev']:.2f} meV, "
-                  f"force MAE {e['force_mae_mev_per_a']:.1f} meV/A")
+                  f"force MAE {e['force_mae_mev_per_a']:.1f} meV/A{skipped}")
     if args.dry_run:
         print(json.dumps(history[-1]))
         return

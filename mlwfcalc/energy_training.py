@@ -161,9 +161,16 @@ def model_errors(model: HamiltonianPredictor, samples: list[Sample], batch_size:
 
     Needs no feature Jacobians (one backward pass per batch instead of one per atom and feature), so it
     is the cheap way to score a fitted head on a held-out set. ``model`` must carry an energy head.
+    Molecules outside the model's training domain are left out (the model refuses them) and counted in
+    ``n_outside_domain``, as :func:`mlwfcalc.evaluation.evaluate` counts them.
     """
     if model.energy_head is None:
         raise ValueError("model_errors needs a model with an energy head")
+    inside = [s for s in samples if model.domain is None
+              or not model.domain.violations(s.numbers.numpy(), s.positions.numpy() * Bohr)]
+    n_outside, samples = len(samples) - len(inside), inside
+    if not samples:
+        raise ValueError(f"all {n_outside} molecules lie outside the model's training domain: nothing to score")
     e_err, f_err = [], []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
@@ -171,7 +178,7 @@ def model_errors(model: HamiltonianPredictor, samples: list[Sample], batch_size:
         for s, p in zip(chunk, model.predict(atoms, forces=True, batch_size=batch_size)):
             e_err.append((p.energy - float(s.energy)) * MEV)
             f_err.append((p.forces - s.forces.numpy()).reshape(-1) * MEV_PER_A)
-    return _error_summary(np.asarray(e_err), np.concatenate(f_err))
+    return _error_summary(np.asarray(e_err), np.concatenate(f_err)) | {"n_outside_domain": n_outside}
 
 
 def _error_summary(energy_errors: np.ndarray, force_errors: np.ndarray) -> dict[str, float]:

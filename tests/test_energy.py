@@ -230,6 +230,31 @@ def test_head_that_does_not_fit_the_network_is_refused(tiny_model_dir, tmp_path)
         mlwfcalc.load_model(copy, device="cpu")
 
 
+def test_held_out_scores_leave_out_and_count_molecules_outside_the_domain(tiny, water_db):
+    """A test set with a molecule the model refuses (an O-H bond stretched 0.6 A past training) is scored on the
+    rest, not aborted: `train-energy --test` on a chemical-space test set must survive its novel molecules."""
+    import dataclasses
+
+    from mlwfcalc.domain import TrainingDomain
+
+    samples = LabelledDataset(water_db).samples[:4]
+    stretched = samples[0].positions.clone()
+    stretched[1] += (stretched[1] - stretched[0]) / (stretched[1] - stretched[0]).norm() * 0.6 / Bohr
+    outside = dataclasses.replace(samples[0], positions=stretched)
+    saved = tiny.model.domain
+    tiny.model.domain = TrainingDomain.from_structures(
+        [(s.numbers.numpy(), s.positions.numpy() * Bohr) for s in samples], margin_ang=0.1)
+    try:
+        scored = model_errors(tiny, samples + [outside], batch_size=2)
+        inside_only = model_errors(tiny, samples, batch_size=2)
+        with pytest.raises(ValueError, match="all 1 molecules lie outside"):
+            model_errors(tiny, [outside])
+    finally:
+        tiny.model.domain = saved
+    assert (scored["n_molecules"], scored["n_outside_domain"], inside_only["n_outside_domain"]) == (4, 1, 0)
+    assert scored["energy_mae_mev"] == pytest.approx(inside_only["energy_mae_mev"], rel=1e-12)
+
+
 def test_train_energy_command_writes_a_head_that_loads(tiny_model_dir, water_db, tmp_path):
     """`mlwfcalc train-energy` with its defaults (term none, invariant features) writes a head the model loads."""
     import shutil
