@@ -37,11 +37,14 @@ done
 import json, sys
 from ase.units import Hartree
 from mlwfcalc.data import LabelDatabase
+from mlwfcalc.domain import TrainingDomain
 database, model = sys.argv[1:]
-row = LabelDatabase(database).rows()[0]
+domain = TrainingDomain.from_dict(json.load(open(f"{model}/config.json"))["domain"])
+k, row = next((k, r) for k, r in enumerate(LabelDatabase(database).rows())
+              if not domain.violations(r.numbers, r.positions))   # the model refuses the others
 card = json.load(open(f"{model}/evaluation.json"))["fock_mae_uha"]
-json.dump({"description": "geometry 0 of the held-out test molecules with its PySCF PBE/def2-SVP Kohn-Sham matrix "
-                          "(grids 3, conv_tol 1e-10)",
+json.dump({"description": f"geometry {k} of the held-out test molecules (the first inside the training domain) "
+                          "with its PySCF PBE/def2-SVP Kohn-Sham matrix (grids 3, conv_tol 1e-10)",
            "numbers": row.numbers.tolist(), "positions_angstrom": row.positions.tolist(),
            "fock_hartree": row.data["fock"].tolist(), "energy_hartree": row.energy / Hartree,
            "card_fock_mae_uha": round(card, 1)}, open(f"{model}/reference.json", "w"))
