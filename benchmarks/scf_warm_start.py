@@ -3,7 +3,8 @@
     python benchmarks/scf_warm_start.py --model water-pbe-def2svp --frames work/water-md500-s1.xyz \
         [--n 20] [--md-steps 10] [--md-stride 1] [--guesses minao,model] [--plot docs/scf_warm_start_water.png]
 
-Part 1, held-out geometries (every ``len/n``-th frame of ``--frames``): for each guess (minao, atom,
+Part 1, held-out geometries (every ``len/n``-th frame of ``--frames`` inside the model's training domain;
+the model refuses to guess outside it, so those are left out and counted): for each guess (minao, atom,
 huckel, sap, the model; ``--guesses`` picks some) the SCF at the model's level of theory (functional,
 grid level) with ``conv_tol`` 1e-9; the model's wall time includes its inference and the PySCF overlap. Every run must
 end within 1e-8 Hartree of the minao energy (checked, reported).
@@ -83,6 +84,14 @@ def main():
     lib.num_threads(args.threads)
     model = resolve_model(args.model, "cpu")
     frames = read(args.frames, index=":")
+    if model.domain is not None:  # the model refuses to guess for a molecule outside its training domain
+        inside = [a for a in frames if not model.domain.violations(a.numbers, a.positions)]
+        if not inside:
+            parser.error(f"every geometry of {args.frames} is outside the training domain of {args.model}")
+        if len(inside) < len(frames):
+            print(f"{len(frames) - len(inside)} of the {len(frames)} geometries are outside the model's training "
+                  "domain (its guess refuses them): left out")
+        frames = inside
     start = frames[0]
     frames = frames[:: max(1, len(frames) // args.n)][: args.n] if args.n > 0 else []
     run_scf(model, model.make_mole(start), "model", args.conv_tol)  # warm-up
