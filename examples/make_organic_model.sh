@@ -25,8 +25,8 @@ if [ ! -s $M/model.safetensors ]; then  # each stage also fits the domain (eleme
   finished $R || mlwfcalc train --config examples/train_organic.toml --compositions elements 2>&1 | tee $OUT/train.txt
   # stage 2: a second, shorter cosine schedule from stage 1's weights (its training and validation errors
   # were close and still falling: underfitted, as the uracil model's first stage was)
-  mlwfcalc train --config examples/train_organic.toml --compositions elements --init-from $R/best --lr 1e-3 \
-    --max-steps 12000 -o $R2 2>&1 | tee $OUT/train-stage2.txt
+  finished $R2 || mlwfcalc train --config examples/train_organic.toml --compositions elements --init-from $R/best \
+    --lr 1e-3 --max-steps 12000 -o $R2 2>&1 | tee $OUT/train-stage2.txt
   mkdir -p $M && cp $R2/best/* $M/ && cp $R2/learning_curve.png $M/ && cp $R2/log.csv $M/training_log.csv
   cp $R/learning_curve.png $M/learning_curve_stage1.png && cp $R/log.csv $M/training_log_stage1.csv
 fi
