@@ -12,10 +12,20 @@ The domain is measured on the training structures by ``mlwfcalc train`` and kept
   ``"A-B"``, every distance between an A and a B atom (the bonded shell, the next shells...);
   ``"A->B#k"``, over the A atoms, the distance to the k-th nearest B atom (k = 1-4: the first shell).
   A bond stretched into the gap between two shells, a fragment (an atom far from every partner it
-  had) or a compressed bond lies in no interval. A chemical-space model (``"elements"``) keeps the first
-  interval and the gap after it, and treats the rest as one interval: its farther gaps are holes between
-  the molecules sampled;
+  had) or a compressed bond lies in no interval;
+* ``n_fragments``: the numbers of covalently bonded fragments seen (atoms closer than ``BOND_FACTOR``
+  times the sum of their covalent radii are bonded; None in models recorded before it): a dimer of
+  molecules trained on one at a time is refused;
 * ``margin_ang``: how far outside an interval a distance may lie before the structure is refused.
+
+A chemical-space model (``"elements"``) reads the distance intervals loosely, since across hundreds of
+molecules a hole between the distances seen is a hole between the molecules sampled, not a geometry no
+molecule has. It refuses a distance shorter than any seen (a compressed bond, an unusually close
+contact), a bonded distance stretched into the gap after the bonded shell (the intervals that start
+within bonding range, ``BOND_FACTOR`` times the covalent radii, taken as one), and more fragments than
+seen; a distance longer than any seen is a larger
+molecule, which the size ranges bound (a chemical-space domain recorded without ``n_fragments`` keeps
+the upper ends, its only fragment check, and treats the intervals after the gap as one).
 
 Outside the domain the network extrapolates, and its numbers can be wrong by eV without any sign
 of it: :meth:`TrainingDomain.violations` names what is outside, and :func:`enforce` raises
@@ -30,8 +40,9 @@ from functools import cached_property
 from typing import Iterable, Sequence
 
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 from ase.formula import Formula
+from scipy.sparse.csgraph import connected_components
 
 from .validation import InputError
 
@@ -45,6 +56,9 @@ NEIGHBOUR_RANKS = 4
 #: count in the last interval).
 DISTANCE_BIN_ANG = 0.02
 N_DISTANCE_BINS = 2500
+#: Two atoms are bonded when closer than this factor times the sum of their covalent radii (ASE's): covers
+#: bonds stretched by thermal motion at 600 K (F-F up to 1.60 A, C-H up to 1.50 A, C-C up to 2.13 A).
+BOND_FACTOR = 1.4
 
 
 class OutOfDomainError(InputError):
@@ -87,6 +101,20 @@ def _distance_table(numbers: np.ndarray, positions_ang: np.ndarray) -> dict[str,
     return table
 
 
+def count_fragments(numbers: Sequence[int], positions_ang: np.ndarray) -> int:
+    """How many covalently bonded fragments the structure falls into (bonded: closer than ``BOND_FACTOR``
+    times the sum of the covalent radii); ``positions_ang`` ``(n, 3)`` Angstrom."""
+    radii = covalent_radii[np.asarray(numbers)]
+    dist = np.linalg.norm(positions_ang[:, None] - positions_ang[None], axis=-1)
+    return int(connected_components(dist < BOND_FACTOR * (radii[:, None] + radii[None]), directed=False)[0])
+
+
+def _bonding_range_ang(key: str) -> float:
+    """Longest bonded distance (Angstrom) of the element pair of a distance key (``"C-O"``, ``"C->O#2"``)."""
+    a, b = key.split("#")[0].replace("->", "-").split("-")
+    return BOND_FACTOR * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
+
+
 def _intervals(histogram: np.ndarray) -> list[tuple[float, float]]:
     """Runs of occupied bins of a distance histogram as ``[(low, high), ...]`` Angstrom."""
     occupied = np.concatenate([[False], histogram > 0, [False]])
@@ -106,7 +134,8 @@ def _phrase(key: str) -> str:
 
 
 def _describe(intervals: list[tuple[float, float]]) -> str:
-    return ", ".join(f"{low:.2f}-{high:.2f}" for low, high in intervals)
+    """``[(1.32, 1.46), (2.22, inf)]`` -> ``"1.32-1.46 A, 2.22 A or longer"``."""
+    return ", ".join(f"{low:.2f}-{high:.2f} A" if np.isfinite(high) else f"{low:.2f} A or longer" for low, high in intervals)
 
 
 @dataclass
@@ -117,6 +146,7 @@ class TrainingDomain:
     formulas: dict[str, int] = field(default_factory=dict)
     n_atoms: tuple[int, int] = (0, 0)
     n_heavy_atoms: tuple[int, int] | None = None
+    n_fragments: tuple[int, int] | None = None
     distances_ang: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     margin_ang: float = DEFAULT_MARGIN_ANG
 
@@ -126,6 +156,8 @@ class TrainingDomain:
         self.n_atoms = tuple(int(n) for n in self.n_atoms)
         if self.n_heavy_atoms is not None:
             self.n_heavy_atoms = tuple(int(n) for n in self.n_heavy_atoms)
+        if self.n_fragments is not None:
+            self.n_fragments = tuple(int(n) for n in self.n_fragments)
         self.distances_ang = {k: [tuple(map(float, i)) for i in v] for k, v in self.distances_ang.items()}
 
     @classmethod
@@ -133,30 +165,32 @@ class TrainingDomain:
                         margin_ang: float = DEFAULT_MARGIN_ANG) -> "TrainingDomain":
         """Measure the domain of ``(numbers (n,), positions (n, 3) Angstrom)`` structures."""
         formulas: dict[str, int] = {}
-        sizes, heavy, histograms = [], [], {}
+        sizes, heavy, fragments, histograms = [], [], [], {}
         for numbers, positions in structures:
-            numbers = np.asarray(numbers)
+            numbers, positions = np.asarray(numbers), np.asarray(positions, dtype=float)
+            fragments.append(count_fragments(numbers, positions))
             formula = hill_formula(numbers)
             formulas[formula] = formulas.get(formula, 0) + 1
             sizes.append(len(numbers))
             heavy.append(int((numbers > 1).sum()))
-            for key, distances in _distance_table(numbers, np.asarray(positions, dtype=float)).items():
+            for key, distances in _distance_table(numbers, positions).items():
                 bins = np.minimum(np.floor(distances / DISTANCE_BIN_ANG).astype(int), N_DISTANCE_BINS - 1)
                 histograms.setdefault(key, np.zeros(N_DISTANCE_BINS, dtype=np.int64))
                 histograms[key] += np.bincount(bins, minlength=N_DISTANCE_BINS)
         if not sizes:
             raise InputError("no structures to measure a training domain on")
         return cls(compositions=compositions, formulas=dict(sorted(formulas.items())), n_atoms=(min(sizes), max(sizes)),
-                   n_heavy_atoms=(min(heavy), max(heavy)),
+                   n_heavy_atoms=(min(heavy), max(heavy)), n_fragments=(min(fragments), max(fragments)),
                    distances_ang={key: _intervals(h) for key, h in sorted(histograms.items())}, margin_ang=margin_ang)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["n_atoms"] = list(self.n_atoms)
-        if self.n_heavy_atoms is None:  # a domain recorded before heavy atoms were counted
-            del out["n_heavy_atoms"]
-        else:
-            out["n_heavy_atoms"] = list(self.n_heavy_atoms)
+        for name in ("n_heavy_atoms", "n_fragments"):
+            if out[name] is None:  # a domain recorded before they were counted
+                del out[name]
+            else:
+                out[name] = list(out[name])
         out["distances_ang"] = {k: [list(i) for i in v] for k, v in self.distances_ang.items()}
         return out
 
@@ -209,23 +243,41 @@ class TrainingDomain:
             if self.n_heavy_atoms is not None and not self.n_heavy_atoms[0] <= heavy <= self.n_heavy_atoms[1]:
                 found.append(f"{heavy} heavy (non-hydrogen) atoms, outside the {self.n_heavy_atoms[0]}-"
                              f"{self.n_heavy_atoms[1]} seen in training")
-        for key, distances in _distance_table(numbers, np.asarray(positions_ang, dtype=float)).items():
+        positions_ang = np.asarray(positions_ang, dtype=float)
+        if self.n_fragments is not None:
+            pieces = count_fragments(numbers, positions_ang)
+            if not self.n_fragments[0] <= pieces <= self.n_fragments[1]:
+                seen = "-".join(map(str, sorted(set(self.n_fragments))))
+                found.append(f"{pieces} separate fragment{'s' * (pieces > 1)} (atoms within {BOND_FACTOR} times their "
+                             f"covalent radii counted as bonded), where every training structure had {seen}")
+        for key, distances in _distance_table(numbers, positions_ang).items():
             if key not in self.distances_ang:
                 if "#" not in key:
                     found.append(f"no {key} pair was seen in training")
                 continue
             seen = self.distances_ang[key]
-            if self.compositions == "elements" and len(seen) > 2:
-                # a chemical-space model: past the first (bonded) shell and the gap after it, a gap between
-                # the distances seen is a hole in the sampled molecules, not a geometry no molecule has
-                seen = [seen[0], (seen[1][0], seen[-1][1])]
+            if self.compositions == "elements":
+                seen = self._chemical_space_intervals(key, seen)
             inside = np.zeros(len(distances), dtype=bool)
             for low, high in seen:
                 inside |= (distances >= low - self.margin_ang) & (distances <= high + self.margin_ang)
             if not inside.all():
                 worst = distances[~inside][np.argmax(np.abs(distances[~inside] - np.median(distances)))]
-                found.append(f"{_phrase(key)} of {worst:.2f} A, where training saw none (seen: {_describe(seen)} A)")
+                found.append(f"{_phrase(key)} of {worst:.2f} A, where training saw none (seen: {_describe(seen)})")
         return found
+
+
+    def _chemical_space_intervals(self, key: str, seen: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """The intervals a chemical-space domain checks (see the module docstring): the bonded shell (the
+        intervals that start within bonding range, as one) and everything past the gap after it, or, when
+        no interval starts within bonding range, everything from the shortest distance seen on."""
+        if self.n_fragments is None:  # recorded without fragments: the upper ends are its fragment check
+            return seen if len(seen) <= 2 else [seen[0], (seen[1][0], seen[-1][1])]
+        n_bonded = sum(low < _bonding_range_ang(key) for low, _ in seen)  # sorted: the first n_bonded
+        if n_bonded == 0:
+            return [(seen[0][0], np.inf)]
+        shell = (seen[0][0], seen[n_bonded - 1][1])  # single and multiple bonds: one shell
+        return [shell] if n_bonded == len(seen) else [shell, (seen[n_bonded][0], np.inf)]
 
 
 def models_covering(formula: str, exclude: str | None = None) -> list[str]:

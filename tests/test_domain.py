@@ -251,6 +251,32 @@ def test_chemical_space_domain_refuses_unseen_elements_and_sizes():
         TrainingDomain.from_dict(older).to_dict()
 
 
+def test_chemical_space_domain_refuses_fragments_and_compression_not_size():
+    """A chemical-space domain refuses a dimer of its molecules (two covalent fragments), a stretched bond
+    and a contact shorter than any seen; a distance longer than any seen (a larger molecule) is inside."""
+    seen = [molecule(name) for name in ("CH3CH2OH", "CH3CHO", "H2O", "C2H6", "CH3OH")]
+    rng = np.random.default_rng(0)
+    frames = [(m.numbers, m.positions + rng.normal(0, 0.02, m.positions.shape)) for m in seen for _ in range(5)]
+    domain = TrainingDomain.from_structures(frames, compositions="elements", margin_ang=0.1)
+    assert domain.n_fragments == (1, 1)
+    dimer = molecule("H2O") + molecule("H2O")
+    dimer.positions[3:] += [0.0, 0.0, 2.9]  # hydrogen-bond distance: not a covalent bond
+    assert any(f.startswith("2 separate fragments") and "every training structure had 1" in f
+               for f in domain.violations(dimer.numbers, dimer.positions))
+    with pytest.raises(OutOfDomainError, match="2 separate fragments"):
+        enforce(domain, dimer.numbers, dimer.positions, model_name="a CHO model")
+    ethanol = molecule("CH3CH2OH")
+    stretched = ethanol.positions.copy()
+    stretched[[2, 8]] += 0.3 * (ethanol.positions[2] - ethanol.positions[1])  # O and its H pulled off the C
+    assert any("C-O distance of 1.8" in f for f in domain.violations(ethanol.numbers, stretched))
+    big = TrainingDomain(compositions="elements", formulas={"HO": 1}, n_atoms=(2, 4), n_heavy_atoms=(1, 2),
+                         n_fragments=(1, 2), distances_ang={"H-O": [(0.9, 1.0), (1.5, 1.6)], "O-O": [(2.3, 2.5)]})
+    oo = lambda d: big.violations([8, 8, 1], np.array([[0, 0, 0], [d, 0, 0], [d + 0.95, 0, 0]]))  # noqa: E731
+    assert not any("O-O" in f for f in oo(2.4) + oo(4.0))  # longer than seen: a larger molecule
+    assert any("O-O distance of 2.00 A" in f and "2.30 A or longer" in f for f in oo(2.0))  # a closer contact
+    assert TrainingDomain.from_dict(json.loads(json.dumps(big.to_dict()))) == big
+
+
 def test_results_with_uncertainty_still_write_to_ase_files(water_model, tmp_path):
     """The extra results (uncertainty and its flag) do not break ASE's trajectory and extxyz writers."""
     from ase.io import read, write
