@@ -23,7 +23,8 @@ frozen() {  # database, parts...
 # first version: the labels archived by the morning of 2026-12-06 (parts 000-003: the validation molecules, every
 # training molecule once and 206 second conformers, 710 of the 960 training frames)
 V1=$D/organic-train-v1.db; frozen $V1 000 001 002 003
-# second version: all 960 training frames (parts 000-005); the same molecules, so the same molecule-disjoint split
+# second version: parts 000-005 (916 of the 960 training frames). Its split is not v1's: the split follows the
+# order of the molecules' first rows, which differs here, so 24 of its validation molecules were v1 training molecules
 V2=$D/organic-train-v2.db; frozen $V2 000 001 002 003 004 005
 if [ ! -s $M/model.safetensors ]; then  # each stage also fits the domain (elements, sizes, distances) and the uncertainty
   finished $R || mlwfcalc train --config examples/train_organic.toml --compositions elements 2>&1 | tee $OUT/train.txt
@@ -31,7 +32,7 @@ if [ ! -s $M/model.safetensors ]; then  # each stage also fits the domain (eleme
   # were close and still falling: underfitted, as the uracil model's first stage was)
   finished $R2 || mlwfcalc train --config examples/train_organic.toml --compositions elements --init-from $R/best \
     --lr 1e-3 --max-steps 12000 -o $R2 2>&1 | tee $OUT/train-stage2.txt
-  # v2: the same schedule again from v1's weights, on all the labels
+  # v2: the same schedule again from v1's weights, on all the labels archived so far
   finished $R3 || mlwfcalc train $V2 --config examples/train_organic.toml --compositions elements --init-from $R2/best \
     --lr 1e-3 --max-steps 12000 -o $R3 2>&1 | tee $OUT/train-v2.txt
   mkdir -p $M && cp $R3/best/* $M/ && cp $R3/learning_curve.png $M/ && cp $R3/log.csv $M/training_log.csv

@@ -23,9 +23,9 @@ molecules a hole between the distances seen is a hole between the molecules samp
 molecule has. It refuses a distance shorter than any seen (a compressed bond, an unusually close
 contact), a bonded distance stretched into the gap after the bonded shell (the intervals that start
 within bonding range, ``BOND_FACTOR`` times the covalent radii, taken as one), and more fragments than
-seen; a distance longer than any seen is a larger
-molecule, which the size ranges bound (a chemical-space domain recorded without ``n_fragments`` keeps
-the upper ends, its only fragment check, and treats the intervals after the gap as one).
+seen; a distance longer than any seen is a larger molecule, which the size ranges bound (a
+chemical-space domain recorded without ``n_fragments`` keeps the upper ends, its only fragment check,
+and treats the intervals after the gap as one).
 
 Outside the domain the network extrapolates, and its numbers can be wrong by eV without any sign
 of it: :meth:`TrainingDomain.violations` names what is outside, and :func:`enforce` raises
@@ -79,12 +79,19 @@ def _pair_key(a: int, b: int) -> str:
     return f"{chemical_symbols[a]}-{chemical_symbols[b]}"
 
 
-def _distance_table(numbers: np.ndarray, positions_ang: np.ndarray) -> dict[str, np.ndarray]:
-    """The distances a domain records, by key: ``"A-B"``, every A-B distance; ``"A->B#k"``, over the A
-    atoms, the distance to the k-th nearest B atom (k = 1 .. ``NEIGHBOUR_RANKS``)."""
-    numbers = np.asarray(numbers)
+def _distance_matrix(positions_ang: np.ndarray) -> np.ndarray:
+    """``(n, n)`` interatomic distances (Angstrom) of ``(n, 3)`` positions, ``inf`` on the diagonal."""
+    positions_ang = np.asarray(positions_ang, dtype=float)
     dist = np.linalg.norm(positions_ang[:, None] - positions_ang[None], axis=-1)
     np.fill_diagonal(dist, np.inf)
+    return dist
+
+
+def _distance_table(numbers: np.ndarray, dist: np.ndarray) -> dict[str, np.ndarray]:
+    """The distances a domain records, by key: ``"A-B"``, every A-B distance; ``"A->B#k"``, over the A
+    atoms, the distance to the k-th nearest B atom (k = 1 .. ``NEIGHBOUR_RANKS``); ``dist`` from
+    :func:`_distance_matrix`."""
+    numbers = np.asarray(numbers)
     table = {}
     elements = sorted(set(numbers.tolist()))
     for a in elements:
@@ -101,11 +108,10 @@ def _distance_table(numbers: np.ndarray, positions_ang: np.ndarray) -> dict[str,
     return table
 
 
-def count_fragments(numbers: Sequence[int], positions_ang: np.ndarray) -> int:
+def _count_fragments(numbers: Sequence[int], dist: np.ndarray) -> int:
     """How many covalently bonded fragments the structure falls into (bonded: closer than ``BOND_FACTOR``
-    times the sum of the covalent radii); ``positions_ang`` ``(n, 3)`` Angstrom."""
+    times the sum of the covalent radii); ``dist`` from :func:`_distance_matrix`."""
     radii = covalent_radii[np.asarray(numbers)]
-    dist = np.linalg.norm(positions_ang[:, None] - positions_ang[None], axis=-1)
     return int(connected_components(dist < BOND_FACTOR * (radii[:, None] + radii[None]), directed=False)[0])
 
 
@@ -167,13 +173,13 @@ class TrainingDomain:
         formulas: dict[str, int] = {}
         sizes, heavy, fragments, histograms = [], [], [], {}
         for numbers, positions in structures:
-            numbers, positions = np.asarray(numbers), np.asarray(positions, dtype=float)
-            fragments.append(count_fragments(numbers, positions))
+            numbers, dist = np.asarray(numbers), _distance_matrix(positions)
+            fragments.append(_count_fragments(numbers, dist))
             formula = hill_formula(numbers)
             formulas[formula] = formulas.get(formula, 0) + 1
             sizes.append(len(numbers))
             heavy.append(int((numbers > 1).sum()))
-            for key, distances in _distance_table(numbers, positions).items():
+            for key, distances in _distance_table(numbers, dist).items():
                 bins = np.minimum(np.floor(distances / DISTANCE_BIN_ANG).astype(int), N_DISTANCE_BINS - 1)
                 histograms.setdefault(key, np.zeros(N_DISTANCE_BINS, dtype=np.int64))
                 histograms[key] += np.bincount(bins, minlength=N_DISTANCE_BINS)
@@ -243,14 +249,14 @@ class TrainingDomain:
             if self.n_heavy_atoms is not None and not self.n_heavy_atoms[0] <= heavy <= self.n_heavy_atoms[1]:
                 found.append(f"{heavy} heavy (non-hydrogen) atoms, outside the {self.n_heavy_atoms[0]}-"
                              f"{self.n_heavy_atoms[1]} seen in training")
-        positions_ang = np.asarray(positions_ang, dtype=float)
+        dist = _distance_matrix(positions_ang)
         if self.n_fragments is not None:
-            pieces = count_fragments(numbers, positions_ang)
+            pieces = _count_fragments(numbers, dist)
             if not self.n_fragments[0] <= pieces <= self.n_fragments[1]:
                 seen = "-".join(map(str, sorted(set(self.n_fragments))))
                 found.append(f"{pieces} separate fragment{'s' * (pieces > 1)} (atoms within {BOND_FACTOR} times their "
                              f"covalent radii counted as bonded), where every training structure had {seen}")
-        for key, distances in _distance_table(numbers, positions_ang).items():
+        for key, distances in _distance_table(numbers, dist).items():
             if key not in self.distances_ang:
                 if "#" not in key:
                     found.append(f"no {key} pair was seen in training")
@@ -265,7 +271,6 @@ class TrainingDomain:
                 worst = distances[~inside][np.argmax(np.abs(distances[~inside] - np.median(distances)))]
                 found.append(f"{_phrase(key)} of {worst:.2f} A, where training saw none (seen: {_describe(seen)})")
         return found
-
 
     def _chemical_space_intervals(self, key: str, seen: list[tuple[float, float]]) -> list[tuple[float, float]]:
         """The intervals a chemical-space domain checks (see the module docstring): the bonded shell (the
