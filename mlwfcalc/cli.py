@@ -39,7 +39,8 @@ def _cmd_sample(args) -> None:
         frames = sample_trajectories(starts, args.output, temperatures_K=temperatures, seeds=seeds,
                                      n_frames=args.frames, interval=args.interval, timestep_fs=args.timestep,
                                      equilibration=args.equilibration, friction_per_fs=args.friction,
-                                     overwrite=args.overwrite, progress=not args.quiet)
+                                     keep_bonds=not args.allow_reactions, overwrite=args.overwrite,
+                                     progress=not args.quiet)
         print(f"wrote {len(frames)} frames of {len(starts)} molecules to {args.output} (each relaxed, then GFN2-xTB "
               f"Langevin MD at {', '.join(f'{t:g}' for t in temperatures)} K, seeds {', '.join(map(str, seeds))})")
         return
@@ -378,7 +379,22 @@ def _model_split(model, dataset, seed: int | None = None, n_train: float | None 
         raise InputError(f"{dataset.path} is not the label set {model.name} was trained on as it was then (rows were "
                          "added or removed since), so the model's own split cannot be rebuilt from it: give a copy "
                          "of the labels as they were, or choose a split with --seed/--n-train/--n-val")
-    return (*dataset.split([n_train, n_val], seed), seed)
+    train_index, val_index = dataset.split([n_train, n_val], seed)
+    molecules = dataset.molecules_of(val_index)
+    if molecules and given == (None, None, None):
+        if "val_molecules" not in training:
+            import warnings
+
+            warnings.warn(f"{model.name} does not record its validation molecules (trained before 2026-12-07, when "
+                          "the split still followed the order of the rows): the split rebuilt here may not be its "
+                          "own, and molecules it was trained on may be scored as validation", UserWarning,
+                          stacklevel=2)
+        elif training["val_molecules"] != molecules:
+            raise InputError(f"the validation molecules rebuilt from {dataset.path} are not the "
+                             f"{len(training['val_molecules'])} that {model.name} records, so fitting on this split "
+                             "would score molecules it was trained on: give the labels it was trained on, or choose "
+                             "a split with --seed/--n-train/--n-val")
+    return train_index, val_index, seed
 
 
 def _cmd_fit_domain(args) -> None:
@@ -669,7 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tautomer-path: smallest interpolation fraction; fractions are uniform in [this, 0.5]")
     p.add_argument("--every-frame", action="store_true",
                    help="START holds many molecules (e.g. train.xyz of `mlwfcalc molecules`): relax each with "
-                        "GFN2-xTB and run MD from each (per temperature and seed)")
+                        "GFN2-xTB and run MD from each (per temperature and seed); frames that broke or made a "
+                        "covalent bond are not written (the MD runs on)")
+    p.add_argument("--allow-reactions", action="store_true",
+                   help="--every-frame: keep frames whose bond graph is no longer the start's")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sample)
 

@@ -108,11 +108,23 @@ def _distance_table(numbers: np.ndarray, dist: np.ndarray) -> dict[str, np.ndarr
     return table
 
 
-def _count_fragments(numbers: Sequence[int], dist: np.ndarray) -> int:
-    """How many covalently bonded fragments the structure falls into (bonded: closer than ``BOND_FACTOR``
-    times the sum of the covalent radii); ``dist`` from :func:`_distance_matrix`."""
+def _bonded(numbers: Sequence[int], dist: np.ndarray) -> np.ndarray:
+    """``(n, n)`` bool: the atom pairs closer than ``BOND_FACTOR`` times the sum of their covalent radii;
+    ``dist`` from :func:`_distance_matrix`."""
     radii = covalent_radii[np.asarray(numbers)]
-    return int(connected_components(dist < BOND_FACTOR * (radii[:, None] + radii[None]), directed=False)[0])
+    return dist < BOND_FACTOR * (radii[:, None] + radii[None])
+
+
+def covalent_bonds(numbers: Sequence[int], positions_ang: np.ndarray) -> np.ndarray:
+    """``(n, n)`` bool bond graph of a structure (atomic numbers, ``(n, 3)`` Angstrom) by the rule the
+    domain counts fragments with: a sampler compares it with its start's to drop frames that reacted."""
+    return _bonded(numbers, _distance_matrix(positions_ang))
+
+
+def _count_fragments(numbers: Sequence[int], dist: np.ndarray) -> int:
+    """How many covalently bonded fragments the structure falls into (:func:`_bonded`); ``dist`` from
+    :func:`_distance_matrix`."""
+    return int(connected_components(_bonded(numbers, dist), directed=False)[0])
 
 
 def _bonding_range_ang(key: str) -> float:

@@ -371,6 +371,7 @@ class Trainer:
         self.best_val = math.inf
         self.history: list[dict] = []
         resuming = (self.output / CHECKPOINT_META).exists()
+        self.seen_molecules = self._molecules_seen_by(config.init_from) if config.init_from else set()
         if not resuming and config.init_from:
             self._initialise_from(config.init_from)
         elif not resuming and config.normalise_outputs:
@@ -392,6 +393,23 @@ class Trainer:
             target = target - batch.hcore
         self.model.fit_normalisation(batch, target)
         self.ema.load_state_dict(self.model.state_dict())
+
+    def _molecules_seen_by(self, model_dir: str) -> set[str]:
+        """The molecules (SMILES) ``model_dir``'s weights were trained on, as its record lists them (none for
+        labels without molecules); refuses a validation split that holds any of them."""
+        config_file = Path(model_dir) / "config.json"
+        if not config_file.is_file():
+            raise InputError(f"init_from {model_dir}: no model there (missing config.json)")
+        seen = set(json.loads(config_file.read_text()).get("training", {}).get("train_molecules", []))
+        validation = self.data.dataset.molecules_of(self.data.val_index)
+        leaked = seen & set(validation)
+        if leaked:
+            raise InputError(f"init_from {model_dir}: {len(leaked)} of this run's {len(validation)} validation "
+                             f"molecules (e.g. {sorted(leaked)[0]}) were trained on by that model, so the "
+                             "validation error, the uncertainty calibration and the best-model choice would be "
+                             "optimistic; keep that model's split (its seed, n_train and n_val on labels of the "
+                             "same molecules) or start from scratch")
+        return seen
 
     def _initialise_from(self, model_dir: str) -> None:
         """Start from another model's weights and normalisation; its architecture must be this run's."""
@@ -509,6 +527,10 @@ class Trainer:
                     "xc": self.settings.xc, "grid_level": self.settings.grid_level,
                     "conv_tol": self.settings.conv_tol, "train_config": self.config.to_dict(),
                     "dataset_fingerprint": self.data.dataset.fingerprint}
+        if self.data.dataset.molecules_of(self.data.val_index):  # molecule-disjoint: what the weights have seen
+            training["val_molecules"] = self.data.dataset.molecules_of(self.data.val_index)
+            training["train_molecules"] = sorted(self.seen_molecules
+                                                 | set(self.data.dataset.molecules_of(self.data.train_index)))
         return save_model(MLWFModel(self.ema, self.settings, record={"training": training}), directory)
 
 

@@ -112,6 +112,31 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
         assert len(first) == len(second) == 2  # both conformers of one molecule in each part
         assert len({dataset[int(i)].molecule for i in first}) == 1
         assert not {dataset[int(i)].molecule for i in first} & {dataset[int(i)].molecule for i in second}
+    # the split follows the molecules, not the order of the rows: the same labels in another order split alike
+    reordered = LabelledDataset(tmp_path / "labels.db")
+    reordered.samples.reverse()
+    for seed in range(4):
+        assert ([dataset.molecules_of(part) for part in dataset.split([1, 1], seed)]
+                == [reordered.molecules_of(part) for part in reordered.split([1, 1], seed)])
+    # a model records the molecules it trained and validated on; a run from its weights refuses a split that
+    # would validate on one it trained on
+    from mlwfcalc.nn.model import ModelConfig
+    from mlwfcalc.training import TrainConfig, Trainer
+    from mlwfcalc.validation import InputError
+
+    def config(output, seed, **extra):
+        return TrainConfig(dataset=str(tmp_path / "labels.db"), output=str(tmp_path / output), seed=seed,
+                           model=ModelConfig(basis="sto-3g", channels=4, num_layers=1, num_radial=4, radial_hidden=8),
+                           n_train=1, n_val=1, batch_size=2, max_steps=2, val_every=2, warmup_steps=1, threads=1,
+                           **extra)
+
+    Trainer(config("first", 0), progress=False).run()
+    record = json.loads((tmp_path / "first" / "best" / "config.json").read_text())["training"]
+    train, val = dataset.split([1, 1], 0)
+    assert (record["train_molecules"], record["val_molecules"]) == (dataset.molecules_of(train), dataset.molecules_of(val))
+    swapped = next(seed for seed in range(1, 20) if dataset.molecules_of(dataset.split([1, 1], seed)[1]) == record["train_molecules"])
+    with pytest.raises(InputError, match="trained on by that model"):
+        Trainer(config("second", swapped, init_from=str(tmp_path / "first" / "best")), progress=False)
     # and evaluation tables can be grouped by size and by functional group
     by_size, by_family = groups_of(dataset, "size"), groups_of(dataset, "family")
     assert sorted(i for members in by_size.values() for i in members) == list(range(4))

@@ -103,3 +103,27 @@ def test_tautomer_path_reaches_the_symmetric_structure_and_refuses_wrong_mapping
         sample_tautomer_path(frames, tmp_path / "none.xyz", mapping=list(range(9)))
     with pytest.raises(InputError, match="same element"):
         sample_tautomer_path(frames, tmp_path / "elements.xyz", mapping=[5, 3, 2, 1, 0, 4, 8, 7, 6])
+
+
+def test_md_keeping_bonds_drops_frames_that_reacted(tmp_path, monkeypatch):
+    """A hot chemical-space molecule that dissociates or moves a proton is another molecule than its SMILES:
+    with keep_bonds its frames are not written; the bond-graph test itself is checked on water."""
+    from mlwfcalc.data import sampling
+    from mlwfcalc.validation import InputError
+
+    water = molecule("H2O")
+    assert sampling.bonds_kept(water, water.positions + 0.02)
+    stretched = water.positions.copy()
+    stretched[1] = stretched[0] + 1.35 * (stretched[1] - stretched[0])  # 1.3 A: still "bonded", but coming apart
+    assert not sampling.bonds_kept(water, stretched)
+    hydrogens_meet = water.positions.copy()
+    hydrogens_meet[2] = hydrogens_meet[1] + [0.7, 0, 0]  # a new H-H bond (0.7 A)
+    assert not sampling.bonds_kept(water, hydrogens_meet)
+
+    frames = sampling.sample_md(water, tmp_path / "kept.xyz", temperature_K=600, n_frames=3, interval=5,
+                                equilibration=5, keep_bonds=True, progress=False)
+    assert len(frames) == 3 and all(sampling.bonds_kept(water, f.positions) for f in frames)
+    monkeypatch.setattr(sampling, "MAX_BOND_STRETCH", 0.5)  # now every frame counts as coming apart
+    with pytest.raises(InputError, match="lower temperature"):
+        sampling.sample_md(water, tmp_path / "gone.xyz", temperature_K=600, n_frames=1, interval=2, equilibration=0,
+                           keep_bonds=True, progress=False)

@@ -93,16 +93,23 @@ class LabelledDataset(torch.utils.data.Dataset):
         molecule: then ``sizes`` count molecules (or fractions of them), and every conformer of a molecule
         lands in the same part, so validation and test molecules never appear in training in any conformer.
         Samples of unknown molecule (water or ethanol MD, labelled without SMILES) are split one by one.
+        The molecules are permuted in sorted order, so the split depends on which molecules the labels
+        hold, not on the order of their rows (two databases of the same molecules split alike).
         """
         if not any(s.molecule for s in self.samples):
             return split_indices(len(self.samples), sizes, seed)
         molecules = [s.molecule or f"sample {k}" for k, s in enumerate(self.samples)]
-        names = list(dict.fromkeys(molecules))
+        names = sorted(set(molecules))
         members = {name: [] for name in names}
         for index, name in enumerate(molecules):
             members[name].append(index)
         return [np.sort(np.concatenate([members[names[k]] for k in part] or [np.zeros(0, dtype=int)])).astype(int)
                 for part in split_indices(len(names), sizes, seed)]
+
+
+    def molecules_of(self, indices: Sequence[int]) -> list[str]:
+        """The sorted molecules (SMILES) of the samples ``indices``; empty when the labels name none."""
+        return sorted({self.samples[int(i)].molecule for i in indices} - {""})
 
 
 def split_indices(n: int, sizes: Sequence[float | int], seed: int = 0) -> list[np.ndarray]:

@@ -35,6 +35,12 @@ SOFTEST_MODE_CM = 150.0
 CM_PER_SQRT_EV_A2_AMU = 521.47
 #: A normal-mode frame with two atoms closer than this (Angstrom) is drawn again.
 MIN_SAMPLED_DISTANCE = 0.6
+#: With ``keep_bonds``, an MD frame is not written when a bond of the start is longer than this many
+#: times its length there, or a pair not bonded at the start has come within bonding range
+#: (:func:`mlwfcalc.domain.covalent_bonds`): the molecule reacted or is coming apart.
+MAX_BOND_STRETCH = 1.3
+#: With ``keep_bonds``, MD gives up after this many rejected frames per frame asked for.
+MAX_REJECTED_PER_FRAME = 20
 
 
 def load_start_structure(spec: str) -> Atoms:
@@ -76,7 +82,8 @@ def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> 
 
 def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0, n_frames: int = 100,
               interval: int = 10, timestep_fs: float = 0.5, equilibration: int = 200, friction_per_fs: float = 0.01,
-              seed: int = 0, overwrite: bool = False, progress: bool = True) -> list[Atoms]:
+              seed: int = 0, keep_bonds: bool = False, overwrite: bool = False,
+              progress: bool = True) -> list[Atoms]:
     """Run GFN2-xTB Langevin MD and write every ``interval``-th step to ``output`` (extxyz).
 
     Args:
@@ -89,6 +96,10 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
         equilibration: MD steps run before the first frame.
         friction_per_fs: Langevin friction in 1/fs.
         seed: seeds the initial velocities and the thermostat noise.
+        keep_bonds: write only frames that keep the start's covalent bonds (:func:`bonds_kept`); the MD
+            runs on past the others (a hot molecule that dissociated or transferred a proton is another
+            molecule than the one its SMILES names), and gives up after ``MAX_REJECTED_PER_FRAME``
+            rejected frames per frame asked for.
         overwrite: replace an existing ``output`` instead of refusing.
 
     Returns:
@@ -108,10 +119,18 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
                    friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
     if equilibration:
         dyn.run(equilibration)
-    frames = []
+    frames, rejected = [], 0
     with open(output, "w") as handle:
         for _ in tqdm(range(n_frames), desc="sampling", unit="frame", disable=not progress):
             dyn.run(interval)
+            while keep_bonds and not bonds_kept(start, atoms.positions):
+                rejected += 1
+                if rejected > MAX_REJECTED_PER_FRAME * n_frames:
+                    raise InputError(f"{start.get_chemical_formula()} ({smiles_of(start) or 'no SMILES'}) lost or "
+                                     f"changed a covalent bond in {rejected} of its frames of GFN2-xTB MD at "
+                                     f"{temperature_K:g} K: sample it at a lower temperature, drop it, or allow "
+                                     "reactions (keep_bonds=False, `sample --allow-reactions`)")
+                dyn.run(interval)
             frame = Atoms(atoms.numbers, positions=atoms.positions)
             frame.info.update(md_step=int(dyn.nsteps), temperature_K=float(atoms.get_temperature()),
                               xtb_energy=float(atoms.get_potential_energy()))
@@ -122,15 +141,29 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
     return frames
 
 
+def bonds_kept(start: Atoms, positions: np.ndarray) -> bool:
+    """Whether ``positions`` (``(n, 3)`` Angstrom, the atoms of ``start``) keep ``start``'s covalent bond
+    graph: no bond of the start longer than ``MAX_BOND_STRETCH`` times its length there, and no pair
+    that was not bonded brought within bonding range (:func:`mlwfcalc.domain.covalent_bonds`)."""
+    from ..domain import covalent_bonds
+
+    bonded = covalent_bonds(start.numbers, start.positions)
+    now = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    then = np.linalg.norm(start.positions[:, None] - start.positions[None], axis=-1)
+    return bool(np.all(now[bonded] <= MAX_BOND_STRETCH * then[bonded])
+                and not np.any(covalent_bonds(start.numbers, positions) & ~bonded))
+
+
 def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, temperatures_K: list[float],
-                        seeds: list[int], n_frames: int = 100, overwrite: bool = False, progress: bool = True,
-                        **md) -> list[Atoms]:
+                        seeds: list[int], n_frames: int = 100, keep_bonds: bool = False, overwrite: bool = False,
+                        progress: bool = True, **md) -> list[Atoms]:
     """:func:`sample_md` for every start structure, temperature and seed, all frames into one extxyz file.
 
     Each frame's ``info`` also holds ``target_temperature_K``, ``seed``, ``method="md"`` and, for a list
     of starts (several molecules, e.g. from ``mlwfcalc molecules``), ``start_index`` and the start's
     ``smiles``; each such start is relaxed with GFN2-xTB first. ``md`` passes on ``interval``,
-    ``timestep_fs``, ``equilibration`` and ``friction_per_fs``.
+    ``timestep_fs``, ``equilibration`` and ``friction_per_fs``; ``keep_bonds`` (:func:`sample_md`) compares
+    each frame with the relaxed start.
 
     With several starts every finished molecule's frames are appended to ``OUTPUT.part`` at once, and a
     stopped run called again with the same arguments resumes after the last finished molecule (the
@@ -156,7 +189,7 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
         molecule_frames = []
         for temperature, seed in runs:
             run = sample_md(first, scratch, temperature_K=temperature, n_frames=n_frames, seed=seed,
-                            overwrite=True, progress=progress and not several, **md)
+                            keep_bonds=keep_bonds, overwrite=True, progress=progress and not several, **md)
             for frame in run:
                 frame.info.update(target_temperature_K=temperature, seed=seed, method="md")
                 if several:
