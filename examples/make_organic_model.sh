@@ -9,36 +9,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-work/organic}; M=models/organic-pbe-def2svp; A=${ARCHIVE:-datasets/organic-pbe-def2svp}; OUT=$D/report; mkdir -p $OUT
-R=work/runs/organic-v1; R2=work/runs/organic-v1-stage2; R3=work/runs/organic-v2
+R=work/runs/organic-v3
 to() { local f=$1; shift; [ -s $f ] || { "$@" > $f.part 2>&1 && mv $f.part $f; }; }  # a killed step leaves no $f
 finished() { [ -s $1/best/uncertainty.safetensors ] && python -c "import json, sys; m = json.load(open('$1/checkpoint.json'))
 sys.exit(m['step'] < m['config']['max_steps'])"; }   # a run that reached its last step and fitted its domain
 [ -s $D/organic-test.db ] || { echo "missing $D/organic-test.db: run examples/make_organic.sh" >&2; exit 2; }
-# copies of the labels each version was trained on (training refuses a database that grows under it)
-frozen() {  # database, parts...
-  local db=$1; shift; [ -s $db ] && return
-  local parts=$db.parts; mkdir -p $parts && for i in "$@"; do ln -sf "$PWD/$A/train/part-$i.safetensors" $parts/; done
-  mlwfcalc unpack-labels $parts -o $db
-}
-# first version: the labels archived by the morning of 2026-12-06 (parts 000-003: the validation molecules, every
-# training molecule once and 206 second conformers, 710 of the 960 training frames)
-V1=$D/organic-train-v1.db; frozen $V1 000 001 002 003
-# second version: parts 000-005 (916 of the 960 training frames). Its split is not v1's: the split follows the
-# order of the molecules' first rows, which differs here, so 24 of its validation molecules were v1 training molecules
-V2=$D/organic-train-v2.db; frozen $V2 000 001 002 003 004 005
-if [ ! -s $M/model.safetensors ]; then  # each stage also fits the domain (elements, sizes, distances) and the uncertainty
-  finished $R || mlwfcalc train --config examples/train_organic.toml --compositions elements 2>&1 | tee $OUT/train.txt
-  # stage 2: a second, shorter cosine schedule from stage 1's weights (its training and validation errors
-  # were close and still falling: underfitted, as the uracil model's first stage was)
-  finished $R2 || mlwfcalc train --config examples/train_organic.toml --compositions elements --init-from $R/best \
-    --lr 1e-3 --max-steps 12000 -o $R2 2>&1 | tee $OUT/train-stage2.txt
-  # v2: the same schedule again from v1's weights, on all the labels archived so far
-  finished $R3 || mlwfcalc train $V2 --config examples/train_organic.toml --compositions elements --init-from $R2/best \
-    --lr 1e-3 --max-steps 12000 -o $R3 2>&1 | tee $OUT/train-v2.txt
-  mkdir -p $M && cp $R3/best/* $M/ && cp $R3/learning_curve.png $M/ && cp $R3/log.csv $M/training_log.csv
-  cp $R/log.csv $M/training_log_v1_stage1.csv && cp $R2/log.csv $M/training_log_v1_stage2.csv
+# a copy of the labels the model is trained on (training refuses a database that grows under it): all seven
+# parts, the 60 validation molecules and the 480 training molecules with both their frames
+V=$D/organic-train-v3.db
+if [ ! -s $V ]; then
+  mkdir -p $V.parts && ln -sf "$PWD"/$A/train/part-00[0-6].safetensors $V.parts/ && mlwfcalc unpack-labels $V.parts -o $V
 fi
-[ -s $M/energy.safetensors ] || mlwfcalc train-energy $M $V2 --test $D/organic-test.db \
+if [ ! -s $M/model.safetensors ]; then  # training also fits the domain (elements, sizes, distances) and the uncertainty
+  finished $R || mlwfcalc train $V --config examples/train_organic.toml --compositions elements 2>&1 | tee $OUT/train.txt
+  mkdir -p $M && cp $R/best/* $M/ && cp $R/learning_curve.png $M/ && cp $R/log.csv $M/training_log.csv
+fi
+[ -s $M/energy.safetensors ] || mlwfcalc train-energy $M $V --test $D/organic-test.db \
   --epochs 400 --threads 2 2>&1 | tee $OUT/energy.txt
 # held-out molecules: all of them, with the SCF warm start on every sixth geometry (frames are
 # molecule-major, 300 then 600 K: 20 molecules at 300 K); then by size and by functional group
