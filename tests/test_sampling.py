@@ -1,5 +1,7 @@
 """Broad sampling (several temperatures and seeds, normal-mode distortions) and the selection of frames to label."""
 
+import warnings
+
 import numpy as np
 import pytest
 from ase.build import molecule
@@ -127,3 +129,27 @@ def test_md_keeping_bonds_drops_frames_that_reacted(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="lower temperature"):
         sampling.sample_md(water, tmp_path / "gone.xyz", temperature_K=600, n_frames=1, interval=2, equilibration=0,
                            keep_bonds=True, progress=False)
+
+
+def test_molecules_whose_bonds_change_are_left_out_and_the_run_resumes(tmp_path, monkeypatch):
+    """With several starts a molecule that keeps no bond graph is left out with a warning, and the marker it
+    leaves in OUTPUT.part lets a stopped run resume past it."""
+    from mlwfcalc.data import sampling
+
+    hydrogen, water = molecule("H2"), molecule("H2O")
+    hydrogen.info["smiles"], water.info["smiles"] = "[H][H]", "O"
+    monkeypatch.setattr(sampling, "NEW_BOND_FACTOR", 5.0)  # water's H-H pair now "forms a bond"; H2 has no other pair
+    md = dict(temperatures_K=[300.0], seeds=[1], n_frames=2, interval=3, equilibration=2, keep_bonds=True,
+              progress=False)
+    with pytest.warns(UserWarning, match="molecule 1 left out: O: its GFN2-xTB relaxation"):
+        frames = sampling.sample_trajectories([hydrogen, water], tmp_path / "all.xyz", **md)
+    assert [f.get_chemical_formula() for f in frames] == ["H2", "H2"] == [a.get_chemical_formula()
+                                                                          for a in read(tmp_path / "all.xyz", ":")]
+    part = [f.copy() for f in frames] + [water.copy()]  # a stopped run: H2 done, water's marker written
+    part[-1].info.update(start_index=1, left_out="O: relaxation broke a bond")
+    write(tmp_path / "again.xyz.part", part, format="extxyz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # water is not relaxed again: its marker says it was left out
+        resumed = sampling.sample_trajectories([hydrogen, water], tmp_path / "again.xyz", **md)
+    np.testing.assert_allclose(np.concatenate([f.positions for f in resumed]),
+                               np.concatenate([f.positions for f in frames]), atol=1e-8)

@@ -19,6 +19,7 @@ from ase import Atoms, units
 from ase.build import molecule
 from ase.collections import g2
 from ase.constraints import FixCom
+from ase.data import covalent_radii
 from ase.io import iread, read, write
 from ase.md.langevin import Langevin
 from ase.md import velocitydistribution
@@ -35,10 +36,12 @@ SOFTEST_MODE_CM = 150.0
 CM_PER_SQRT_EV_A2_AMU = 521.47
 #: A normal-mode frame with two atoms closer than this (Angstrom) is drawn again.
 MIN_SAMPLED_DISTANCE = 0.6
-#: With ``keep_bonds``, an MD frame is not written when a bond of the start is longer than this many
-#: times its length there, or a pair not bonded at the start has come within bonding range
-#: (:func:`mlwfcalc.domain.covalent_bonds`): the molecule reacted or is coming apart.
+#: With ``keep_bonds``, an MD frame is not written when a bond of the start (:func:`mlwfcalc.domain.covalent_bonds`)
+#: is longer than ``MAX_BOND_STRETCH`` times its length there, or a pair that was not bonded has come closer
+#: than ``NEW_BOND_FACTOR`` times the sum of its covalent radii (a formed bond; tighter than the bonding range,
+#: which the cross-ring distances of four-membered rings reach in vibration): the molecule reacted or is coming apart.
 MAX_BOND_STRETCH = 1.3
+NEW_BOND_FACTOR = 1.15
 #: With ``keep_bonds``, MD gives up after this many rejected frames per frame asked for.
 MAX_REJECTED_PER_FRAME = 20
 
@@ -126,7 +129,7 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
             while keep_bonds and not bonds_kept(start, atoms.positions):
                 rejected += 1
                 if rejected > MAX_REJECTED_PER_FRAME * n_frames:
-                    raise InputError(f"{start.get_chemical_formula()} ({smiles_of(start) or 'no SMILES'}) lost or "
+                    raise BondsChangedError(f"{start.get_chemical_formula()} ({smiles_of(start) or 'no SMILES'}) lost or "
                                      f"changed a covalent bond in {rejected} of its frames of GFN2-xTB MD at "
                                      f"{temperature_K:g} K: sample it at a lower temperature, drop it, or allow "
                                      "reactions (keep_bonds=False, `sample --allow-reactions`)")
@@ -141,17 +144,23 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
     return frames
 
 
+class BondsChangedError(InputError):
+    """A molecule's GFN2-xTB relaxation or MD broke or made a covalent bond (:func:`bonds_kept`)."""
+
+
 def bonds_kept(start: Atoms, positions: np.ndarray) -> bool:
     """Whether ``positions`` (``(n, 3)`` Angstrom, the atoms of ``start``) keep ``start``'s covalent bond
-    graph: no bond of the start longer than ``MAX_BOND_STRETCH`` times its length there, and no pair
-    that was not bonded brought within bonding range (:func:`mlwfcalc.domain.covalent_bonds`)."""
+    graph (:func:`mlwfcalc.domain.covalent_bonds`): no bond of the start longer than ``MAX_BOND_STRETCH``
+    times its length there, and no other pair closer than ``NEW_BOND_FACTOR`` times its covalent radii."""
     from ..domain import covalent_bonds
 
     bonded = covalent_bonds(start.numbers, start.positions)
     now = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
     then = np.linalg.norm(start.positions[:, None] - start.positions[None], axis=-1)
-    return bool(np.all(now[bonded] <= MAX_BOND_STRETCH * then[bonded])
-                and not np.any(covalent_bonds(start.numbers, positions) & ~bonded))
+    radii = covalent_radii[start.numbers]
+    formed = ~bonded & (now < NEW_BOND_FACTOR * (radii[:, None] + radii[None]))
+    np.fill_diagonal(formed, False)
+    return bool(np.all(now[bonded] <= MAX_BOND_STRETCH * then[bonded]) and not formed.any())
 
 
 def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, temperatures_K: list[float],
@@ -162,13 +171,20 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
     Each frame's ``info`` also holds ``target_temperature_K``, ``seed``, ``method="md"`` and, for a list
     of starts (several molecules, e.g. from ``mlwfcalc molecules``), ``start_index`` and the start's
     ``smiles``; each such start is relaxed with GFN2-xTB first. ``md`` passes on ``interval``,
-    ``timestep_fs``, ``equilibration`` and ``friction_per_fs``; ``keep_bonds`` (:func:`sample_md`) compares
-    each frame with the relaxed start.
+    ``timestep_fs``, ``equilibration`` and ``friction_per_fs``.
 
-    With several starts every finished molecule's frames are appended to ``OUTPUT.part`` at once, and a
-    stopped run called again with the same arguments resumes after the last finished molecule (the
-    frames are seeded, so the file is the one an uninterrupted run writes); ``overwrite`` starts afresh.
+    ``keep_bonds`` (with several starts): a molecule whose relaxation already changes the start's bond graph
+    (:func:`bonds_kept`: a strained ring that opens, an unstable isomer that rearranges, so the SMILES no
+    longer names it) or whose MD keeps reacting (:class:`BondsChangedError`) is left out with a warning,
+    and within MD each frame is compared with the relaxed start (:func:`sample_md`).
+
+    With several starts every finished molecule's frames (or, for one left out, a marker with the reason)
+    are appended to ``OUTPUT.part`` at once, and a stopped run called again with the same arguments resumes
+    after the last finished molecule (the frames are seeded, so the file is the one an uninterrupted run
+    writes); ``overwrite`` starts afresh.
     """
+    import warnings
+
     output = Path(output)
     if output.exists() and not overwrite:
         raise InputError(f"{output} exists; choose another file or pass --overwrite")
@@ -181,33 +197,46 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
     if overwrite or not several:
         part.unlink(missing_ok=True)
     runs = [(float(t), int(seed)) for t in temperatures_K for seed in seeds]
-    frames = _finished_molecules(part, starts, runs, n_frames) if several else []
-    first_todo = len(frames) // (len(runs) * n_frames)
-    for index in tqdm(range(first_todo, len(starts)), desc="molecules", unit="molecule", initial=first_todo,
+    finished = _finished_molecules(part, starts, runs, n_frames) if several else []
+    for index in tqdm(range(len(finished), len(starts)), desc="molecules", unit="molecule", initial=len(finished),
                       total=len(starts), disable=not (progress and several)):
         first = relax(starts[index]) if several else starts[index]
-        molecule_frames = []
-        for temperature, seed in runs:
-            run = sample_md(first, scratch, temperature_K=temperature, n_frames=n_frames, seed=seed,
-                            keep_bonds=keep_bonds, overwrite=True, progress=progress and not several, **md)
-            for frame in run:
-                frame.info.update(target_temperature_K=temperature, seed=seed, method="md")
-                if several:
-                    frame.info.update(start_index=index, smiles=smiles_of(starts[index]))
-            molecule_frames += run
+        try:
+            if several and keep_bonds and not bonds_kept(starts[index], first.positions):
+                raise BondsChangedError(f"{smiles_of(starts[index])}: its GFN2-xTB relaxation broke or made a "
+                                        "covalent bond (the relaxed structure is another molecule)")
+            molecule_frames = []
+            for temperature, seed in runs:
+                run = sample_md(first, scratch, temperature_K=temperature, n_frames=n_frames, seed=seed,
+                                keep_bonds=keep_bonds, overwrite=True, progress=progress and not several, **md)
+                for frame in run:
+                    frame.info.update(target_temperature_K=temperature, seed=seed, method="md")
+                    if several:
+                        frame.info.update(start_index=index, smiles=smiles_of(starts[index]))
+                molecule_frames += run
+        except BondsChangedError as error:
+            if not several:
+                raise
+            warnings.warn(f"molecule {index} left out: {error}", UserWarning, stacklevel=2)
+            marker = Atoms(first.numbers, positions=first.positions)
+            marker.info.update(start_index=index, smiles=smiles_of(starts[index]), left_out=str(error))
+            molecule_frames = [marker]
         if several:
             write(part, molecule_frames, format="extxyz", append=True)
-        frames += molecule_frames
+        finished.append(molecule_frames)
     scratch.unlink(missing_ok=True)
+    frames = [frame for group in finished for frame in group if "left_out" not in frame.info]
     write(output, frames, format="extxyz")
     part.unlink(missing_ok=True)
     return frames
 
 
-def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float, int]], n_frames: int) -> list[Atoms]:
-    """The frames a stopped :func:`sample_trajectories` run left in ``part`` (none if there is no such
-    file), its last molecule dropped if the kill cut it short; refuses a file that another list of
-    molecules, temperatures, seeds or frame count wrote."""
+def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float, int]],
+                        n_frames: int) -> list[list[Atoms]]:
+    """Per finished molecule, in order, the frames a stopped :func:`sample_trajectories` run left in
+    ``part`` (or the one marker of a molecule left out); none if there is no such file. A molecule the
+    kill cut short is dropped (it is sampled again); refuses a file that another list of molecules,
+    temperatures, seeds or frame count wrote."""
     if not part.exists():
         return []
     advice = "resume with the same arguments, or pass --overwrite to start afresh"
@@ -217,19 +246,33 @@ def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float,
             frames.append(frame)
     except Exception:  # a frame cut short when the run was killed while appending: keep what precedes it
         pass
-    per_molecule = len(runs) * n_frames
-    done = len(frames) // per_molecule
-    if len(frames) % per_molecule:  # a molecule cut short by the kill: drop it, it is sampled again
-        frames = frames[:done * per_molecule]
-        write(part, frames, format="extxyz")
-    expected = [(k, smiles_of(starts[k]), starts[k].get_chemical_formula(), t, seed)
-                for k in range(min(done, len(starts))) for t, seed in runs for _ in range(n_frames)]
-    found = [(int(f.info.get("start_index", -1)), smiles_of(f), f.get_chemical_formula(),
-              float(f.info.get("target_temperature_K", -1)), int(f.info.get("seed", -1))) for f in frames]
-    if done > len(starts) or found != expected:
-        raise InputError(f"{part} holds frames of another sampling run (other molecules, temperatures, seeds or "
-                         f"frame counts): {advice}")
-    return frames
+    groups: list[list[Atoms]] = []
+    for frame in frames:
+        index = int(frame.info.get("start_index", -1))
+        if groups and int(groups[-1][0].info.get("start_index", -1)) == index:
+            groups[-1].append(frame)
+        else:
+            groups.append([frame])
+    expected_runs = [(t, seed) for t, seed in runs for _ in range(n_frames)]
+    kept, cut = [], False
+    for k, group in enumerate(groups):
+        ids = {(int(f.info.get("start_index", -1)), smiles_of(f), f.get_chemical_formula()) for f in group}
+        if k >= len(starts) or ids != {(k, smiles_of(starts[k]), starts[k].get_chemical_formula())}:
+            raise InputError(f"{part} holds frames of another sampling run (other molecules): {advice}")
+        if len(group) == 1 and "left_out" in group[0].info:
+            kept.append(group)
+            continue
+        found = [(float(f.info.get("target_temperature_K", -1)), int(f.info.get("seed", -1))) for f in group]
+        if found == expected_runs:
+            kept.append(group)
+        elif k == len(groups) - 1 and found == expected_runs[:len(found)]:
+            cut = True  # the last molecule, cut short by the kill
+        else:
+            raise InputError(f"{part} holds frames of another sampling run (other temperatures, seeds or frame "
+                             f"counts): {advice}")
+    if cut:
+        write(part, [frame for group in kept for frame in group], format="extxyz")
+    return kept
 
 
 def relax(start: Atoms, fmax: float = 0.005) -> Atoms:
