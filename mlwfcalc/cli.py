@@ -41,7 +41,9 @@ def _cmd_sample(args) -> None:
                                      equilibration=args.equilibration, friction_per_fs=args.friction,
                                      keep_bonds=not args.allow_reactions, overwrite=args.overwrite,
                                      progress=not args.quiet)
-        print(f"wrote {len(frames)} frames of {len(starts)} molecules to {args.output} (each relaxed, then GFN2-xTB "
+        sampled = len({int(f.info["start_index"]) for f in frames})
+        left_out = f"; {len(starts) - sampled} left out, their bonds changed" if sampled < len(starts) else ""
+        print(f"wrote {len(frames)} frames of {sampled} molecules{left_out} to {args.output} (each relaxed, then GFN2-xTB "
               f"Langevin MD at {', '.join(f'{t:g}' for t in temperatures)} K, seeds {', '.join(map(str, seeds))})")
         return
     start = load_start_structure(args.start)
