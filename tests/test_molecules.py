@@ -137,6 +137,14 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     swapped = next(seed for seed in range(1, 20) if dataset.molecules_of(dataset.split([1, 1], seed)[1]) == record["train_molecules"])
     with pytest.raises(InputError, match="trained on by that model"):
         Trainer(config("second", swapped, init_from=str(tmp_path / "first" / "best")), progress=False)
+    # fit-domain rebuilds the recorded split or refuses: here the record is made to disagree with it
+    capsys.readouterr()
+    record_file = tmp_path / "first" / "best" / "config.json"
+    saved = json.loads(record_file.read_text())
+    saved["training"]["val_molecules"] = saved["training"]["train_molecules"]
+    record_file.write_text(json.dumps(saved))
+    assert main(["fit-domain", str(tmp_path / "first" / "best"), str(tmp_path / "labels.db"), "-q"]) == 2
+    assert "not the 1 that" in capsys.readouterr().err
     # and evaluation tables can be grouped by size and by functional group
     by_size, by_family = groups_of(dataset, "size"), groups_of(dataset, "family")
     assert sorted(i for members in by_size.values() for i in members) == list(range(4))
