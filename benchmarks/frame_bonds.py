@@ -25,7 +25,10 @@ from mlwfcalc.domain import BOND_FACTOR
 
 def changed_bonds(frame) -> tuple[int, int]:
     """``(broken, formed)`` bond counts of ``frame`` against its SMILES' graph."""
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles_of(frame)))
+    mol = Chem.MolFromSmiles(smiles_of(frame))
+    if mol is None:
+        raise ValueError(f"{smiles_of(frame)!r}: RDKit cannot read this SMILES")
+    mol = Chem.AddHs(mol)
     if [a.GetAtomicNum() for a in mol.GetAtoms()] != frame.numbers.tolist():
         raise ValueError(f"{smiles_of(frame)}: the frame's atoms are not in RDKit's order")
     n = len(frame)
@@ -51,11 +54,18 @@ def main() -> None:
     for path in args.frames:
         frames = [f for f in read(path, ":") if smiles_of(f)]
         changed: dict[str, list[bool]] = {}
+        unreadable = []
         for frame in frames:
-            broken, formed = changed_bonds(frame)
+            try:
+                broken, formed = changed_bonds(frame)
+            except ValueError as error:
+                unreadable.append(str(error))
+                continue
             changed.setdefault(smiles_of(frame), []).append(bool(broken or formed))
         bad = {smiles: flags for smiles, flags in changed.items() if any(flags)}
         everywhere = sum(all(flags) for flags in bad.values())
+        if unreadable:
+            examples.append(f"{len(unreadable)} frames of {path} not checked ({unreadable[0]})")
         print(f"| {path} | {len(frames)} | {sum(map(sum, bad.values()))} | {len(bad)} | {everywhere} |")
         examples += [f"{smiles} ({path.rsplit('/', 1)[-1]}: {sum(flags)} of {len(flags)})" for smiles, flags in bad.items()]
     print(f"\nMolecules: {', '.join(examples)}")

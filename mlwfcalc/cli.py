@@ -372,7 +372,8 @@ def _model_split(model, dataset, seed: int | None = None, n_train: float | None 
     defaults = (config.get("seed", 0), config.get("n_train", training.get("n_train", 0.9)),
                 config.get("n_val", training.get("n_val", 0.1)))
     transfer = model.model.record.get("transfer")
-    if transfer and dataset.settings.name == transfer["high_level"]:
+    on_transfer_split = bool(transfer and dataset.settings.name == transfer["high_level"])
+    if on_transfer_split:
         training = transfer
         defaults = tuple(transfer["config"][k] for k in ("seed", "n_train", "n_val"))
     seed, n_train, n_val = (default if value is None else value for value, default in zip(given, defaults))
@@ -381,12 +382,17 @@ def _model_split(model, dataset, seed: int | None = None, n_train: float | None 
         raise InputError(f"{dataset.path} is not the label set {model.name} was trained on as it was then (rows were "
                          "added or removed since), so the model's own split cannot be rebuilt from it: give a copy "
                          "of the labels as they were, or choose a split with --seed/--n-train/--n-val")
+    import warnings
+
     train_index, val_index = dataset.split([n_train, n_val], seed)
     molecules = dataset.molecules_of(val_index)
-    if molecules and given == (None, None, None):
+    seen = set(training.get("train_molecules", [])) & set(molecules)
+    if molecules and given != (None, None, None) and seen:
+        warnings.warn(f"{len(seen)} of the {len(molecules)} validation molecules of this split were trained on by "
+                      f"{model.name}: what is fitted on them (uncertainty calibration, the energy head's choice of "
+                      "epoch) is optimistic", UserWarning, stacklevel=2)
+    if molecules and given == (None, None, None) and not on_transfer_split:  # a transfer record lists none
         if "val_molecules" not in training:
-            import warnings
-
             warnings.warn(f"{model.name} does not record its validation molecules (trained before 2026-12-07, when "
                           "the split still followed the order of the rows): the split rebuilt here may not be its "
                           "own, and molecules it was trained on may be scored as validation", UserWarning,

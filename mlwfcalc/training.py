@@ -371,8 +371,9 @@ class Trainer:
         self.best_val = math.inf
         self.history: list[dict] = []
         resuming = (self.output / CHECKPOINT_META).exists()
-        self.seen_molecules = self._molecules_seen_by(config.init_from) if config.init_from else set()
+        self.seen_molecules = set()  # the molecules init_from's weights were trained on (resume: as then)
         if not resuming and config.init_from:
+            self.seen_molecules = self._molecules_seen_by(config.init_from)
             self._initialise_from(config.init_from)
         elif not resuming and config.normalise_outputs:
             self._fit_normalisation()  # on the CPU, before the move: one float64 pass over the training split
@@ -396,12 +397,19 @@ class Trainer:
 
     def _molecules_seen_by(self, model_dir: str) -> set[str]:
         """The molecules (SMILES) ``model_dir``'s weights were trained on, as its record lists them (none for
-        labels without molecules); refuses a validation split that holds any of them."""
-        config_file = Path(model_dir) / "config.json"
-        if not config_file.is_file():
-            raise InputError(f"init_from {model_dir}: no model there (missing config.json)")
-        seen = set(json.loads(config_file.read_text()).get("training", {}).get("train_molecules", []))
+        labels without molecules); refuses a validation split that holds any of them, and warns when this
+        run's labels name molecules but the model's record does not (a model trained before it did)."""
+        import warnings
+
+        from .io import read_config, resolve_model_path
+
+        record = read_config(resolve_model_path(model_dir)).get("training", {})
+        seen = set(record.get("train_molecules", []))
         validation = self.data.dataset.molecules_of(self.data.val_index)
+        if validation and "train_molecules" not in record:
+            warnings.warn(f"init_from {model_dir} does not record the molecules it was trained on, so this run "
+                          "cannot check that its validation molecules are new to those weights: its validation "
+                          "error may be optimistic", UserWarning, stacklevel=3)
         leaked = seen & set(validation)
         if leaked:
             raise InputError(f"init_from {model_dir}: {len(leaked)} of this run's {len(validation)} validation "
@@ -427,7 +435,9 @@ class Trainer:
         write_checkpoint(self.output, {"model": self.model, "ema": self.ema}, self.optimizer,
                          {"step": self.step, "best_val_mae": self.best_val, "config": self.config.to_dict(),
                           "dataset_fingerprint": self.data.dataset.fingerprint,
-                          "dataset_size": len(self.data.dataset)})
+                          "dataset_size": len(self.data.dataset),
+                          "val_molecules": self.data.dataset.molecules_of(self.data.val_index),
+                          "seen_molecules": sorted(self.seen_molecules)})
 
     def _load_checkpoint(self) -> None:
         saved = TrainConfig(**read_checkpoint_meta(self.output)["config"])
@@ -436,6 +446,11 @@ class Trainer:
                 raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
                                  f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
         meta = load_checkpoint(self.output, {"model": self.model, "ema": self.ema}, self.optimizer)
+        validation = self.data.dataset.molecules_of(self.data.val_index)
+        if "val_molecules" in meta and meta["val_molecules"] != validation:
+            raise InputError(f"{self.output} holds a run validated on other molecules than this split's (the split "
+                             "rule changed since it started); start a new run")
+        self.seen_molecules = set(meta.get("seen_molecules", []))
         self.step = int(meta["step"])
         self.best_val = float(meta["best_val_mae"])
         self.history = read_log(self.output, self.step)
@@ -527,7 +542,7 @@ class Trainer:
                     "xc": self.settings.xc, "grid_level": self.settings.grid_level,
                     "conv_tol": self.settings.conv_tol, "train_config": self.config.to_dict(),
                     "dataset_fingerprint": self.data.dataset.fingerprint}
-        if self.data.dataset.molecules_of(self.data.val_index):  # molecule-disjoint: what the weights have seen
+        if self.data.dataset.molecules_of(self.data.train_index):  # molecule-disjoint: what the weights have seen
             training["val_molecules"] = self.data.dataset.molecules_of(self.data.val_index)
             training["train_molecules"] = sorted(self.seen_molecules
                                                  | set(self.data.dataset.molecules_of(self.data.train_index)))

@@ -135,6 +135,7 @@ def test_molecules_whose_bonds_change_are_left_out_and_the_run_resumes(tmp_path,
     """With several starts a molecule that keeps no bond graph is left out with a warning, and the marker it
     leaves in OUTPUT.part lets a stopped run resume past it."""
     from mlwfcalc.data import sampling
+    from mlwfcalc.validation import InputError
 
     hydrogen, water = molecule("H2"), molecule("H2O")
     hydrogen.info["smiles"], water.info["smiles"] = "[H][H]", "O"
@@ -146,10 +147,18 @@ def test_molecules_whose_bonds_change_are_left_out_and_the_run_resumes(tmp_path,
     assert [f.get_chemical_formula() for f in frames] == ["H2", "H2"] == [a.get_chemical_formula()
                                                                           for a in read(tmp_path / "all.xyz", ":")]
     part = [f.copy() for f in frames] + [water.copy()]  # a stopped run: H2 done, water's marker written
-    part[-1].info.update(start_index=1, left_out="O: relaxation broke a bond")
+    part[-1].info.update(start_index=1, left_out="O: relaxation broke a bond", runs="300K/1")
     write(tmp_path / "again.xyz.part", part, format="extxyz")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # water is not relaxed again: its marker says it was left out
         resumed = sampling.sample_trajectories([hydrogen, water], tmp_path / "again.xyz", **md)
     np.testing.assert_allclose(np.concatenate([f.positions for f in resumed]),
                                np.concatenate([f.positions for f in frames]), atol=1e-8)
+    write(tmp_path / "cut.xyz.part", part, format="extxyz")  # killed while appending the next molecule
+    with open(tmp_path / "cut.xyz.part", "a") as handle:
+        handle.write("3\nProperties=species:S:1:pos:R:3 start_index=2\nH 0.0")
+    assert len(sampling._finished_molecules(tmp_path / "cut.xyz.part", [hydrogen, water], [(300.0, 1)], 2,
+                                            keep_bonds=True)) == 2
+    assert len(read(tmp_path / "cut.xyz.part", ":", format="extxyz")) == 3  # the torn frame is gone: the next append reads back
+    with pytest.raises(InputError, match="allows reactions"):  # markers of a bond-keeping run, resumed without
+        sampling.sample_trajectories([hydrogen, water], tmp_path / "cut.xyz", **{**md, "keep_bonds": False})

@@ -42,8 +42,8 @@ MIN_SAMPLED_DISTANCE = 0.6
 #: which the cross-ring distances of four-membered rings reach in vibration): the molecule reacted or is coming apart.
 MAX_BOND_STRETCH = 1.3
 NEW_BOND_FACTOR = 1.15
-#: With ``keep_bonds``, MD gives up after this many rejected frames per frame asked for.
-MAX_REJECTED_PER_FRAME = 20
+#: With ``keep_bonds``, MD gives up after this many rejected frames in a row.
+MAX_REJECTED_IN_A_ROW = 20
 
 
 def load_start_structure(spec: str) -> Atoms:
@@ -101,8 +101,8 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
         seed: seeds the initial velocities and the thermostat noise.
         keep_bonds: write only frames that keep the start's covalent bonds (:func:`bonds_kept`); the MD
             runs on past the others (a hot molecule that dissociated or transferred a proton is another
-            molecule than the one its SMILES names), and gives up after ``MAX_REJECTED_PER_FRAME``
-            rejected frames per frame asked for.
+            molecule than the one its SMILES names), and gives up (:class:`BondsChangedError`) after
+            ``MAX_REJECTED_IN_A_ROW`` rejected frames in a row.
         overwrite: replace an existing ``output`` instead of refusing.
 
     Returns:
@@ -122,17 +122,19 @@ def sample_md(start: Atoms, output: str | Path, *, temperature_K: float = 500.0,
                    friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
     if equilibration:
         dyn.run(equilibration)
-    frames, rejected = [], 0
+    frames = []
     with open(output, "w") as handle:
         for _ in tqdm(range(n_frames), desc="sampling", unit="frame", disable=not progress):
             dyn.run(interval)
+            rejected = 0
             while keep_bonds and not bonds_kept(start, atoms.positions):
                 rejected += 1
-                if rejected > MAX_REJECTED_PER_FRAME * n_frames:
-                    raise BondsChangedError(f"{start.get_chemical_formula()} ({smiles_of(start) or 'no SMILES'}) lost or "
-                                     f"changed a covalent bond in {rejected} of its frames of GFN2-xTB MD at "
-                                     f"{temperature_K:g} K: sample it at a lower temperature, drop it, or allow "
-                                     "reactions (keep_bonds=False, `sample --allow-reactions`)")
+                if rejected >= MAX_REJECTED_IN_A_ROW:
+                    raise BondsChangedError(f"{start.get_chemical_formula()} ({smiles_of(start) or 'no SMILES'}) "
+                                            f"lost or changed a covalent bond in {rejected} frames in a row of "
+                                            f"GFN2-xTB MD at {temperature_K:g} K: sample it at a lower "
+                                            "temperature, drop it, or allow reactions (keep_bonds=False, "
+                                            "`sample --allow-reactions`)")
                 dyn.run(interval)
             frame = Atoms(atoms.numbers, positions=atoms.positions)
             frame.info.update(md_step=int(dyn.nsteps), temperature_K=float(atoms.get_temperature()),
@@ -197,7 +199,7 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
     if overwrite or not several:
         part.unlink(missing_ok=True)
     runs = [(float(t), int(seed)) for t in temperatures_K for seed in seeds]
-    finished = _finished_molecules(part, starts, runs, n_frames) if several else []
+    finished = _finished_molecules(part, starts, runs, n_frames, keep_bonds) if several else []
     for index in tqdm(range(len(finished), len(starts)), desc="molecules", unit="molecule", initial=len(finished),
                       total=len(starts), disable=not (progress and several)):
         first = relax(starts[index]) if several else starts[index]
@@ -219,7 +221,8 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
                 raise
             warnings.warn(f"molecule {index} left out: {error}", UserWarning, stacklevel=2)
             marker = Atoms(first.numbers, positions=first.positions)
-            marker.info.update(start_index=index, smiles=smiles_of(starts[index]), left_out=str(error))
+            marker.info.update(start_index=index, smiles=smiles_of(starts[index]), left_out=str(error),
+                               runs=_runs_text(runs))
             molecule_frames = [marker]
         if several:
             write(part, molecule_frames, format="extxyz", append=True)
@@ -231,8 +234,8 @@ def sample_trajectories(start: Atoms | list[Atoms], output: str | Path, *, tempe
     return frames
 
 
-def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float, int]],
-                        n_frames: int) -> list[list[Atoms]]:
+def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float, int]], n_frames: int,
+                        keep_bonds: bool) -> list[list[Atoms]]:
     """Per finished molecule, in order, the frames a stopped :func:`sample_trajectories` run left in
     ``part`` (or the one marker of a molecule left out); none if there is no such file. A molecule the
     kill cut short is dropped (it is sampled again); refuses a file that another list of molecules,
@@ -240,12 +243,12 @@ def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float,
     if not part.exists():
         return []
     advice = "resume with the same arguments, or pass --overwrite to start afresh"
-    frames = []
+    frames, cut = [], False
     try:
         for frame in iread(part, ":", format="extxyz"):
             frames.append(frame)
     except Exception:  # a frame cut short when the run was killed while appending: keep what precedes it
-        pass
+        cut = True
     groups: list[list[Atoms]] = []
     for frame in frames:
         index = int(frame.info.get("start_index", -1))
@@ -254,12 +257,15 @@ def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float,
         else:
             groups.append([frame])
     expected_runs = [(t, seed) for t, seed in runs for _ in range(n_frames)]
-    kept, cut = [], False
+    kept = []
     for k, group in enumerate(groups):
         ids = {(int(f.info.get("start_index", -1)), smiles_of(f), f.get_chemical_formula()) for f in group}
         if k >= len(starts) or ids != {(k, smiles_of(starts[k]), starts[k].get_chemical_formula())}:
             raise InputError(f"{part} holds frames of another sampling run (other molecules): {advice}")
         if len(group) == 1 and "left_out" in group[0].info:
+            if not keep_bonds or group[0].info.get("runs") != _runs_text(runs):
+                raise InputError(f"{part} leaves molecule {k} out in a sampling run of other temperatures or "
+                                 f"seeds, or one that kept bonds where this one allows reactions: {advice}")
             kept.append(group)
             continue
         found = [(float(f.info.get("target_temperature_K", -1)), int(f.info.get("seed", -1))) for f in group]
@@ -270,9 +276,16 @@ def _finished_molecules(part: Path, starts: list[Atoms], runs: list[tuple[float,
         else:
             raise InputError(f"{part} holds frames of another sampling run (other temperatures, seeds or frame "
                              f"counts): {advice}")
-    if cut:
-        write(part, [frame for group in kept for frame in group], format="extxyz")
+    if cut:  # rewrite what is whole, so the next molecules are appended to a readable file
+        scratch = part.with_name(part.name + ".tmp")
+        write(scratch, [frame for group in kept for frame in group], format="extxyz")
+        os.replace(scratch, part)
     return kept
+
+
+def _runs_text(runs: list[tuple[float, int]]) -> str:
+    """The (temperature K, seed) runs of a sampling run as text, for the markers of molecules left out."""
+    return ";".join(f"{t:g}K/{seed}" for t, seed in runs)
 
 
 def relax(start: Atoms, fmax: float = 0.005) -> Atoms:
