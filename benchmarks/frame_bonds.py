@@ -20,7 +20,7 @@ from rdkit import Chem, RDLogger
 
 from mlwfcalc.data.molecules import smiles_of
 from mlwfcalc.data.sampling import NEW_BOND_FACTOR
-from mlwfcalc.domain import BOND_FACTOR
+from mlwfcalc.domain import BOND_FACTOR, distance_matrix
 
 
 def changed_bonds(frame) -> tuple[int, int]:
@@ -36,8 +36,7 @@ def changed_bonds(frame) -> tuple[int, int]:
     for bond in mol.GetBonds():
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         bonded[i, j] = bonded[j, i] = True
-    dist = np.linalg.norm(frame.positions[:, None] - frame.positions[None], axis=-1)
-    np.fill_diagonal(dist, np.inf)
+    dist = distance_matrix(frame.positions)
     radii = covalent_radii[frame.numbers][:, None] + covalent_radii[frame.numbers][None]
     return (int((bonded & (dist > BOND_FACTOR * radii)).sum() // 2),
             int((~bonded & (dist < NEW_BOND_FACTOR * radii)).sum() // 2))

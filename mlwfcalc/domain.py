@@ -79,7 +79,7 @@ def _pair_key(a: int, b: int) -> str:
     return f"{chemical_symbols[a]}-{chemical_symbols[b]}"
 
 
-def _distance_matrix(positions_ang: np.ndarray) -> np.ndarray:
+def distance_matrix(positions_ang: np.ndarray) -> np.ndarray:
     """``(n, n)`` interatomic distances (Angstrom) of ``(n, 3)`` positions, ``inf`` on the diagonal."""
     positions_ang = np.asarray(positions_ang, dtype=float)
     dist = np.linalg.norm(positions_ang[:, None] - positions_ang[None], axis=-1)
@@ -90,7 +90,7 @@ def _distance_matrix(positions_ang: np.ndarray) -> np.ndarray:
 def _distance_table(numbers: np.ndarray, dist: np.ndarray) -> dict[str, np.ndarray]:
     """The distances a domain records, by key: ``"A-B"``, every A-B distance; ``"A->B#k"``, over the A
     atoms, the distance to the k-th nearest B atom (k = 1 .. ``NEIGHBOUR_RANKS``); ``dist`` from
-    :func:`_distance_matrix`."""
+    :func:`distance_matrix`."""
     numbers = np.asarray(numbers)
     table = {}
     elements = sorted(set(numbers.tolist()))
@@ -108,23 +108,18 @@ def _distance_table(numbers: np.ndarray, dist: np.ndarray) -> dict[str, np.ndarr
     return table
 
 
-def _bonded(numbers: Sequence[int], dist: np.ndarray) -> np.ndarray:
-    """``(n, n)`` bool: the atom pairs closer than ``BOND_FACTOR`` times the sum of their covalent radii;
-    ``dist`` from :func:`_distance_matrix`."""
+def covalent_bonds(numbers: Sequence[int], dist: np.ndarray) -> np.ndarray:
+    """``(n, n)`` bool bond graph: the atom pairs closer than ``BOND_FACTOR`` times the sum of their covalent
+    radii; ``dist`` from :func:`distance_matrix`. The fragment count reads it, and the sampler compares a
+    frame's with its start's."""
     radii = covalent_radii[np.asarray(numbers)]
     return dist < BOND_FACTOR * (radii[:, None] + radii[None])
 
 
-def covalent_bonds(numbers: Sequence[int], positions_ang: np.ndarray) -> np.ndarray:
-    """``(n, n)`` bool bond graph of a structure (atomic numbers, ``(n, 3)`` Angstrom) by the rule the
-    domain counts fragments with: a sampler compares it with its start's to drop frames that reacted."""
-    return _bonded(numbers, _distance_matrix(positions_ang))
-
-
 def _count_fragments(numbers: Sequence[int], dist: np.ndarray) -> int:
-    """How many covalently bonded fragments the structure falls into (:func:`_bonded`); ``dist`` from
-    :func:`_distance_matrix`."""
-    return int(connected_components(_bonded(numbers, dist), directed=False)[0])
+    """How many covalently bonded fragments the structure falls into (:func:`covalent_bonds`); ``dist`` from
+    :func:`distance_matrix`."""
+    return int(connected_components(covalent_bonds(numbers, dist), directed=False)[0])
 
 
 def _bonding_range_ang(key: str) -> float:
@@ -185,7 +180,7 @@ class TrainingDomain:
         formulas: dict[str, int] = {}
         sizes, heavy, fragments, histograms = [], [], [], {}
         for numbers, positions in structures:
-            numbers, dist = np.asarray(numbers), _distance_matrix(positions)
+            numbers, dist = np.asarray(numbers), distance_matrix(positions)
             fragments.append(_count_fragments(numbers, dist))
             formula = hill_formula(numbers)
             formulas[formula] = formulas.get(formula, 0) + 1
@@ -261,7 +256,7 @@ class TrainingDomain:
             if self.n_heavy_atoms is not None and not self.n_heavy_atoms[0] <= heavy <= self.n_heavy_atoms[1]:
                 found.append(f"{heavy} heavy (non-hydrogen) atoms, outside the {self.n_heavy_atoms[0]}-"
                              f"{self.n_heavy_atoms[1]} seen in training")
-        dist = _distance_matrix(positions_ang)
+        dist = distance_matrix(positions_ang)
         if self.n_fragments is not None:
             pieces = _count_fragments(numbers, dist)
             if not self.n_fragments[0] <= pieces <= self.n_fragments[1]:

@@ -154,14 +154,12 @@ def bonds_kept(start: Atoms, positions: np.ndarray) -> bool:
     """Whether ``positions`` (``(n, 3)`` Angstrom, the atoms of ``start``) keep ``start``'s covalent bond
     graph (:func:`mlwfcalc.domain.covalent_bonds`): no bond of the start longer than ``MAX_BOND_STRETCH``
     times its length there, and no other pair closer than ``NEW_BOND_FACTOR`` times its covalent radii."""
-    from ..domain import covalent_bonds
+    from ..domain import covalent_bonds, distance_matrix
 
-    bonded = covalent_bonds(start.numbers, start.positions)
-    now = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    then = np.linalg.norm(start.positions[:, None] - start.positions[None], axis=-1)
+    then, now = distance_matrix(start.positions), distance_matrix(positions)  # inf on the diagonals
+    bonded = covalent_bonds(start.numbers, then)
     radii = covalent_radii[start.numbers]
     formed = ~bonded & (now < NEW_BOND_FACTOR * (radii[:, None] + radii[None]))
-    np.fill_diagonal(formed, False)
     return bool(np.all(now[bonded] <= MAX_BOND_STRETCH * then[bonded]) and not formed.any())
 
 
