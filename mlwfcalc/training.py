@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .data.dataset import LabelledDataset
-from .io import save_model
+from .io import read_config, resolve_model_path, save_model
 from .model import MLWFModel
 from .nn.graph import Batch, make_batch, pad_matrices
 from .nn.model import HamiltonianModel, ModelConfig
@@ -339,6 +339,29 @@ def make_optimizer(parameters, config: OptimisationSettings) -> torch.optim.Opti
                              amsgrad=config.optimizer == "amsgrad", fused=True)
 
 
+def molecules_seen_by(record: dict, model_name: str, validation: list[str]) -> set[str]:
+    """The molecules (SMILES) a model's weights were trained on, from its ``config.json`` (``record``: the
+    ``"training"`` run's and any ``"transfer"`` fine-tune's ``train_molecules``); refuses a run starting from
+    those weights whose ``validation`` molecules hold any of them, and warns when ``validation`` names
+    molecules but the record does not (a model trained before models recorded them)."""
+    import warnings
+
+    runs = [record.get(part, {}) for part in ("training", "transfer")]
+    seen = set().union(*(run.get("train_molecules", []) for run in runs))
+    if validation and not any("train_molecules" in run for run in runs):
+        warnings.warn(f"init_from {model_name} does not record the molecules it was trained on, so this run "
+                      "cannot check that its validation molecules are new to those weights: its validation "
+                      "error may be optimistic", UserWarning, stacklevel=3)
+    leaked = seen & set(validation)
+    if leaked:
+        raise InputError(f"init_from {model_name}: {len(leaked)} of this run's {len(validation)} validation "
+                         f"molecules (e.g. {sorted(leaked)[0]}) were trained on by that model, so the "
+                         "validation error, the uncertainty calibration and the best-model choice would be "
+                         "optimistic; keep that model's split (its seed, n_train and n_val on labels of the "
+                         "same molecules) or start from scratch")
+    return seen
+
+
 class Trainer:
     """Runs (or resumes) one training run; see the module docstring for the files it writes."""
 
@@ -373,7 +396,9 @@ class Trainer:
         resuming = (self.output / CHECKPOINT_META).exists()
         self.seen_molecules = set()  # the molecules init_from's weights were trained on (resume: as then)
         if not resuming and config.init_from:
-            self.seen_molecules = self._molecules_seen_by(config.init_from)
+            self.seen_molecules = molecules_seen_by(read_config(resolve_model_path(config.init_from)),
+                                                    config.init_from,
+                                                    self.data.dataset.molecules_of(self.data.val_index))
             self._initialise_from(config.init_from)
         elif not resuming and config.normalise_outputs:
             self._fit_normalisation()  # on the CPU, before the move: one float64 pass over the training split
@@ -394,30 +419,6 @@ class Trainer:
             target = target - batch.hcore
         self.model.fit_normalisation(batch, target)
         self.ema.load_state_dict(self.model.state_dict())
-
-    def _molecules_seen_by(self, model_dir: str) -> set[str]:
-        """The molecules (SMILES) ``model_dir``'s weights were trained on, as its record lists them (none for
-        labels without molecules); refuses a validation split that holds any of them, and warns when this
-        run's labels name molecules but the model's record does not (a model trained before it did)."""
-        import warnings
-
-        from .io import read_config, resolve_model_path
-
-        record = read_config(resolve_model_path(model_dir)).get("training", {})
-        seen = set(record.get("train_molecules", []))
-        validation = self.data.dataset.molecules_of(self.data.val_index)
-        if validation and "train_molecules" not in record:
-            warnings.warn(f"init_from {model_dir} does not record the molecules it was trained on, so this run "
-                          "cannot check that its validation molecules are new to those weights: its validation "
-                          "error may be optimistic", UserWarning, stacklevel=3)
-        leaked = seen & set(validation)
-        if leaked:
-            raise InputError(f"init_from {model_dir}: {len(leaked)} of this run's {len(validation)} validation "
-                             f"molecules (e.g. {sorted(leaked)[0]}) were trained on by that model, so the "
-                             "validation error, the uncertainty calibration and the best-model choice would be "
-                             "optimistic; keep that model's split (its seed, n_train and n_val on labels of the "
-                             "same molecules) or start from scratch")
-        return seen
 
     def _initialise_from(self, model_dir: str) -> None:
         """Start from another model's weights and normalisation; its architecture must be this run's."""

@@ -50,8 +50,8 @@ from .io import read_model, save_model
 from .model import MLWFModel
 from .predictor import HamiltonianPredictor, resolve_device
 from .training import (CHECKPOINT_META, OptimisationSettings, batch_indices, check_same_labels, learning_rate,
-                       load_checkpoint, make_optimizer, read_checkpoint_meta, read_log, update_ema, write_checkpoint,
-                       write_log)
+                       load_checkpoint, make_optimizer, molecules_seen_by, read_checkpoint_meta, read_log, update_ema,
+                       write_checkpoint, write_log)
 from .validation import InputError
 
 MEV = 1000 * Hartree  # meV per Hartree
@@ -180,6 +180,8 @@ class TransferTrainer:
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
         self.start_record = start.record
+        self.seen_molecules = molecules_seen_by(start.record, config.init_from,
+                                                self.dataset.molecules_of(self.val_index))
         self.reference_network = copy.deepcopy(start.network).to(self.device).eval().requires_grad_(False)
         torch.manual_seed(config.seed)
         model = MLWFModel(start.network, start.theory, domain=start.domain)
@@ -221,7 +223,8 @@ class TransferTrainer:
     def save_checkpoint(self) -> None:
         write_checkpoint(self.output, self._modules(), self.optimizer,
                          {"step": self.step, "best_val_loss": self.best_val, "config": asdict(self.config),
-                          "dataset_fingerprint": self.dataset.fingerprint, "dataset_size": len(self.dataset)})
+                          "dataset_fingerprint": self.dataset.fingerprint, "dataset_size": len(self.dataset),
+                          "val_molecules": self.dataset.molecules_of(self.val_index)})
 
     def _resume(self) -> None:
         meta = load_checkpoint(self.output, self._modules(), self.optimizer)
@@ -231,6 +234,9 @@ class TransferTrainer:
             if getattr(saved, key) != getattr(self.config, key):
                 raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
                                  f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
+        if "val_molecules" in meta and meta["val_molecules"] != self.dataset.molecules_of(self.val_index):
+            raise InputError(f"{self.output} holds a run validated on other molecules than this split's (the split "
+                             "rule changed since it started); start a new run")
         self.step, self.best_val = int(meta["step"]), float(meta["best_val_loss"])
         self.history = read_log(self.output, self.step)
 
@@ -342,6 +348,9 @@ class TransferTrainer:
                     "n_val": len(self.val_index), "step": self.step, "validation": validation,
                     "dataset_fingerprint": self.dataset.fingerprint,
                     "config": asdict(self.config)}
+        if self.dataset.molecules_of(self.train_index):  # molecule-disjoint: what the weights have seen
+            transfer["val_molecules"] = self.dataset.molecules_of(self.val_index)
+            transfer["train_molecules"] = sorted(self.seen_molecules | set(self.dataset.molecules_of(self.train_index)))
         ema = self.ema.model
         model = MLWFModel(ema.network, ema.theory, ema.energy_head, domain=ema.domain,
                           record={**self.start_record, "transfer": transfer})

@@ -137,6 +137,22 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     swapped = next(seed for seed in range(1, 20) if dataset.molecules_of(dataset.split([1, 1], seed)[1]) == record["train_molecules"])
     with pytest.raises(InputError, match="trained on by that model"):
         Trainer(config("second", swapped, init_from=str(tmp_path / "first" / "best")), progress=False)
+    # so does a transfer fine-tune (its labels here: the same PBE energies, forces and dipoles), and its model
+    # records what its weights have seen for the next run
+    from mlwfcalc.transfer import TransferConfig, TransferTrainer
+
+    def transfer(output, seed):
+        return TransferConfig(high_level=str(tmp_path / "labels.db"), init_from=str(tmp_path / "first" / "best"),
+                              output=str(tmp_path / output), seed=seed, n_train=1, n_val=1, batch_size=2,
+                              max_steps=2, val_every=2, warmup_steps=1, threads=1, head_epochs=2, hidden=[4])
+
+    with pytest.raises(InputError, match="trained on by that model"):
+        TransferTrainer(transfer("tuned-swapped", swapped), progress=False)
+    TransferTrainer(transfer("tuned", 0), progress=False).run()
+    tuned = json.loads((tmp_path / "tuned" / "best" / "config.json").read_text())["transfer"]
+    assert (tuned["train_molecules"], tuned["val_molecules"]) == (record["train_molecules"], record["val_molecules"])
+    with pytest.raises(InputError, match="trained on by that model"):
+        Trainer(config("third", swapped, init_from=str(tmp_path / "tuned" / "best")), progress=False)
     # fit-domain rebuilds the recorded split or refuses: here the record is made to disagree with it
     capsys.readouterr()
     record_file = tmp_path / "first" / "best" / "config.json"
