@@ -30,11 +30,11 @@ def __getattr__(name):
     raise AttributeError(f"module 'mlwfcalc' has no attribute {name!r}")
 
 
-def load_model(name_or_path, device="auto", dtype=None, compile=False):
+def load_model(name_or_path, device="auto", dtype=None, compile=False, overlap_subspace=None):
     """Load a model directory or shipped model name; see :func:`mlwfcalc.predictor.load_model`."""
     from .predictor import load_model as _load
 
-    return _load(name_or_path, device=device, dtype=dtype, compile=compile)
+    return _load(name_or_path, device=device, dtype=dtype, compile=compile, overlap_subspace=overlap_subspace)
 
 
 def list_models():

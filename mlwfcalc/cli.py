@@ -461,7 +461,7 @@ def _cmd_evaluate(args) -> None:
     from .predictor import load_model
 
     _set_threads(args.threads)
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, overlap_subspace=args.overlap_subspace)
     sets = {}
     for item in args.datasets:
         label, _, path = item.rpartition("=")
@@ -865,6 +865,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(family: labels of `mlwfcalc molecules` frames, which carry SMILES)")
     p.add_argument("--rotate", type=int, default=0, help="seed of the random rotation of each molecule (default 0)")
     p.add_argument("--no-rotate", action="store_true", help="evaluate the molecules as stored")
+    p.add_argument("--overlap-subspace", type=float, metavar="T",
+                   help="solve the predicted orbitals where the overlap's eigenvalues are >= T (0: the whole basis; "
+                        "default: the model's choice, on its card)")
     p.add_argument("--scf", type=int, default=0, metavar="N",
                    help="also the SCF warm start on N evenly spaced molecules of each set: PySCF at the model's "
                         "level of theory (conv_tol 1e-9) from the predicted density and from minao, cycle ratio "

@@ -10,6 +10,11 @@ small AO-basis error can pull a spurious orbital, made of those near-null direct
 Every solve therefore records each orbital's weight on the eigenvectors with ``s_k <``
 :data:`NEAR_NULL_OVERLAP` (the squared components of ``C'`` there, 0 to 1); converged Kohn-Sham orbitals
 carry almost none, so an occupied orbital above :data:`SPURIOUS_WEIGHT` is an artefact of the F error.
+
+A model's orbitals can instead be solved in the basis's well-conditioned subspace (``subspace``: the
+overlap eigenvectors with ``s_k >= subspace`` only, as canonical orthogonalisation drops linear
+dependencies, but silently and by design): the F error there can no longer make spurious orbitals, at the
+cost of the converged orbitals' small weight on the dropped directions (a model's card measures both).
 """
 
 from __future__ import annotations
@@ -74,34 +79,46 @@ class LinearDependencyInBatch(ValueError):
     """A batched solve met an overlap with linear dependencies (molecules would differ in orbital count)."""
 
 
-def lowdin_orthogonaliser(overlap: torch.Tensor, threshold: float = OVERLAP_THRESHOLD
+def lowdin_orthogonaliser(overlap: torch.Tensor, threshold: float = OVERLAP_THRESHOLD, subspace: float = 0.0
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(X, s)``: ``X`` ``(..., nao, nmo)`` with ``X^T S X = 1``, its columns the overlap eigenvectors
     divided by ``sqrt(s)``, and ``s`` ``(..., nmo)`` their eigenvalues. Drops overlap eigenvalues below
-    ``threshold`` with a warning.
+    ``threshold`` with a warning (linear dependencies), and those below ``subspace`` silently (the
+    well-conditioned subspace of the module docstring, asked for).
 
-    A batch ``(B, nao, nao)`` with such eigenvalues raises :class:`LinearDependencyInBatch`: solve those one by one.
+    A batch ``(B, nao, nao)`` raises :class:`LinearDependencyInBatch` when an overlap in it has eigenvalues
+    below ``threshold``, or when its molecules would keep different numbers of directions: solve those one by one.
     """
     s, u = torch.linalg.eigh(overlap)
-    keep = s > threshold
-    if bool(keep.all()):
-        return u / s.sqrt().unsqueeze(-2), s
-    if overlap.dim() > 2:
+    dependent = int((s <= threshold).sum())
+    dropped = (s < subspace) | (s <= threshold)  # eigh sorts s ascending: the dropped directions come first
+    counts = dropped.sum(-1).reshape(-1)
+    if dependent and overlap.dim() > 2:
         raise LinearDependencyInBatch("an overlap in the batch is nearly singular: solve its molecule alone")
-    warnings.warn(f"overlap matrix is nearly singular (smallest eigenvalue {float(s.min()):.2e}): "
-                  f"{int((~keep).sum())} linear combination(s) of AOs dropped", RuntimeWarning, stacklevel=2)
-    return u[:, keep] / s[keep].sqrt(), s[keep]
+    if overlap.dim() > 2 and bool((counts != counts[0]).any()):
+        raise LinearDependencyInBatch(f"the batch's molecules keep different numbers of overlap directions above "
+                                      f"{subspace:g}: solve them one by one")
+    if dependent:
+        warnings.warn(f"overlap matrix is nearly singular (smallest eigenvalue {float(s.min()):.2e}): "
+                      f"{dependent} linear combination(s) of AOs dropped", RuntimeWarning, stacklevel=2)
+    first = int(counts[0])
+    return u[..., first:] / s[..., first:].sqrt().unsqueeze(-2), s[..., first:]
 
 
 def solve_orbitals(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
-                   threshold: float = OVERLAP_THRESHOLD) -> Orbitals:
+                   threshold: float = OVERLAP_THRESHOLD, subspace: float = 0.0) -> Orbitals:
     """Closed-shell orbitals from ``fock`` and ``overlap``.
 
-    Both ``(nao, nao)``, or ``(B, nao, nao)`` for a batch of equal-size molecules.
+    Both ``(nao, nao)``, or ``(B, nao, nao)`` for a batch of equal-size molecules. ``subspace``: solve in the
+    overlap eigenvectors with eigenvalue ``>= subspace`` only (module docstring); the orbitals then number
+    ``nmo = nao`` minus the directions dropped, and carry no weight on those.
     """
     if n_electrons % 2:
         raise ValueError(f"{n_electrons} electrons: closed-shell orbitals need an even count")
-    x, s = lowdin_orthogonaliser(overlap, threshold)
+    x, s = lowdin_orthogonaliser(overlap, threshold, subspace)
+    if x.shape[-1] <= n_electrons // 2:
+        raise ValueError(f"only {x.shape[-1]} overlap directions kept above {max(threshold, subspace):g}, too few for "
+                         f"{n_electrons // 2} occupied orbitals and a LUMO: lower the subspace threshold")
     energies, c_orth = torch.linalg.eigh(x.transpose(-1, -2) @ fock @ x)
     occupations = torch.zeros_like(energies)
     occupations[..., : n_electrons // 2] = 2.0

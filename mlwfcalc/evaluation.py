@@ -50,6 +50,9 @@ class EvaluationReport:
     mean_uncertainty_uha: float | None = None
     outside_domain_percent: float | None = None
     spurious_orbital_percent: float | None = None  # molecules with a spurious occupied orbital (electronic.py)
+    overlap_subspace: float = 0.0  # the predicted F's orbitals were solved where the overlap eigenvalue >= this
+    subspace_orbital_energy_cost_uha: float | None = None  # the subspace's own cost: the reference F solved there
+    subspace_dipole_cost_debye: float | None = None  # against the whole basis (occupied energies, dipole)
     scf_molecules: int | None = None  # molecules of the SCF check (evaluate's scf_frames), and its results:
     scf_cycles_model: float | None = None  # mean PySCF cycles from the model's density
     scf_cycles_minao: float | None = None  # mean PySCF cycles from minao
@@ -67,6 +70,11 @@ class EvaluationReport:
                 ("MAE of HOMO-LUMO gap", f"{self.homo_lumo_gap_mae_uha:.1f} micro-Hartree "
                                          f"({self.homo_lumo_gap_mae_mev:.2f} meV)"),
                 ("mean |dipole error| (predicted density)", f"{self.dipole_mae_debye:.4f} Debye")]
+        if self.overlap_subspace:
+            rows += [("predicted orbitals solved where overlap eigenvalues are", f">= {self.overlap_subspace:g}"),
+                     ("the subspace's cost on the reference F: occupied energies",
+                      f"{self.subspace_orbital_energy_cost_uha:.1f} micro-Hartree"),
+                     ("the subspace's cost on the reference F: dipole", f"{self.subspace_dipole_cost_debye:.4f} Debye")]
         if self.spurious_orbital_percent is not None:
             rows.append(("with a spurious occupied orbital", f"{self.spurious_orbital_percent:.1f} %"))
         if self.energy_mae_mev is not None:
@@ -107,6 +115,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     (or those at ``indices``).
 
     ``rotation_seed``: turn each molecule by its own random rotation first (None: as stored).
+    The predicted F's orbitals are solved as the model's predictions are (``model.overlap_subspace``), the
+    reference's in the whole basis.
     Molecules outside the model's training domain are evaluated too, and counted.
     ``scf_frames``: also run the PySCF SCF at the model's level of theory (``scf_conv_tol``, Hartree) on that
     many evenly spaced molecules, once from the predicted density and once from minao: the warm start's
@@ -124,6 +134,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
         raise InputError(f"dataset {dataset.path} was labelled with {settings.xc}, the model with {model.functional}")
     f_err, f_max, e_err, cosines, gap_err, dip_err = [], 0.0, [], [], [], []
     energy_err, force_err, uncertainties, outside, spurious = [], [], [], 0, 0
+    subspace_e_cost, subspace_dip_cost = [], []
     scf_positions = set(np.linspace(0, len(indices) - 1, min(scf_frames, len(indices))).round().astype(int).tolist()) \
         if scf_frames > 0 else set()
     scf_model, scf_minao, scf_worst, scf_unconverged = [], [], 0.0, 0
@@ -154,7 +165,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                 energy_err.append(abs(float(out.energies[k]) - float(sample.energy)))
                 force_err.append(np.abs(out.forces[k] - sample.forces.numpy()).reshape(-1))
             overlap = torch.as_tensor(mol.intor("int1e_ovlp"))
-            orb_p = solve_orbitals(fock, overlap, mol.nelectron)
+            orb_p = solve_orbitals(fock, overlap, mol.nelectron, subspace=model.overlap_subspace)
             orb_r = solve_orbitals(ref, overlap, mol.nelectron)
             n = orb_r.n_occupied
             spurious += bool(orb_p.spurious_occupied())
@@ -165,6 +176,11 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
             gap_err.append(abs(gap(orb_p) - gap(orb_r)))
             dipole = dipole_moment(mol, orb_p.density_matrix())
             dip_err.append(float((dipole - sample.dipole).norm()))
+            if model.overlap_subspace:
+                orb_s = solve_orbitals(ref, overlap, mol.nelectron, subspace=model.overlap_subspace)
+                subspace_e_cost.append(float((orb_s.energies[:n] - orb_r.energies[:n]).abs().mean()))
+                subspace_dip_cost.append(float((dipole_moment(mol, orb_s.density_matrix())
+                                                - dipole_moment(mol, orb_r.density_matrix())).norm()))
             if start + k in scf_positions:
                 (cycles_p, energy_p, ok_p), (cycles_r, energy_r, ok_r) = (
                     _scf(model, mol, guess, scf_conv_tol) for guess in (orb_p.density_matrix().numpy(), None))
@@ -186,7 +202,12 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                                                    if head else None),
                               mean_uncertainty_uha=1e6 * float(np.mean(uncertainties)) if uncertainties else None,
                               outside_domain_percent=100 * outside / len(indices) if model.domain is not None else None,
-                              spurious_orbital_percent=100 * spurious / len(indices))
+                              spurious_orbital_percent=100 * spurious / len(indices),
+                              overlap_subspace=model.overlap_subspace,
+                              subspace_orbital_energy_cost_uha=(1e6 * float(np.mean(subspace_e_cost))
+                                                                if subspace_e_cost else None),
+                              subspace_dipole_cost_debye=(Bohr / Debye * float(np.mean(subspace_dip_cost))
+                                                          if subspace_dip_cost else None))
     if scf_model:
         report = replace(report, scf_molecules=len(scf_model), scf_cycles_model=float(np.mean(scf_model)),
                          scf_cycles_minao=float(np.mean(scf_minao)),
@@ -195,6 +216,35 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     if parity_plot:
         _parity_plot(np.concatenate(ref_sample), np.concatenate(pred_sample), report, parity_plot)
     return report
+
+
+#: Overlap thresholds ``mlwfcalc fit-subspace`` tries by default (0: the whole basis).
+SUBSPACE_THRESHOLDS = (0.0, 1e-3, 2e-3, 3e-3, 5e-3, 7e-3, 1e-2, 2e-2)
+#: The chosen threshold is the smallest whose validation dipole error is within this factor of the best one's.
+SUBSPACE_TOLERANCE = 1.03
+
+
+def choose_overlap_subspace(model: HamiltonianPredictor, dataset: LabelledDataset, indices: Sequence[int],
+                            thresholds: Sequence[float] = SUBSPACE_THRESHOLDS, rotation_seed: int | None = 0,
+                            progress: bool = True) -> tuple[float, dict[float, EvaluationReport]]:
+    """The overlap subspace to solve ``model``'s orbitals in (:func:`~mlwfcalc.electronic.solve_orbitals`),
+    chosen on the molecules at ``indices`` of ``dataset`` (molecules the model never trained on): each of
+    ``thresholds`` is evaluated there, and the smallest whose dipole MAE is within :data:`SUBSPACE_TOLERANCE`
+    of the best is chosen (the dipole follows the occupied orbitals, and a larger threshold costs even exact
+    orbitals more). Returns ``(threshold, {threshold: report})``; ``model.overlap_subspace`` is left as it was.
+    """
+    if not indices:
+        raise InputError("no validation molecules to choose the overlap subspace on")
+    kept, reports = model.overlap_subspace, {}
+    try:
+        for threshold in tqdm(sorted(set(float(t) for t in thresholds)), desc="thresholds", disable=not progress):
+            model.overlap_subspace = threshold
+            reports[threshold] = evaluate(model, dataset, progress=False, rotation_seed=rotation_seed, indices=indices)
+    finally:
+        model.overlap_subspace = kept
+    best = min(r.dipole_mae_debye for r in reports.values())
+    chosen = min(t for t, r in reports.items() if r.dipole_mae_debye <= SUBSPACE_TOLERANCE * best)
+    return chosen, reports
 
 
 def _scf(model: HamiltonianPredictor, mol, density: np.ndarray | None, conv_tol: float) -> tuple[int, float, bool]:

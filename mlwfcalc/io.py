@@ -72,8 +72,9 @@ def model_config_dict(model: MLWFModel) -> dict:
     }
     if model.record.get("preliminary"):
         config["preliminary"] = model.record["preliminary"]
-    if model.record.get("transfer"):
-        config["transfer"] = model.record["transfer"]
+    for key in ("transfer", "orbital_subspace"):
+        if model.record.get(key):
+            config[key] = model.record[key]
     if model.energy_head is not None:
         config["energy"] = {"config": model.energy_head.config.to_dict(),
                             "level": model.energy_level,
@@ -263,8 +264,9 @@ def read_model(name_or_path: str | Path, device: str | torch.device = "cpu",
         record["energy_training"] = config["energy"].get("training", {})
     if config.get("preliminary"):
         record["preliminary"] = config["preliminary"]
-    if config.get("transfer"):
-        record["transfer"] = config["transfer"]
+    for key in ("transfer", "orbital_subspace"):
+        if config.get(key):
+            record[key] = config[key]
     try:
         model = MLWFModel(network, _theory(config), head, uncertainty, domain, record)
     except InputError as err:

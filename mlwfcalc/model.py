@@ -57,7 +57,10 @@ class MLWFModel(nn.Module):
             ``"energy_training"`` (the head's fit), optionally ``"preliminary"`` (why the model is not
             fit for use), ``"charges"`` (the total charges it answers for, default ``[0]``) and
             ``"transfer"`` (a fine-tuning run on high-level labels, :mod:`mlwfcalc.transfer`: the
-            energies, forces and dipoles then follow ``transfer["high_level"]``, F stays at ``theory``).
+            energies, forces and dipoles then follow ``transfer["high_level"]``, F stays at ``theory``)
+            and ``"orbital_subspace"`` (``{"overlap_threshold": t, ...}``: its orbitals are solved in the
+            overlap eigenvectors with eigenvalue ``>= t``, :func:`~mlwfcalc.electronic.solve_orbitals`;
+            the rest of the entry says how ``t`` was chosen).
     """
 
     def __init__(self, network: HamiltonianModel, theory: LevelOfTheory, energy_head: EnergyHead | None = None,
@@ -93,6 +96,11 @@ class MLWFModel(nn.Module):
     @property
     def charges(self) -> list[int]:
         return list(self.record.get("charges", [0]))
+
+    @property
+    def overlap_subspace(self) -> float:
+        """The overlap eigenvalue below which its orbitals drop basis directions (0: the whole basis)."""
+        return float(self.record.get("orbital_subspace", {}).get("overlap_threshold", 0.0))
 
     @property
     def energy_level(self) -> str:

@@ -99,12 +99,21 @@ class HamiltonianPredictor:
         model: the :class:`~mlwfcalc.model.MLWFModel` (network, energy head, uncertainty, domain, theory).
         device: where it runs.
         path: the model directory it was read from, if any.
+        overlap_subspace: solve the predicted F's orbitals in the overlap eigenvectors with eigenvalue at
+            least this (:func:`~mlwfcalc.electronic.solve_orbitals`; 0: the whole basis). None: the model's
+            own choice (``model.overlap_subspace``, on its card).
     """
 
-    def __init__(self, model: MLWFModel, device: torch.device, path: Path | None = None):
+    def __init__(self, model: MLWFModel, device: torch.device, path: Path | None = None,
+                 overlap_subspace: float | None = None):
         self.model = model
         self.device = device
         self.path = path
+        self.overlap_subspace = model.overlap_subspace if overlap_subspace is None else float(overlap_subspace)
+        if not 0.0 <= self.overlap_subspace < 1.0:
+            raise InputError(f"overlap_subspace {self.overlap_subspace:g}: give an overlap eigenvalue threshold in "
+                             "[0, 1) (0: the whole basis; about 1e-3 to 1e-2 drops a def2-SVP basis's "
+                             "near-linear dependencies)")
         self.layout = model.network.layout
         self.basis = model.network.config.basis
 
@@ -232,7 +241,7 @@ class HamiltonianPredictor:
         out = self.network_pass(molecules, moles, energy, forces)
         focks = [out.fock[k, :m.nao, :m.nao] for k, m in enumerate(moles)]
         overlaps = [mol.intor("int1e_ovlp") for mol in moles]
-        orbitals = _solve_orbitals(focks, overlaps, [mol.nelectron for mol in moles])
+        orbitals = _solve_orbitals(focks, overlaps, [mol.nelectron for mol in moles], self.overlap_subspace)
         results = []
         for k, (mol, fock, overlap, (mo_energy, mo_coeff, mo_occ, density, spurious)) in enumerate(
                 zip(moles, focks, overlaps, orbitals)):
@@ -254,11 +263,12 @@ class HamiltonianPredictor:
         return results
 
 
-def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_electrons: list[int]):
+def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_electrons: list[int], subspace: float):
     """Per molecule ``(mo_energy, mo_coeff, mo_occ, density_matrix, spurious occupied orbitals)`` (numpy and a
-    list), one batched solve per equal size.
+    list), one batched solve per equal size, in the overlap's ``subspace`` (:func:`solve_orbitals`).
 
-    A group holding a nearly singular overlap falls back to one solve per molecule (with the warning).
+    A group holding a nearly singular overlap (or molecules that keep different numbers of directions) falls
+    back to one solve per molecule.
     """
     groups: dict[tuple[int, int], list[int]] = {}
     for k, (fock, n) in enumerate(zip(focks, n_electrons)):
@@ -267,11 +277,12 @@ def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_elect
     for (_, n), members in groups.items():
         try:
             solved = [(members, solve_orbitals(torch.as_tensor(np.stack([focks[k] for k in members])),
-                                               torch.as_tensor(np.stack([overlaps[k] for k in members])), n))]
+                                               torch.as_tensor(np.stack([overlaps[k] for k in members])), n,
+                                               subspace=subspace))]
         except LinearDependencyInBatch:
             solved = []
             for k in members:
-                alone = solve_orbitals(torch.as_tensor(focks[k]), torch.as_tensor(overlaps[k]), n)
+                alone = solve_orbitals(torch.as_tensor(focks[k]), torch.as_tensor(overlaps[k]), n, subspace=subspace)
                 solved.append(([k], Orbitals(alone.energies[None], alone.coefficients[None], alone.occupations[None],
                                              alone.near_null_weight[None])))
         for part, orbitals in solved:
@@ -283,7 +294,8 @@ def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_elect
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "auto",
-               dtype: torch.dtype | None = None, compile: bool = False) -> HamiltonianPredictor:
+               dtype: torch.dtype | None = None, compile: bool = False,
+               overlap_subspace: float | None = None) -> HamiltonianPredictor:
     """Load a model directory or shipped model name.
 
     Args:
@@ -293,9 +305,10 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto",
         compile: compile the network's forward with ``torch.compile(fullgraph=True, dynamic=True)``
             (fewer, fused kernels; the first call of each new shape pays the compilation, about a
             minute on a CPU, see docs/benchmarks.md). Needs a working C++ compiler on CPUs.
+        overlap_subspace: where its orbitals are solved (:class:`HamiltonianPredictor`); None: the model's choice.
     """
     device = resolve_device(device)
     model, path = read_model(name_or_path, device=device, dtype=dtype)
     if compile:
         model.network.fock_and_nodes = torch.compile(model.network.fock_and_nodes, fullgraph=True, dynamic=True)
-    return HamiltonianPredictor(model, device, path)
+    return HamiltonianPredictor(model, device, path, overlap_subspace)

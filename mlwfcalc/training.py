@@ -285,6 +285,14 @@ def check_same_labels(meta: dict, dataset: LabelledDataset, output: Path) -> Non
                          "change; resume on a copy of the labels as they were, or start a new run")
 
 
+def check_same_validation(meta: dict, validation: list[str], output: Path) -> None:
+    """Refuse to resume the run in ``output`` (checkpoint metadata ``meta``) when this split's
+    ``validation`` molecules (SMILES) are not the ones it was validated on: the split rule changed since."""
+    if "val_molecules" in meta and meta["val_molecules"] != validation:
+        raise InputError(f"{output} holds a run validated on other molecules than this split's (the split "
+                         "rule changed since it started); start a new run")
+
+
 def batch_indices(train_index: np.ndarray, batch_size: int, seed: int, step: int) -> np.ndarray:
     """The training indices of ``step``: each epoch a seeded permutation of ``train_index``, cut into
     batches. A pure function of seed and step, so a resumed run follows the uninterrupted one."""
@@ -447,10 +455,7 @@ class Trainer:
                 raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
                                  f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
         meta = load_checkpoint(self.output, {"model": self.model, "ema": self.ema}, self.optimizer)
-        validation = self.data.dataset.molecules_of(self.data.val_index)
-        if "val_molecules" in meta and meta["val_molecules"] != validation:
-            raise InputError(f"{self.output} holds a run validated on other molecules than this split's (the split "
-                             "rule changed since it started); start a new run")
+        check_same_validation(meta, self.data.dataset.molecules_of(self.data.val_index), self.output)
         self.seen_molecules = set(meta.get("seen_molecules", []))
         self.step = int(meta["step"])
         self.best_val = float(meta["best_val_mae"])

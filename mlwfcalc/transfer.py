@@ -49,9 +49,9 @@ from .energy import EnergyConfig, EnergyHead
 from .io import read_model, save_model
 from .model import MLWFModel
 from .predictor import HamiltonianPredictor, resolve_device
-from .training import (CHECKPOINT_META, OptimisationSettings, batch_indices, check_same_labels, learning_rate,
-                       load_checkpoint, make_optimizer, molecules_seen_by, read_checkpoint_meta, read_log, update_ema,
-                       write_checkpoint, write_log)
+from .training import (CHECKPOINT_META, OptimisationSettings, batch_indices, check_same_labels,
+                       check_same_validation, learning_rate, load_checkpoint, make_optimizer, molecules_seen_by,
+                       read_checkpoint_meta, read_log, update_ema, write_checkpoint, write_log)
 from .validation import InputError
 
 MEV = 1000 * Hartree  # meV per Hartree
@@ -234,9 +234,7 @@ class TransferTrainer:
             if getattr(saved, key) != getattr(self.config, key):
                 raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
                                  f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
-        if "val_molecules" in meta and meta["val_molecules"] != self.dataset.molecules_of(self.val_index):
-            raise InputError(f"{self.output} holds a run validated on other molecules than this split's (the split "
-                             "rule changed since it started); start a new run")
+        check_same_validation(meta, self.dataset.molecules_of(self.val_index), self.output)
         self.step, self.best_val = int(meta["step"]), float(meta["best_val_loss"])
         self.history = read_log(self.output, self.step)
 

@@ -197,3 +197,41 @@ def test_a_tiny_f_error_along_a_near_linear_dependency_makes_a_spurious_occupied
         shift = float((orbitals.energies[:n] - reference.energies[:n]).abs().mean())
         assert bool(orbitals.spurious_occupied()) == spurious
         assert (shift > 1e-3) == spurious  # spurious: the occupied spectrum is wrong by milli-Hartree
+
+
+def test_the_well_conditioned_subspace_drops_the_spurious_orbital_and_keeps_the_converged_ones(
+        malondialdehyde_reference):
+    """Solved in the overlap eigenvectors with eigenvalue >= 3e-3, the F error along the smallest one (which made
+    a spurious occupied orbital above) is gone entirely, and the converged orbitals barely move."""
+    from mlwfcalc.electronic import LinearDependencyInBatch
+
+    mol, fock, overlap = malondialdehyde_reference
+    s, u = torch.linalg.eigh(overlap)
+    subspace = 3e-3
+    dropped = int((s < subspace).sum())
+    assert dropped >= 1 and float(s[0]) < subspace  # the test drops something
+    full = solve_orbitals(fock, overlap, mol.nelectron)
+    kept = solve_orbitals(fock, overlap, mol.nelectron, subspace=subspace)
+    n = full.n_occupied
+    assert kept.energies.shape == (mol.nao - dropped,) and kept.coefficients.shape == (mol.nao, mol.nao - dropped)
+    c = kept.coefficients
+    assert torch.allclose(c.T @ overlap @ c, torch.eye(mol.nao - dropped, dtype=c.dtype), atol=1e-10)
+    # the price on converged orbitals: their small weight on the dropped directions
+    assert float((kept.energies[:n] - full.energies[:n]).abs().max()) < 2e-4
+    dipole_change = (dipole_moment(mol, kept.density_matrix()) - dipole_moment(mol, full.density_matrix())).norm()
+    assert float(dipole_change) < 0.02  # atomic units (0.05 D)
+    # an error along a dropped direction no longer reaches the orbitals at all
+    error = -0.003 * torch.outer(u[:, 0], u[:, 0])
+    assert solve_orbitals(fock + error, overlap, mol.nelectron).spurious_occupied()  # as in the test above
+    perturbed = solve_orbitals(fock + error, overlap, mol.nelectron, subspace=subspace)
+    assert perturbed.spurious_occupied() == []
+    assert torch.allclose(perturbed.density_matrix(), kept.density_matrix(), atol=1e-10)
+    # a batch solves as its molecules do alone; one that would keep different counts asks to be split
+    batch = solve_orbitals(torch.stack([fock, fock + error]), torch.stack([overlap, overlap]), mol.nelectron,
+                           subspace=subspace)
+    assert torch.allclose(batch.energies[1], perturbed.energies, atol=1e-10)
+    conditioned = overlap + 2 * subspace * torch.eye(mol.nao, dtype=overlap.dtype)  # keeps every direction
+    with pytest.raises(LinearDependencyInBatch, match="different numbers"):
+        solve_orbitals(torch.stack([fock, fock]), torch.stack([overlap, conditioned]), mol.nelectron, subspace=subspace)
+    with pytest.raises(ValueError, match="too few"):
+        solve_orbitals(fock, overlap, mol.nelectron, subspace=float(s[-n]))  # n directions: no LUMO

@@ -1,6 +1,7 @@
 """The organic-molecule source (issue 19): RDKit enumeration, coverage, molecule-disjoint split, conformers."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -141,18 +142,29 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     # records what its weights have seen for the next run
     from mlwfcalc.transfer import TransferConfig, TransferTrainer
 
-    def transfer(output, seed):
-        return TransferConfig(high_level=str(tmp_path / "labels.db"), init_from=str(tmp_path / "first" / "best"),
+    def transfer(output, seed, start="first"):
+        return TransferConfig(high_level=str(tmp_path / "labels.db"), init_from=str(tmp_path / start / "best"),
                               output=str(tmp_path / output), seed=seed, n_train=1, n_val=1, batch_size=2,
                               max_steps=2, val_every=2, warmup_steps=1, threads=1, head_epochs=2, hidden=[4])
 
     with pytest.raises(InputError, match="trained on by that model"):
         TransferTrainer(transfer("tuned-swapped", swapped), progress=False)
-    TransferTrainer(transfer("tuned", 0), progress=False).run()
-    tuned = json.loads((tmp_path / "tuned" / "best" / "config.json").read_text())["transfer"]
-    assert (tuned["train_molecules"], tuned["val_molecules"]) == (record["train_molecules"], record["val_molecules"])
+    # a fine-tune on the molecule its start never saw (a start that records no molecules, so it can only warn):
+    # only the fine-tune's own record can tell the next run that its weights have seen that molecule
+    shutil.copytree(tmp_path / "first" / "best", tmp_path / "unrecorded" / "best")
+    unrecorded_file = tmp_path / "unrecorded" / "best" / "config.json"
+    unrecorded = json.loads(unrecorded_file.read_text())
+    for key in ("train_molecules", "val_molecules"):
+        del unrecorded["training"][key]
+    unrecorded_file.write_text(json.dumps(unrecorded))
+    with pytest.warns(UserWarning, match="does not record the molecules"):
+        TransferTrainer(transfer("tuned", swapped, start="unrecorded"), progress=False).run()
+    tuned = json.loads((tmp_path / "tuned" / "best" / "config.json").read_text())
+    assert "train_molecules" not in tuned["training"]
+    assert (tuned["transfer"]["train_molecules"], tuned["transfer"]["val_molecules"]) == (
+        record["val_molecules"], record["train_molecules"])
     with pytest.raises(InputError, match="trained on by that model"):
-        Trainer(config("third", swapped, init_from=str(tmp_path / "tuned" / "best")), progress=False)
+        Trainer(config("third", 0, init_from=str(tmp_path / "tuned" / "best")), progress=False)
     # fit-domain rebuilds the recorded split or refuses: here the record is made to disagree with it
     capsys.readouterr()
     record_file = tmp_path / "first" / "best" / "config.json"

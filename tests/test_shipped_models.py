@@ -1,6 +1,7 @@
 """Every shipped model loads, has a consistent config, and reproduces its stored PySCF reference."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -45,6 +46,20 @@ def test_shipped_model_matches_its_reference_within_the_card(path):
     # one geometry scatters around the card's test-set MAE; twice that is the bound
     assert mae_uha < 2 * reference["card_fock_mae_uha"], mae_uha
     assert np.allclose(result.fock, result.fock.T)
+    # its orbitals are solved where its card says: the whole basis, or the overlap's well-conditioned subspace
+    subspace = config.get("orbital_subspace", {}).get("overlap_threshold", 0.0)
+    assert model.overlap_subspace == subspace
+    s = np.linalg.eigvalsh(result.overlap)
+    c = result.mo_coeff
+    assert c.shape == (result.mol.nao, result.mol.nao - int((s < subspace).sum()))
+    assert np.allclose(c.T @ result.overlap @ c, np.eye(c.shape[1]), atol=1e-6)
+    assert np.allclose(result.density_matrix, (c * result.mo_occ) @ c.T)
+    if subspace:
+        with warnings.catch_warnings():  # the preliminary mark, checked above
+            warnings.simplefilter("ignore")
+            whole = mlwfcalc.load_model(path.name, device="cpu", overlap_subspace=0.0).predict(atoms)
+        assert whole.mo_coeff.shape == (result.mol.nao, result.mol.nao)
+        assert np.allclose(whole.fock, result.fock)
 
 
 def test_readme_main_job_runs(tmp_path):
@@ -96,3 +111,27 @@ def test_models_command_says_at_which_level_each_model_answers(capsys):
     assert "F at PBE/def2-svp, elements H O, domain H2O" in lines["water-pbe-def2svp"]
     if "water-ccsdt" in lines:
         assert "energies and forces at CCSD(T)/cc-pvtz" in lines["water-ccsdt"]
+
+
+def test_the_organic_model_measures_its_overlap_subspace_on_held_out_molecules(tmp_path):
+    """The choice of benchmarks/overlap_subspace.py on a few archived test molecules: every threshold is
+    evaluated with the subspace's own cost, and the model is left solving where its card says."""
+    from mlwfcalc.cli import main
+    from mlwfcalc.data import LabelledDataset
+    from mlwfcalc.evaluation import choose_overlap_subspace
+
+    archive = MODELS_DIR.parent / "datasets" / "organic-pbe-def2svp" / "test"
+    assert main(["unpack-labels", str(archive), "-o", str(tmp_path / "test.db")]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # preliminary
+        model = mlwfcalc.load_model("organic-pbe-def2svp", device="cpu")
+    recorded = model.overlap_subspace
+    assert recorded > 0
+    chosen, reports = choose_overlap_subspace(model, LabelledDataset(tmp_path / "test.db"), list(range(0, 120, 15)),
+                                              (0.0, recorded), progress=False)
+    assert chosen in reports and model.overlap_subspace == recorded
+    whole, sub = reports[0.0], reports[recorded]
+    assert whole.subspace_orbital_energy_cost_uha is None and whole.overlap_subspace == 0.0
+    assert 0 < sub.subspace_orbital_energy_cost_uha < 100 and 0 < sub.subspace_dipole_cost_debye < 0.1
+    assert whole.fock_mae_uha == sub.fock_mae_uha  # F is the network's either way; only its solve differs
+    assert sub.spurious_orbital_percent <= whole.spurious_orbital_percent
