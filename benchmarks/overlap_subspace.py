@@ -6,7 +6,7 @@ randomly rotated; the smallest within 3 % of the best dipole error is chosen
 them; ``--write`` records the choice in the model's ``config.json`` (``"orbital_subspace"``).
 
     python benchmarks/overlap_subspace.py models/organic-pbe-def2svp work/organic/organic-train-v2.db \\
-        --molecules work/organic/v2-clean-val.json
+        --molecules models/organic-pbe-def2svp/subspace_validation_molecules.json
 """
 
 import argparse
