@@ -46,10 +46,10 @@ def main() -> None:
         print(f"| {t:g}{' (chosen)' if t == chosen else ''} | {r.orbital_energy_mae_uha:.0f} | "
               f"{r.homo_lumo_gap_mae_mev:.0f} | {r.dipole_mae_debye:.3f} | {r.spurious_orbital_percent:.1f} % | {cost} |")
     if args.write:
-        record = model.model.record.setdefault("orbital_subspace", {})
-        record.update(overlap_threshold=chosen,
-                      chosen_on=f"{len(indices)} geometries of {len(molecules)} molecules never trained on "
-                                f"({args.molecules}), by benchmarks/overlap_subspace.py")
+        model.model.record["orbital_subspace"] = {  # replaced whole: nothing of an earlier choice stays
+            "overlap_threshold": chosen,
+            "chosen_on": f"{len(indices)} geometries of {len(molecules)} molecules never trained on "
+                         f"({args.molecules}), by benchmarks/overlap_subspace.py"}
         save_model(model.model, model.path)
         print(f"recorded overlap_threshold {chosen:g} in {model.path}/config.json")
 

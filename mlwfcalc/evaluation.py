@@ -218,7 +218,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
     return report
 
 
-#: Overlap thresholds ``mlwfcalc fit-subspace`` tries by default (0: the whole basis).
+#: Overlap thresholds ``benchmarks/overlap_subspace.py`` tries by default (0: the whole basis).
 SUBSPACE_THRESHOLDS = (0.0, 1e-3, 2e-3, 3e-3, 5e-3, 7e-3, 1e-2, 2e-2)
 #: The chosen threshold is the smallest whose validation dipole error is within this factor of the best one's.
 SUBSPACE_TOLERANCE = 1.03

@@ -109,11 +109,7 @@ class HamiltonianPredictor:
         self.model = model
         self.device = device
         self.path = path
-        self.overlap_subspace = model.overlap_subspace if overlap_subspace is None else float(overlap_subspace)
-        if not 0.0 <= self.overlap_subspace < 1.0:
-            raise InputError(f"overlap_subspace {self.overlap_subspace:g}: give an overlap eigenvalue threshold in "
-                             "[0, 1) (0: the whole basis; about 1e-3 to 1e-2 drops a def2-SVP basis's "
-                             "near-linear dependencies)")
+        self.overlap_subspace = model.overlap_subspace if overlap_subspace is None else overlap_subspace
         self.layout = model.network.layout
         self.basis = model.network.config.basis
 
@@ -129,6 +125,19 @@ class HamiltonianPredictor:
     @property
     def name(self) -> str:
         return self.path.name if self.path is not None else "the model"
+
+    @property
+    def overlap_subspace(self) -> float:
+        """Its orbitals are solved in the overlap eigenvectors with eigenvalue at least this (0: the whole basis)."""
+        return self._overlap_subspace
+
+    @overlap_subspace.setter
+    def overlap_subspace(self, threshold: float) -> None:
+        threshold = float(threshold)
+        if not 0.0 <= threshold < 1.0:
+            raise InputError(f"overlap_subspace {threshold:g}: give an overlap eigenvalue threshold in [0, 1) (0: the "
+                             "whole basis; about 1e-3 to 1e-2 drops a def2-SVP basis's near-linear dependencies)")
+        self._overlap_subspace = threshold
 
     @property
     def uncertainty_threshold(self) -> float | None:

@@ -135,3 +135,9 @@ def test_the_organic_model_measures_its_overlap_subspace_on_held_out_molecules(t
     assert 0 < sub.subspace_orbital_energy_cost_uha < 100 and 0 < sub.subspace_dipole_cost_debye < 0.1
     assert whole.fock_mae_uha == sub.fock_mae_uha  # F is the network's either way; only its solve differs
     assert sub.spurious_orbital_percent <= whole.spurious_orbital_percent
+    from mlwfcalc.validation import InputError
+
+    for bad in (-1e-3, 1.0):  # a threshold outside [0, 1) is refused, wherever it is set
+        with pytest.raises(InputError, match="overlap eigenvalue threshold"):
+            model.overlap_subspace = bad
+    assert model.overlap_subspace == recorded
