@@ -81,7 +81,24 @@ def _cmd_molecules(args) -> None:
     folder = Path(args.output)
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{folder} is not empty; choose a new folder")
-    molecules = enumerate_molecules(args.n, args.max_heavy, args.elements, seed=args.seed)
+    exclude = []
+    if args.exclude:
+        from .data.labelling import read_images
+        from .data.molecules import smiles_of
+
+        exclude = [smiles_of(atoms) for _, _, atoms in read_images(args.exclude)]
+        if not any(exclude):
+            raise InputError(f"--exclude {' '.join(args.exclude)}: no frame names its molecule (info 'smiles'); give "
+                             "frames written by `mlwfcalc molecules` or `mlwfcalc sample --every-frame`")
+    molecules = enumerate_molecules(args.n, args.max_heavy, args.elements, seed=args.seed,
+                                    composition=args.composition, exclude=exclude)
+    conformers, unembedded = {}, []
+    for m in molecules:  # a graph RDKit cannot embed in 3D is left out, and said so
+        try:
+            conformers[m.smiles] = conformer(m, seed=args.seed)
+        except InputError:
+            unembedded.append(m.smiles)
+    molecules = [m for m in molecules if m.smiles in conformers]
     parts = split_molecules(molecules, tuple(_numbers(args.split, float, "--split")), seed=args.seed)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "molecules.csv", "w", newline="") as handle:
@@ -89,7 +106,9 @@ def _cmd_molecules(args) -> None:
         writer.writerow(["smiles", "formula", "heavy_atoms", "split"])
         for name, group in parts.items():
             writer.writerows([m.smiles, m.formula, m.heavy_atoms, name] for m in group)
-            write(folder / f"{name}.xyz", [conformer(m, seed=args.seed) for m in group], format="extxyz")
+            write(folder / f"{name}.xyz", [conformers[m.smiles] for m in group], format="extxyz")
+    if unembedded:
+        print(f"left out {len(unembedded)} molecules RDKit could not embed in 3D: {', '.join(unembedded)}")
     report = {name: coverage(group) for name, group in [("all", molecules), *parts.items()]}
     (folder / "coverage.json").write_text(json.dumps(report, indent=1))
     every = report["all"]
@@ -164,7 +183,8 @@ def _cmd_label(args) -> None:
                              conv_tol=args.conv_tol, max_cycle=args.max_cycle, gradient=args.gradient)
     frames = read_frames(args.frames)
     summary = label_frames(frames, args.output, settings, workers=args.workers, threads_per_worker=args.threads,
-                           progress=not args.quiet, scheduler=args.scheduler, guess=args.guess)
+                           progress=not args.quiet, scheduler=args.scheduler, guess=args.guess,
+                           forces=not args.no_forces)
     print(summary)
 
 
@@ -707,8 +727,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=500, help="distinct molecules (default 500)")
     p.add_argument("--max-heavy", type=int, default=9, help="most heavy atoms per molecule (default 9)")
     p.add_argument("--elements", default="CNOF", help="heavy elements, letters of CNOF (default CNOF)")
-    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions by molecule")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="0.8,0.1,0.1",
+                   help="train,val,test fractions by molecule (default 0.8,0.1,0.1; 1,0,0 for training molecules only)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the enumeration, the split and the conformers")
+    p.add_argument("--composition", choices=["qm9", "realistic"], default="qm9",
+                   help="qm9 (default): QM9's heavy-atom make-up; realistic: fewer amines and imines, more esters, "
+                        "acids and aromatics")
+    p.add_argument("--exclude", nargs="+", metavar="FRAMES",
+                   help="xyz files whose molecules (info 'smiles') are never enumerated, e.g. an earlier set's "
+                        "validation and test frames")
     p.set_defaults(func=_cmd_molecules)
 
     p = sub.add_parser("select", help="de-duplicate a pool of sampled frames and pick the ones worth labelling")
@@ -752,6 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start each Kohn-Sham SCF from this model's density (a shipped name or a model directory "
                         "of the labels' functional and basis): the same labels in fewer cycles; frames the model "
                         "cannot take start from minao; each row records its start in `guess`")
+    p.add_argument("--no-forces", action="store_true",
+                   help="--method rks without the nuclear gradient: F, energy and dipole at about half the cost, for "
+                        "training frames whose forces no loss needs (keep forces on validation and test frames)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_label)
 

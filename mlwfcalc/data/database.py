@@ -1,6 +1,7 @@
 """The labelled set on disk: an ASE SQLite database (inspect it with ``ase db FILE``).
 
-One row per geometry. Converged rows carry ASE's energy (eV) and forces (eV/A) and, in
+One row per geometry. Converged rows carry ASE's energy (eV) and forces (eV/A; absent from rows labelled
+with ``--no-forces``, which say ``forces_labelled=False``) and, in
 ``row.data``, the Kohn-Sham matrix ``fock`` (Hartree, PySCF AO order; Kohn-Sham labels only) and
 ``dipole`` (e*Bohr).
 Failed rows carry ``status="failed"`` and a ``reason`` and are never used for training.
@@ -100,8 +101,11 @@ class LabelDatabase:
         info = dict(geometry_key=frame.key, source=frame.source, frame=frame.index,
                     cycles=result.cycles, scf_seconds=round(result.seconds, 3), guess=result.guess)
         if result.converged:
-            atoms.calc = SinglePointCalculator(atoms, energy=result.energy * Hartree,
-                                               forces=result.forces * Hartree / Bohr)
+            labelled = {"energy": result.energy * Hartree}
+            if result.forces is not None:
+                labelled["forces"] = result.forces * Hartree / Bohr
+            info["forces_labelled"] = result.forces is not None
+            atoms.calc = SinglePointCalculator(atoms, **labelled)
             data = {"fock": result.fock, "dipole": result.dipole,
                     "smiles": frame.molecule or None}  # the molecule a molecule-disjoint split groups by
             self._db.write(atoms, status="ok", **info, data={k: v for k, v in data.items() if v is not None})

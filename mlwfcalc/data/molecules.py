@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 from ase import Atoms
@@ -44,11 +45,40 @@ FRAGMENTS = {
     "carboxyl": (("C", "O", "O"), {(0, 1): 2, (0, 2): 1}),
     "amide": (("C", "O", "N"), {(0, 1): 2, (0, 2): 1}),
     "nitrile": (("C", "N"), {(0, 1): 3}),
+    "ester": (("C", "O", "O", "C"), {(0, 1): 2, (0, 2): 1, (2, 3): 1}),
+    "hydroxyl": (("C", "O"), {(0, 1): 1}),
 }
 FRAGMENT_WEIGHTS = {"benzene": 0.25, "pyridine": 0.1, "pyrrole": 0.05, "furan": 0.05, "imidazole": 0.05,
                     "carbonyl": 0.2, "carboxyl": 0.1, "amide": 0.1, "nitrile": 0.1}
 #: Share of molecules grown from a motif of :data:`FRAGMENTS`.
 FRAGMENT_PROBABILITY = 0.5
+
+
+@dataclass(frozen=True)
+class Composition:
+    """How the enumeration draws: element weights, motif weights, the share grown from a motif, and the
+    probability of a new heavy atom joining with a multiple bond (the imines, nitriles and alkenes).
+    ``keep_motif``: ring closures and bond-order raises never act within the motif (so a benzene stays
+    aromatic and an ester an ester)."""
+
+    elements: dict
+    fragments: dict
+    fragment_probability: float
+    multiple_bond_probability: float
+    keep_motif: bool = False
+
+
+#: Named draws of :func:`enumerate_molecules`. ``"qm9"``: QM9's heavy-atom make-up (the first organic set,
+#: rich in amines and imines). ``"realistic"``: the make-up of drug-like and natural small molecules: fewer N
+#: (amines, imines), more O, esters and acids, two in three molecules grown from a motif, aromatics first.
+COMPOSITIONS = {
+    "qm9": Composition(ELEMENT_WEIGHTS, FRAGMENT_WEIGHTS, FRAGMENT_PROBABILITY, 0.25),
+    "realistic": Composition(
+        {"C": 0.66, "N": 0.07, "O": 0.24, "F": 0.03},
+        {"benzene": 0.34, "pyridine": 0.10, "pyrrole": 0.04, "furan": 0.07, "imidazole": 0.03,
+         "carbonyl": 0.10, "carboxyl": 0.10, "ester": 0.10, "amide": 0.05, "nitrile": 0.02, "hydroxyl": 0.05},
+        0.7, 0.12, keep_motif=True),
+}
 
 #: Functional groups reported by :func:`coverage` (RDKit SMARTS).
 FUNCTIONAL_GROUPS = {
@@ -90,12 +120,15 @@ def _chem():
 
 
 def enumerate_molecules(n: int, max_heavy: int = 9, elements: str = "CNO", seed: int = 0,
-                        max_attempts_factor: int = 200) -> list[Molecule]:
+                        max_attempts_factor: int = 200, composition: str = "qm9",
+                        exclude: Iterable[str] = ()) -> list[Molecule]:
     """``n`` distinct molecules with 1 to ``max_heavy`` heavy atoms from ``elements`` (letters of C, N, O, F).
 
-    Sizes are drawn uniformly, elements with :data:`ELEMENT_WEIGHTS`, half the molecules start from a
-    motif of :data:`FRAGMENTS` that fits the size and elements, and each growth step picks its move at
-    random, so the set covers small and large, acyclic, ring and aromatic systems.
+    Sizes are drawn uniformly, elements and motifs with the weights of ``composition`` (a name of
+    :data:`COMPOSITIONS`; for ``"qm9"`` half the molecules start from a motif of :data:`FRAGMENTS` that
+    fits the size and elements), and each growth step picks its move at random, so the set covers small
+    and large, acyclic, ring and aromatic systems. Molecules whose canonical SMILES is in ``exclude`` (for
+    example the validation and test molecules of an earlier set) are never returned.
     Raises InputError if fewer than ``n`` distinct molecules turn up in ``n * max_attempts_factor`` tries.
     """
     Chem = _chem()
@@ -104,14 +137,18 @@ def enumerate_molecules(n: int, max_heavy: int = 9, elements: str = "CNO", seed:
     unknown = set(elements) - set(VALENCE)
     if unknown or not elements:
         raise InputError(f"elements {elements!r}: choose from {''.join(VALENCE)}")
+    if composition not in COMPOSITIONS:
+        raise InputError(f"composition {composition!r}: choose from {', '.join(COMPOSITIONS)}")
+    draw = COMPOSITIONS[composition]
+    excluded = {canonical_smiles(s) for s in exclude if s}
     forbidden = [Chem.MolFromSmarts(s) for s in _FORBIDDEN]
     rng = np.random.default_rng(seed)
     found: dict[str, Molecule] = {}
     for _ in range(n * max_attempts_factor):
         if len(found) == n:
             break
-        smiles = _grow(Chem, rng, int(rng.integers(1, max_heavy + 1)), elements)
-        if smiles is None or smiles in found:
+        smiles = _grow(Chem, rng, int(rng.integers(1, max_heavy + 1)), elements, draw)
+        if smiles is None or smiles in found or smiles in excluded:
             continue
         mol = Chem.MolFromSmiles(smiles)
         if any(mol.HasSubstructMatch(f) for f in forbidden) or not _rings_ok(mol):
@@ -123,18 +160,21 @@ def enumerate_molecules(n: int, max_heavy: int = 9, elements: str = "CNO", seed:
     return sorted(found.values(), key=lambda m: (m.heavy_atoms, m.smiles))
 
 
-def _grow(Chem, rng: np.random.Generator, size: int, elements: str) -> str | None:
-    """One random graph of ``size`` heavy atoms; its canonical SMILES, or None if RDKit rejects it."""
+def _grow(Chem, rng: np.random.Generator, size: int, elements: str, draw: Composition) -> str | None:
+    """One random graph of ``size`` heavy atoms drawn as ``draw`` says; its canonical SMILES, or None if
+    RDKit rejects it."""
     choices = list(elements)
-    weights = np.array([ELEMENT_WEIGHTS[e] for e in choices])
+    weights = np.array([draw.elements[e] for e in choices])
     weights /= weights.sum()
     symbols = [str(rng.choice(choices, p=weights))]
     bonds: dict[tuple[int, int], int] = {}
-    motifs = [name for name, (atoms, _) in FRAGMENTS.items() if set(atoms) <= set(elements) and len(atoms) <= size]
-    if motifs and rng.random() < FRAGMENT_PROBABILITY:
-        p = np.array([FRAGMENT_WEIGHTS[name] for name in motifs])
+    motifs = [name for name, (atoms, _) in FRAGMENTS.items()
+              if name in draw.fragments and set(atoms) <= set(elements) and len(atoms) <= size]
+    if motifs and rng.random() < draw.fragment_probability:
+        p = np.array([draw.fragments[name] for name in motifs])
         atoms, fragment_bonds = FRAGMENTS[motifs[int(rng.choice(len(motifs), p=p / p.sum()))]]
         symbols, bonds = list(atoms), dict(fragment_bonds)
+    motif = set(range(len(symbols))) if draw.keep_motif and bonds else set()
 
     def free(i: int) -> int:
         return VALENCE[symbols[i]] - sum(order for pair, order in bonds.items() if i in pair)
@@ -147,15 +187,16 @@ def _grow(Chem, rng: np.random.Generator, size: int, elements: str) -> str | Non
         if len(symbols) < size and move < 0.7:  # add an atom
             i = int(rng.choice(open_atoms))
             symbol = str(rng.choice(choices, p=weights))
-            order = int(rng.integers(1, min(free(i), VALENCE[symbol], 3) + 1)) if rng.random() < 0.25 else 1
+            order = int(rng.integers(1, min(free(i), VALENCE[symbol], 3) + 1)) if rng.random() < draw.multiple_bond_probability else 1
             symbols.append(symbol)
             bonds[(i, len(symbols) - 1)] = order
         elif move < 0.85 and len(open_atoms) >= 2:  # close a ring
             i, j = sorted(int(x) for x in rng.choice(open_atoms, 2, replace=False))
-            if (i, j) not in bonds:
+            if (i, j) not in bonds and not {i, j} <= motif:
                 bonds[(i, j)] = 1
         else:  # raise a bond order
-            candidates = [p for p, o in bonds.items() if o < 3 and free(p[0]) > 0 and free(p[1]) > 0]
+            candidates = [p for p, o in bonds.items()
+                          if o < 3 and free(p[0]) > 0 and free(p[1]) > 0 and not set(p) <= motif]
             if candidates:
                 bonds[candidates[int(rng.integers(len(candidates)))]] += 1
         if len(symbols) >= size and rng.random() < 0.3:
@@ -189,6 +230,15 @@ def _rings_ok(mol) -> bool:
         if bond.GetBondTypeAsDouble() == 3 and bond.IsInRing():
             return False
     return all(info.NumAtomRings(a.GetIdx()) <= 2 for a in mol.GetAtoms())
+
+
+def canonical_smiles(smiles: str) -> str:
+    """RDKit's canonical form of ``smiles`` (InputError if RDKit cannot parse it)."""
+    Chem = _chem()
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise InputError(f"RDKit cannot parse the SMILES {smiles!r}")
+    return Chem.MolToSmiles(mol)
 
 
 def smiles_of(atoms: Atoms) -> str:
