@@ -14,14 +14,15 @@ What a part holds (no pickle; tensors plus a JSON header under the metadata key 
   ``numbers[atom_offsets[i]:atom_offsets[i + 1]]``;
 - ``positions`` ``(n_atoms_total, 3)`` float64, Angstrom, exactly as labelled (so geometry keys survive);
 - ``energy`` ``(n_rows,)`` Hartree, ``forces`` ``(n_atoms_total, 3)`` Hartree/Bohr, ``dipole`` ``(n_rows, 3)``
-  e*Bohr, all float64 (NaN on failed rows);
+  e*Bohr, all float64 (NaN on failed rows; forces NaN too on rows labelled without them, ``--no-forces``);
 - ``fock_upper`` the upper triangles (row-major, diagonal included) of every converged Kohn-Sham row's F,
   concatenated, Hartree, float32 by default (rounding below 2e-6 Hartree for F elements up to 20 Hartree,
   about 1 % of the smallest F error a model reaches) or float64; ``fock_offsets`` ``(n_rows + 1,)`` int64
   (a failed or correlated row has an empty slice);
 - the header: the level of theory, the program and PySCF versions that labelled, and per row its
   geometry key, source, frame index, status, failure reason, SCF cycles, SCF seconds, the molecule's
-  SMILES and where its SCF started (``guess``: ``"minao"`` or ``"model NAME"``).
+  SMILES, where its SCF started (``guess``: ``"minao"`` or ``"model NAME"``) and whether it has forces
+  (``forces_labelled``; parts written before that column hold forces on every converged row).
 """
 
 from __future__ import annotations
@@ -113,13 +114,14 @@ def pack_labels(database: str | Path, directory: str | Path, fock_precision: str
     dipole = np.full((len(rows), 3), np.nan)
     atom_offsets, fock_offsets = [0], [0]
     table = {k: [] for k in ("geometry_key", "source", "frame", "status", "reason", "cycles", "scf_seconds",
-                             "smiles", "guess")}
+                             "smiles", "guess", "forces_labelled")}
     for i, row in enumerate(rows):
         n = len(row.numbers)
         numbers.append(row.numbers)
         positions.append(row.positions)
         ok = row.status == "ok"
-        forces.append(row.forces / (Hartree / Bohr) if ok else np.full((n, 3), np.nan))
+        has_forces = ok and row.get("forces_labelled", True) and row.get("forces") is not None
+        forces.append(row.forces / (Hartree / Bohr) if has_forces else np.full((n, 3), np.nan))
         if ok:
             energy[i] = row.energy / Hartree
             dipole[i] = row.data["dipole"]
@@ -137,6 +139,7 @@ def pack_labels(database: str | Path, directory: str | Path, fock_precision: str
         table["scf_seconds"].append(float(row.get("scf_seconds", 0.0)))
         table["guess"].append(str(row.get("guess", "minao")))
         table["smiles"].append((row.data.get("smiles") or "") if ok else "")
+        table["forces_labelled"].append(bool(has_forces))
     tensors = {
         "numbers": np.concatenate(numbers).astype(np.uint8),
         "atom_offsets": np.asarray(atom_offsets, dtype=np.int64),
@@ -245,8 +248,10 @@ def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tu
                 fock = np.zeros((nao, nao))
                 fock[np.triu_indices(nao)] = t["fock_upper"][fa:fb]
                 fock = fock + np.triu(fock, 1).T
+            has_forces = table["forces_labelled"][i] if "forces_labelled" in table else True
             results[key] = LabelResult(frame, True, table["cycles"][i], table["scf_seconds"][i],
-                                       energy=float(t["energy"][i]), forces=t["forces"][a:b].copy(), fock=fock,
+                                       energy=float(t["energy"][i]), fock=fock,
+                                       forces=t["forces"][a:b].copy() if has_forces else None,
                                        dipole=t["dipole"][i].copy(), guess=guess)
     db = LabelDatabase(database, settings.pop())
     have = db.keys()

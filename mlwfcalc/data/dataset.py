@@ -23,7 +23,7 @@ class Sample:
         positions: ``(n_atoms, 3)`` Bohr.
         fock: ``(nao, nao)`` Hartree, PySCF AO order; None for correlated labels (MP2, CCSD, CCSD(T)).
         energy: ``()`` total energy, Hartree.
-        forces: ``(n_atoms, 3)`` Hartree/Bohr.
+        forces: ``(n_atoms, 3)`` Hartree/Bohr; None for a frame labelled without forces (``--no-forces``).
         dipole: ``(3,)`` e*Bohr about the origin: of the converged SCF density, or the correlated
             method's relaxed (finite-field) dipole.
         key: the geometry key in the database.
@@ -34,7 +34,7 @@ class Sample:
     positions: torch.Tensor
     fock: torch.Tensor | None
     energy: torch.Tensor
-    forces: torch.Tensor
+    forces: torch.Tensor | None
     dipole: torch.Tensor
     key: str
     molecule: str = ""
@@ -66,7 +66,8 @@ class LabelledDataset(torch.utils.data.Dataset):
                       positions=torch.as_tensor(row.positions / Bohr, dtype=f64),
                       fock=torch.tensor(row.data["fock"], dtype=f64) if "fock" in row.data else None,
                       energy=torch.tensor(row.energy / Hartree, dtype=f64),
-                      forces=torch.as_tensor(row.forces * Bohr / Hartree, dtype=f64),
+                      forces=(torch.as_tensor(row.forces * Bohr / Hartree, dtype=f64)
+                              if row.get("forces_labelled", True) and row.get("forces") is not None else None),
                       dipole=torch.tensor(row.data["dipole"], dtype=f64),
                       key=row.geometry_key, molecule=str(row.data.get("smiles", "")))
 

@@ -1,0 +1,50 @@
+"""`mlwfcalc label --no-forces`: SCF-only training labels (F, energy, dipole) that are the same as full
+labels' and survive packing, unpacking and loading; refused for correlated methods."""
+
+import numpy as np
+import pytest
+from ase.build import molecule
+from ase.io import write
+
+from mlwfcalc.cli import main
+from mlwfcalc.data import LabelDatabase, LabelledDataset
+from mlwfcalc.data.archive import pack_labels, unpack_labels
+
+
+@pytest.fixture(scope="module")
+def water_frames(tmp_path_factory):
+    path = tmp_path_factory.mktemp("frames") / "water.xyz"
+    frames = []
+    for k, stretch in enumerate((0.0, 0.04)):
+        atoms = molecule("H2O")
+        atoms.positions[1] *= 1 + stretch
+        frames.append(atoms)
+    write(path, frames, format="extxyz")
+    return path
+
+
+def test_labels_without_forces_match_full_labels_and_round_trip(water_frames, tmp_path, capsys):
+    full, bare = tmp_path / "full.db", tmp_path / "bare.db"
+    assert main(["label", str(water_frames), "-o", str(full), "--workers", "1", "-q"]) == 0
+    assert main(["label", str(water_frames), "-o", str(bare), "--workers", "1", "--no-forces", "-q"]) == 0
+    assert "labelled 2" in capsys.readouterr().out
+    rows = LabelDatabase(bare).rows()
+    assert [r.forces_labelled for r in rows] == [False, False] and all(r.get("forces") is None for r in rows)
+    with_forces, without = LabelledDataset(full), LabelledDataset(bare)
+    for a, b in zip(with_forces, without):
+        assert a.key == b.key and b.forces is None and a.forces is not None
+        assert abs(float(a.energy - b.energy)) < 1e-9  # Hartree: the same SCF
+        assert np.abs((a.fock - b.fock).numpy()).max() < 1e-7 and np.allclose(a.dipole, b.dipole, atol=1e-7)
+
+    archive, restored = tmp_path / "archive", tmp_path / "restored.db"
+    pack_labels(bare, archive, fock_precision="float64")
+    assert unpack_labels([archive], restored) == (2, 0)
+    back = LabelledDataset(restored)
+    for a, b in zip(without, back):
+        assert b.forces is None and np.array_equal(a.fock, b.fock) and float(a.energy) == float(b.energy)
+    assert all(r.forces_labelled is False for r in LabelDatabase(restored).rows())
+
+
+def test_no_forces_is_refused_for_correlated_labels(water_frames, tmp_path, capsys):
+    assert main(["label", str(water_frames), "-o", str(tmp_path / "cc.db"), "--method", "mp2", "--no-forces"]) == 2
+    assert "drop --no-forces" in capsys.readouterr().err
