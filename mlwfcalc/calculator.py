@@ -30,7 +30,7 @@ from .predictor import HamiltonianPredictor, Prediction, load_model
 from .uncertainty import QUANTITIES, FeatureDistance
 from .validation import InputError
 
-MODES = ("ml", "variational", "scf")
+MODES = ("ml", "harris", "variational", "scf")
 
 
 class MLWFCalculator(Calculator):
@@ -41,20 +41,25 @@ class MLWFCalculator(Calculator):
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (for a model given by name or path).
         dtype: ``None`` (the model's, float32), ``torch.float32`` or ``torch.float64`` for the network;
             energies and forces are always assembled in float64.
-        mode: how energies and forces are made (costs measured on 2 CPU cores, water / ethanol):
+        mode: how energies and forces are made; None (default): the model's recommended route
+            (``model.model.energy_route``, chosen on its validation data and shown by ``mlwfcalc models``):
 
-            * ``"ml"`` (default): the model's energy head (the shipped ones: ``E = sum_i e(Z_i, h_i)``
-              on the network's invariant features, term ``"none"``); forces are its exact gradient
+            * ``"ml"``: the model's energy head (the shipped ones: ``E = sum_i e(Z_i, h_i)`` on the
+              network's invariant features, term ``"none"``); forces are its exact gradient
               (conservative, for MD). One network pass plus one backward pass; time and accuracy per
               model in its card and docs/benchmarks.md.
-            * ``"variational"``: the PBE energy functional of PySCF at the predicted density; error second
-              order in the density error (water: well under 1 meV). Forces are PySCF's analytic nuclear
-              gradient at the predicted orbitals: not the exact derivative of this energy (error first
-              order in the density error), so not for NVE MD. One Fock build plus one gradient
-              (about 0.1 s / 2 s).
+            * ``"harris"``: the Harris-Foulkes functional at the model's density (:mod:`mlwfcalc.functional`);
+              ``"variational"``: the Kohn-Sham functional ``E_KS[P]`` there. Both errors are second order in
+              the density error. Forces (``forces="exact"``, default) are the exact negative gradient of
+              the energy reported, response of the density through the model included: conservative, for
+              NVE and optimisations. One Fock build, then one (variational) or two (Harris) fixed-density
+              gradients and one backward pass through the network.
             * ``"scf"``: a full PySCF SCF warm-started from the model's density, then the analytic gradient:
               the exact DFT answer at the model's level of theory, in fewer cycles than from scratch
               (about 0.3 s / 4 s).
+        forces: for ``"harris"`` and ``"variational"``: ``"exact"`` (default) or ``"frozen-density"``
+            (PySCF's nuclear gradient at the predicted orbitals, no response term: not the derivative of
+            the energy reported, so neither NVE nor an optimiser's line search can trust it).
         charge, spin: total charge and 2S (PySCF's ``spin``); when None, ``atoms.info["charge"]`` and
             ``atoms.info["spin"]`` are read, else 0. The model refuses states it was not trained for.
         scf_conv_tol: energy convergence of the ``"scf"`` mode, Hartree.
@@ -77,20 +82,32 @@ class MLWFCalculator(Calculator):
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges", "uncertainty"]
-    default_parameters = {"mode": "ml", "charge": None, "spin": None, "scf_conv_tol": 1e-9, "domain": "refuse"}
+    default_parameters = {"mode": None, "forces": "exact", "charge": None, "spin": None, "scf_conv_tol": 1e-9,
+                          "domain": "refuse"}
 
     def __init__(self, model: str | Path | HamiltonianPredictor = "water-pbe-def2svp", device: str = "auto",
-                 dtype: torch.dtype | None = None, mode: str = "ml", charge: int | None = None,
-                 spin: int | None = None, scf_conv_tol: float = 1e-9, domain: str = "refuse", **kwargs):
-        super().__init__(mode=mode, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol, domain=domain, **kwargs)
-        if mode not in MODES:
+                 dtype: torch.dtype | None = None, mode: str | None = None, charge: int | None = None,
+                 spin: int | None = None, scf_conv_tol: float = 1e-9, domain: str = "refuse",
+                 forces: str = "exact", **kwargs):
+        from .functional import FORCE_METHODS
+
+        if mode is not None and mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if forces not in FORCE_METHODS:
+            raise InputError(f"forces={forces!r}: choose one of {FORCE_METHODS}")
         if domain not in DOMAIN_POLICIES:
             raise InputError(f"domain={domain!r}: choose one of {DOMAIN_POLICIES}")
         self.model = model if isinstance(model, HamiltonianPredictor) else load_model(model, device, dtype)
+        mode = mode or self.model.model.energy_route
+        super().__init__(mode=mode, forces=forces, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol,
+                         domain=domain, **kwargs)
         if mode == "ml" and self.model.energy_head is None:
             raise InputError(f"model {self.model.path} has no energy head, which mode='ml' needs: use "
-                             "mode='variational' or 'scf', or fit one with `mlwfcalc train-energy`")
+                             "mode='harris', 'variational' or 'scf', or fit one with `mlwfcalc train-energy`")
+        level = self.model.model.energy_level
+        if mode in ("harris", "variational") and level != self.model.theory.name:
+            raise InputError(f"model {self.model.name} gives {level} energies, but mode={mode!r} evaluates the "
+                             f"{self.model.theory.name} functional at its density: use mode='ml' for {level}")
         self.calls = 0
         self.flagged_calls = 0
         self.spurious_calls = 0
@@ -127,15 +144,12 @@ class MLWFCalculator(Calculator):
             if mode == "ml":
                 (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], forces=True)
                 energy, forces = prediction.energy, prediction.forces
-            elif mode == "variational":
-                from .pyscf import reference_scf, variational_energy
+            elif mode in ("harris", "variational"):
+                from .functional import functional_energy
 
                 (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], energy=False)
-                mf = reference_scf(self.model, prediction.mol)  # one object: its grids serve energy and gradient
-                energy = variational_energy(self.model, prediction, mf)
-                gradient = mf.nuc_grad_method().kernel(
-                    mo_energy=prediction.mo_energy, mo_coeff=prediction.mo_coeff, mo_occ=prediction.mo_occ)
-                forces = -gradient
+                route = functional_energy(self.model, atoms, mode, self.parameters.forces, charge, spin)
+                energy, forces = route.energy, route.forces
             else:
                 prediction, energy, forces = self._scf(atoms, charge, spin)
         prediction.outside_domain = outside

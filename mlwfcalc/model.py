@@ -108,6 +108,15 @@ class MLWFModel(nn.Module):
         the high level it was fine-tuned on (``record["transfer"]["high_level"]``)."""
         return self.record.get("transfer", {}).get("high_level", self.theory.name)
 
+    @property
+    def energy_route(self) -> str:
+        """The energy route recommended for this model (``record["energy_route"]["recommended"]``, chosen on
+        its own validation data by ``benchmarks/energy_routes.py``): ``"ml"`` (the energy head),
+        ``"harris"`` or ``"variational"``; without a record, ``"ml"`` when it has an energy head, else
+        ``"harris"``."""
+        chosen = self.record.get("energy_route", {}).get("recommended")
+        return chosen or ("ml" if self.energy_head is not None else "harris")
+
     def forward(self, batch: Batch, moles: Sequence[gto.Mole] | None = None,
                 positions: Sequence[torch.Tensor] | None = None, energy: bool = False) -> ModelOutput:
         """F, node features, and (``energy=True``) total energies and (when fitted) uncertainties.

@@ -155,8 +155,9 @@ def test_model_without_energy_head_says_how_to_get_one(tiny_model_dir, tmp_path)
     assert model.predict(molecule("H2O")).energy is None
     with pytest.raises(InputError, match="no energy head.*train-energy"):
         model.predict(molecule("H2O"), forces=True)
-    with pytest.raises(InputError, match="mode='variational'"):
-        MLWFCalculator(model)
+    with pytest.raises(InputError, match="mode='harris'.*train-energy"):
+        MLWFCalculator(model, mode="ml")
+    assert MLWFCalculator(model).parameters.mode == "harris"  # the default follows what the model can do
 
 
 def test_variational_energy_at_the_scf_density_is_the_scf_energy(tiny, water):

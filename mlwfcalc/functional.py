@@ -1,0 +1,199 @@
+"""Energies and forces from the Kohn-Sham functional at the model's density (the routes ``"variational"``
+and ``"harris"`` of the calculator), with forces that are the exact negative gradient of the energy reported.
+
+The density is the model's: ``P(R) = P(F_theta(R), S(R))``, the closed-shell aufbau density of the predicted
+Kohn-Sham matrix in the full basis (:func:`~mlwfcalc.electronic.density_matrix`, differentiable through the
+network and the exact overlap). Two energies of it, both second order in the density error:
+
+* ``"variational"``: ``E_KS[P]``, the Kohn-Sham functional itself (one Fock build);
+* ``"harris"``: ``E_H[P] = E_KS[P] + tr[(P_out - P) F[P]]``, ``P_out`` the aufbau density of ``F[P]``
+  (the Harris-Foulkes functional; the same Fock build and one diagonalisation).
+
+Their exact derivatives have two parts (``forces="exact"``, the default):
+
+* the **nuclear derivative at fixed AO density matrix** ``g(P)`` (PySCF's derivative integrals of H_core, J
+  and XC, basis functions moving with their atoms, grid response included), with no energy-weighted
+  density term, since ``P`` is not an SCF solution. For Harris, with ``D = P_out - P`` and ``W_out`` the
+  energy-weighted density of ``P_out``: ``g(P) + d/de g(P + e D) - tr(W_out dS/dR)``; the derivative in
+  ``e`` is a central difference of step :data:`DENSITY_STEP` (error of order step^2 |D|^3, far below the
+  finite-difference tests' 1e-5 Hartree/Bohr);
+* the **response of P through the model**: ``tr(dE/dP dP/dR)`` by one backward pass through the network,
+  with ``dE/dP = F_KS[P]`` (variational) or ``f_Hxc[P](P_out - P)`` (Harris, the Hartree-XC kernel from
+  PySCF's response function).
+
+``forces="frozen-density"`` gives PySCF's nuclear gradient at the predicted orbitals instead (no response
+term; what QHFlow2's calculator serves): not the derivative of either energy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.units import Bohr
+
+from .electronic import density_matrix, overlap_matrix
+from .validation import InputError
+
+ROUTES = ("variational", "harris")
+FORCE_METHODS = ("exact", "frozen-density")
+#: Step in units of ``D = P_out - P`` of the central difference that gives Harris's ``d/de g(P + e D)``.
+DENSITY_STEP = 1e-2
+
+
+@dataclass
+class FunctionalResult:
+    """One molecule through a functional route (atomic units).
+
+    Attributes:
+        energy: Hartree.
+        forces: ``(n_atoms, 3)`` Hartree/Bohr, or None when not asked for.
+        density_matrix: ``(nao, nao)`` the model's density ``P`` the energy was evaluated at.
+        fock: ``(nao, nao)`` ``F_KS[P]``, Hartree.
+        mo_energy, mo_coeff, mo_occ: the model's full-basis orbitals, whose density is ``P``.
+        seconds: wall time of each step (``"network"``, ``"fock"``, ``"nuclear"``, ``"response"``).
+    """
+
+    energy: float
+    forces: np.ndarray | None
+    density_matrix: np.ndarray
+    fock: np.ndarray
+    mo_energy: np.ndarray
+    mo_coeff: np.ndarray
+    mo_occ: np.ndarray
+    seconds: dict = field(default_factory=dict)
+
+
+def fixed_density_gradient(mf, dm: np.ndarray, grid_response: bool = True) -> np.ndarray:
+    """``dE_KS[P]/dR`` at fixed AO density matrix ``dm`` ``(nao, nao)``: ``(n_atoms, 3)`` Hartree/Bohr.
+
+    The basis functions (and, with ``grid_response``, the integration grid) move with their atoms; ``dm``
+    does not. Nuclear repulsion included; no energy-weighted density term.
+    """
+    grad = mf.nuc_grad_method()
+    grad.grid_response = grid_response
+    mol = mf.mol
+    hcore_deriv = grad.hcore_generator(mol)
+    vhf = grad.get_veff(mol, dm)  # (3, nao, nao): nabla on the bra
+    de = np.zeros((mol.natm, 3))
+    for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
+        de[atom] += np.einsum("xij,ij->x", hcore_deriv(atom), dm)
+        de[atom] += 2 * np.einsum("xij,ij->x", vhf[:, p0:p1], dm[p0:p1])
+        if grid_response:
+            de[atom] += vhf.exc1_grid[atom]
+    return de + grad.grad_nuc()
+
+
+def overlap_term(mol, weighted: np.ndarray) -> np.ndarray:
+    """``tr(W dS/dR_A)`` per atom, ``(n_atoms, 3)``, for a symmetric ``W`` ``(nao, nao)``."""
+    s1 = -mol.intor("int1e_ipovlp", comp=3)  # (3, nao, nao): d/dR on the bra
+    out = np.zeros((mol.natm, 3))
+    for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
+        out[atom] = 2 * np.einsum("xij,ij->x", s1[:, p0:p1], weighted[p0:p1])
+    return out
+
+
+def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | None = "exact",
+                      charge: int = 0, spin: int = 0, grid_response: bool = True) -> FunctionalResult:
+    """Energy (and forces) of ``atoms`` by ``route`` (:data:`ROUTES`) at ``model``'s density.
+
+    Args:
+        model: a :class:`~mlwfcalc.predictor.HamiltonianPredictor` (domain and state checks are the caller's).
+        atoms: the molecule, Angstrom.
+        route: ``"harris"`` or ``"variational"`` (module docstring).
+        forces: ``"exact"`` (``-dE/dR`` of the energy returned), ``"frozen-density"`` (PySCF's gradient
+            at the predicted orbitals, no response), or None (energy only).
+        charge, spin: the state (closed shell only: the model's density is a closed-shell aufbau density).
+        grid_response: include the motion of the DFT grid in the forces (exact derivative of the energy
+            on the grid that moves with the atoms; about 1e-5 Hartree/Bohr without).
+
+    Raises InputError for an unknown route or force method, an open shell, or a Fock build or gradient
+    that PySCF cannot do for this molecule (the error names it).
+    """
+    if route not in ROUTES:
+        raise InputError(f"unknown energy route {route!r}; choose one of {', '.join(ROUTES)}")
+    if forces not in (*FORCE_METHODS, None):
+        raise InputError(f"unknown force method {forces!r}; choose one of {', '.join(FORCE_METHODS)}")
+    if spin:
+        raise InputError(f"{atoms.get_chemical_formula()}: the functional routes take closed shells (spin 0), "
+                         f"not 2S = {spin}; use mode='scf'")
+    from .pyscf import reference_scf
+
+    seconds = {}
+    start = time.perf_counter()
+    mol = model.make_mole(atoms, charge, spin)
+    exact = forces == "exact"
+    with torch.set_grad_enabled(exact):
+        positions = torch.as_tensor(atoms.positions / Bohr, dtype=torch.float64).requires_grad_(exact)
+        out = model.model(model.graph_batch([atoms], [positions], [mol]), [mol], [positions])
+        fock_model = out.fock[0, :mol.nao, :mol.nao].to("cpu", torch.float64)
+        try:
+            density = density_matrix(fock_model, overlap_matrix(mol, positions), mol.nelectron)
+        except ValueError as err:  # no HOMO-LUMO gap in the predicted F
+            raise InputError(f"{atoms.get_chemical_formula()}: {err}; the model's density is not defined here, "
+                             "use mode='scf'") from None
+    dm = density.detach().numpy()
+    f_model = fock_model.detach().numpy()
+    s = mol.intor("int1e_ovlp")
+    mo_energy, mo_coeff = _eig(f_model, s)
+    mo_occ = np.zeros_like(mo_energy)
+    mo_occ[: mol.nelectron // 2] = 2.0
+    seconds["network"] = time.perf_counter() - start
+    where = f"{atoms.get_chemical_formula()} ({model.theory.name})"
+    try:
+        start = time.perf_counter()
+        mf = reference_scf(model, mol)
+        hcore = mf.get_hcore()
+        veff = mf.get_veff(mol, dm)
+        fock = hcore + veff
+        energy = float(mf.energy_tot(dm=dm, h1e=hcore, vhf=veff))
+        if route == "harris":
+            out_energy, out_coeff = _eig(fock, s)
+            occupied = out_coeff[:, : mol.nelectron // 2]
+            dm_out = 2 * occupied @ occupied.T
+            energy += float(np.einsum("ij,ji->", dm_out - dm, fock))
+        seconds["fock"] = time.perf_counter() - start
+        gradient = None
+        if forces == "frozen-density":
+            start = time.perf_counter()
+            grad = mf.nuc_grad_method()
+            grad.grid_response = grid_response
+            gradient = grad.kernel(mo_energy=mo_energy, mo_coeff=mo_coeff, mo_occ=mo_occ)
+            seconds["nuclear"] = time.perf_counter() - start
+        elif exact:
+            start = time.perf_counter()
+            if route == "variational":
+                nuclear = fixed_density_gradient(mf, dm, grid_response)
+                d_energy_d_density = fock
+            else:
+                difference = dm_out - dm
+                plus = fixed_density_gradient(mf, dm + DENSITY_STEP * difference, grid_response)
+                minus = fixed_density_gradient(mf, dm - DENSITY_STEP * difference, grid_response)
+                weighted = 2 * (occupied * out_energy[: mol.nelectron // 2]) @ occupied.T
+                nuclear = (plus + minus) / 2 + (plus - minus) / (2 * DENSITY_STEP) - overlap_term(mol, weighted)
+                response = mf.gen_response(mo_coeff=mo_coeff, mo_occ=mo_occ, hermi=1)
+                d_energy_d_density = np.asarray(response(difference))
+            seconds["nuclear"] = time.perf_counter() - start
+            start = time.perf_counter()
+            (through_model,) = torch.autograd.grad(density, positions,
+                                                   grad_outputs=torch.as_tensor(d_energy_d_density))
+            gradient = nuclear + through_model.numpy()
+            seconds["response"] = time.perf_counter() - start
+    except InputError:
+        raise
+    except Exception as err:  # PySCF's integrals, grids or XC library
+        raise InputError(f"{where}: the Fock build or gradient at the model's density failed "
+                         f"({type(err).__name__}: {err})") from None
+    return FunctionalResult(energy=energy, forces=None if gradient is None else -np.asarray(gradient),
+                            density_matrix=dm, fock=fock, mo_energy=mo_energy, mo_coeff=mo_coeff, mo_occ=mo_occ,
+                            seconds=seconds)
+
+
+def _eig(fock: np.ndarray, overlap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``F C = S C e`` in the full basis (PySCF's solver): ``(e, C)``."""
+    from pyscf import scf
+
+    return scf.hf.eig(fock, overlap)
