@@ -72,7 +72,7 @@ def model_config_dict(model: MLWFModel) -> dict:
     }
     if model.record.get("preliminary"):
         config["preliminary"] = model.record["preliminary"]
-    for key in ("transfer", "orbital_subspace"):
+    for key in ("transfer", "orbital_subspace", "energy_route"):
         if model.record.get(key):
             config[key] = model.record[key]
     if model.energy_head is not None:
@@ -264,7 +264,7 @@ def read_model(name_or_path: str | Path, device: str | torch.device = "cpu",
         record["energy_training"] = config["energy"].get("training", {})
     if config.get("preliminary"):
         record["preliminary"] = config["preliminary"]
-    for key in ("transfer", "orbital_subspace"):
+    for key in ("transfer", "orbital_subspace", "energy_route"):
         if config.get(key):
             record[key] = config[key]
     try:
