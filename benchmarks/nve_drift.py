@@ -1,7 +1,8 @@
-"""Energy conservation of NVE molecular dynamics with the ML energy model (velocity Verlet).
+"""Energy conservation of NVE molecular dynamics with a model's energy route (velocity Verlet).
 
     python benchmarks/nve_drift.py [--model water-pbe-def2svp] [--molecule H2O|FILE.xyz] [--ps 10] [--timestep 0.5] \
-        [--dtype float32|float64] [--temperature 500] [--threads 1]
+        [--dtype float32|float64] [--temperature 500] [--threads 1] [--mode ml|harris|variational] \
+        [--forces exact|frozen-density]
 
 Starts from the molecule's ASE geometry with Maxwell-Boltzmann velocities (seeded), runs NVE and
 prints the drift of the total energy (slope of a linear fit, meV/atom/ps), its standard deviation
@@ -35,11 +36,16 @@ def main():
     parser.add_argument("--temperature", type=float, default=500.0, help="K, initial velocities")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="network dtype")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mode", default=None, help="calculator mode (default: the model's recommended route)")
+    parser.add_argument("--forces", default="exact", help="harris/variational: exact or frozen-density")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu", dtype=getattr(torch, args.dtype))
     atoms = load_start_structure(args.molecule)
-    atoms.calc = MLWFCalculator(model)
+    atoms.calc = MLWFCalculator(model, mode=args.mode, forces=args.forces)
+    from pyscf import lib
+
+    lib.num_threads(args.threads)
     thermalize(atoms, args.temperature, np.random.default_rng(0))
     steps = int(round(args.ps * 1000 / args.timestep))
     times, energies = [], []
@@ -62,7 +68,8 @@ def main():
         return
     t, e = np.array(times), 1000 * (np.array(energies) - energies[0]) / len(atoms)  # meV/atom
     slope = np.polyfit(t, e, 1)[0]
-    print(f"{args.molecule}, model {args.model}, network {args.dtype}, {steps} steps of {args.timestep} fs "
+    print(f"{args.molecule}, model {args.model}, mode {atoms.calc.parameters.mode} (forces "
+          f"{atoms.calc.parameters.forces}), network {args.dtype}, {steps} steps of {args.timestep} fs "
           f"({t[-1]:.2f} ps), start {args.temperature:.0f} K")
     print(f"drift {slope:+.4f} meV/atom/ps; std of E_total {e.std():.4f} meV/atom; max |E - E0| "
           f"{np.abs(e).max():.4f} meV/atom; {1000 * seconds / steps:.1f} ms/step")
