@@ -23,14 +23,15 @@ from ase.calculators.calculator import (Calculator, PropertyNotImplementedError,
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import Bohr, Hartree
 
-from .domain import DOMAIN_POLICIES, OutOfDomainWarning
+from .domain import DOMAIN_POLICIES, OutOfDomainError, OutOfDomainWarning
 from .electronic import (SpuriousOrbitalWarning, dipole_moment, mulliken_charges, write_density_cube,
                          write_orbital_cube)
 from .predictor import HamiltonianPredictor, Prediction, load_model
-from .uncertainty import QUANTITIES, FeatureDistance
+from .uncertainty import QUANTITIES, FeatureDistance, UncertainPredictionError, check_hard_limit
 from .validation import InputError
 
 MODES = ("ml", "harris", "variational", "scf")
+UNCERTAIN_POLICIES = ("raise", "warn", "scf")
 
 
 class MLWFCalculator(Calculator):
@@ -66,6 +67,22 @@ class MLWFCalculator(Calculator):
         domain: ``"refuse"`` (default): a structure outside the model's training domain (another
             molecule, a dimer, a fragment, a bond stretched beyond what training saw) raises
             :class:`~mlwfcalc.domain.OutOfDomainError`; ``"warn"``: computed, with one warning per calculator.
+        on_uncertain: a structure whose uncertainty passes the model's hard limit (errors many times the
+            card's expected): ``"raise"`` (default) :class:`~mlwfcalc.uncertainty.UncertainPredictionError`;
+            ``"warn"``: returned, warned once, counted in ``uncertain_calls``; ``"scf"``: computed exactly at the
+            model's energy level (PySCF RKS warm-started from the model, or the correlated method of a transfer
+            model), as are structures outside the domain; flagged in ``results["scf_fallback"]``, counted in
+            ``scf_fallback_calls`` and, with ``fallback_database``, appended to that label database (geometry,
+            energy, forces, F, dipole; the format ``mlwfcalc train --init-from`` fine-tunes on).
+        fallback_database: path of the label database of ``on_uncertain="scf"`` steps (created if missing).
+
+    A run stopped by a refusal keeps what it did: the error carries ``atoms`` (the structure refused) and
+    ``last_good_atoms`` (the last structure computed, with its results), also ``calc.last_good_atoms``::
+
+        try:
+            BFGS(atoms).run(fmax=0.05)
+        except mlwfcalc.OutOfDomainError as err:
+            atoms = err.last_good_atoms
 
     Properties: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/A), ``dipole`` (e*A about the origin,
     from the predicted or SCF density), ``charges`` (Mulliken, e), and ``uncertainty``: the expected mean
@@ -83,12 +100,13 @@ class MLWFCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges", "uncertainty"]
     default_parameters = {"mode": None, "forces": "exact", "charge": None, "spin": None, "scf_conv_tol": 1e-9,
-                          "domain": "refuse"}
+                          "domain": "refuse", "on_uncertain": "raise"}
 
     def __init__(self, model: str | Path | HamiltonianPredictor = "water-pbe-def2svp", device: str = "auto",
                  dtype: torch.dtype | None = None, mode: str | None = None, charge: int | None = None,
                  spin: int | None = None, scf_conv_tol: float = 1e-9, domain: str = "refuse",
-                 forces: str = "exact", **kwargs):
+                 forces: str = "exact", on_uncertain: str = "raise", fallback_database: str | Path | None = None,
+                 **kwargs):
         from .functional import FORCE_METHODS
 
         if mode is not None and mode not in MODES:
@@ -97,10 +115,18 @@ class MLWFCalculator(Calculator):
             raise InputError(f"forces={forces!r}: choose one of {FORCE_METHODS}")
         if domain not in DOMAIN_POLICIES:
             raise InputError(f"domain={domain!r}: choose one of {DOMAIN_POLICIES}")
+        if on_uncertain not in UNCERTAIN_POLICIES:
+            raise InputError(f"on_uncertain={on_uncertain!r}: choose one of {UNCERTAIN_POLICIES}")
+        if fallback_database is not None and on_uncertain != "scf":
+            raise InputError("fallback_database collects the steps of on_uncertain='scf': set it, or drop the database")
         self.model = model if isinstance(model, HamiltonianPredictor) else load_model(model, device, dtype)
         mode = mode or self.model.model.energy_route
         super().__init__(mode=mode, forces=forces, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol,
-                         domain=domain, **kwargs)
+                         domain=domain, on_uncertain=on_uncertain, **kwargs)
+        self.fallback_database = None if fallback_database is None else Path(fallback_database)
+        self.uncertain_calls = 0
+        self.scf_fallback_calls = 0
+        self.last_good_atoms: Atoms | None = None
         if mode == "ml" and self.model.energy_head is None:
             raise InputError(f"model {self.model.path} has no energy head, which mode='ml' needs: use "
                              "mode='harris', 'variational' or 'scf', or fit one with `mlwfcalc train-energy`")
@@ -133,6 +159,31 @@ class MLWFCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         charge, spin = self.state(atoms)
+        try:
+            prediction, energy, forces, outside = self._compute(atoms, charge, spin)
+            fallback = False
+        except OutOfDomainError as err:  # outside the domain, or past the uncertainty's hard limit
+            if self.parameters.on_uncertain != "scf" or self.parameters.mode == "scf":
+                err.atoms = atoms.copy()
+                err.last_good_atoms = self.last_good_atoms
+                raise
+            prediction, energy, forces = self._fallback(atoms, charge, spin, str(err))
+            outside, fallback = [], True
+        prediction.outside_domain = outside
+        self.prediction = prediction
+        self.results = ase_results(prediction, energy, forces, self.model.uncertainty)
+        self.results["uncertainty_above_threshold"] = self._flag(prediction, atoms)
+        self.results["spurious_orbitals"] = self._flag_spurious(prediction, atoms)
+        self.results["scf_fallback"] = fallback
+        self.calls += 1
+        good = atoms.copy()
+        good.calc = SinglePointCalculator(good, **{k: self.results[k] for k in ("energy", "free_energy", "forces",
+                                                                                 "dipole", "charges")})
+        self.last_good_atoms = good
+
+    def _compute(self, atoms: Atoms, charge: int, spin: int):
+        """``(prediction, energy Hartree, forces Hartree/Bohr, outside-domain findings)`` by the calculator's mode;
+        raises OutOfDomainError (domain) or UncertainPredictionError (hard limit) as its policies say."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", OutOfDomainWarning)
             outside = self.model.check_atoms(atoms, charge, spin, domain=self.parameters.domain)
@@ -141,23 +192,68 @@ class MLWFCalculator(Calculator):
         mode = self.parameters.mode
         with warnings.catch_warnings():  # counted and warned about once by _flag_spurious
             warnings.simplefilter("ignore", SpuriousOrbitalWarning)
-            if mode == "ml":
-                (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], forces=True)
-                energy, forces = prediction.energy, prediction.forces
-            elif mode in ("harris", "variational"):
-                from .functional import functional_energy
-
-                (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], energy=False)
-                route = functional_energy(self.model, atoms, mode, self.parameters.forces, charge, spin)
-                energy, forces = route.energy, route.forces
-            else:
+            if mode == "scf":
                 prediction, energy, forces = self._scf(atoms, charge, spin)
-        prediction.outside_domain = outside
-        self.prediction = prediction
-        self.results = ase_results(prediction, energy, forces, self.model.uncertainty)
-        self.results["uncertainty_above_threshold"] = self._flag(prediction, atoms)
-        self.results["spurious_orbitals"] = self._flag_spurious(prediction, atoms)
-        self.calls += 1
+                return prediction, energy, forces, outside
+            (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], forces=mode == "ml",
+                                                       energy=mode == "ml")
+            self._check_hard_limit(prediction, atoms)
+            if mode == "ml":
+                return prediction, prediction.energy, prediction.forces, outside
+            from .functional import functional_energy
+
+            route = functional_energy(self.model, atoms, mode, self.parameters.forces, charge, spin)
+            return prediction, route.energy, route.forces, outside
+
+    def _check_hard_limit(self, prediction: Prediction, atoms: Atoms) -> None:
+        """Past the model's hard limit: raise (``on_uncertain`` "raise" or "scf"), or warn once and count ("warn")."""
+        try:
+            check_hard_limit(prediction.uncertainty, self.model.uncertainty, self.model.name,
+                             atoms.get_chemical_formula(), atoms)
+        except UncertainPredictionError as err:
+            self.uncertain_calls += 1
+            if self.parameters.on_uncertain != "warn":
+                raise
+            self._warn_once("hard limit", f"{err} (later such calls are counted in calc.uncertain_calls)",
+                            OutOfDomainWarning)
+
+    def _fallback(self, atoms: Atoms, charge: int, spin: int, reason: str):
+        """The step computed exactly at the model's energy level (``on_uncertain="scf"``), appended to the
+        fallback label database when one is named; ``(prediction, energy, forces)``."""
+        level = self.model.model.energy_level
+        self.scf_fallback_calls += 1
+        self._warn_once("fallback", f"{atoms.get_chemical_formula()}: computed exactly at {level} instead ({reason}). "
+                        "Later fallbacks are counted in calc.scf_fallback_calls, not warned.", UserWarning)
+        if level == self.model.theory.name:
+            prediction, energy, forces = self._scf(atoms, charge, spin, self.model.theory.conv_tol, labels=True)
+            label = dict(energy=energy, forces=forces, fock=prediction.fock,
+                         dipole=dipole_moment(prediction.mol, torch.as_tensor(prediction.density_matrix)).numpy())
+            settings = self.model.theory
+        else:
+            from .data.correlated import correlated_labels
+            from .theory import LevelOfTheory
+
+            method, basis = level.split("/")
+            settings = LevelOfTheory(method=method.upper(), basis=basis)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], energy=False)
+            from .basis import BasisLayout
+
+            mol = BasisLayout(basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr, charge=charge,
+                                                              spin=spin)
+            energy, forces, dipole, _ = correlated_labels(mol, settings)
+            label = dict(energy=energy, forces=forces, fock=None, dipole=np.asarray(dipole))
+        if self.fallback_database is not None:
+            from .data.database import LabelDatabase
+            from .data.labelling import Frame, LabelResult
+
+            frame = Frame(source="MLWFCalculator on_uncertain='scf'", index=self.scf_fallback_calls - 1,
+                          numbers=atoms.numbers.copy(), positions=atoms.positions.copy(), charge=charge, spin=spin,
+                          molecule=str(atoms.info.get("smiles", "")))
+            LabelDatabase(self.fallback_database, settings).write(
+                LabelResult(frame, True, guess=f"model {self.model.name}", **label))
+        return prediction, energy, forces
 
     def _flag(self, prediction: Prediction, atoms: Atoms) -> bool:
         """Whether the prediction's uncertainty passes the model's threshold; warns the first time."""
@@ -223,18 +319,20 @@ class MLWFCalculator(Calculator):
         self.calls += math.ceil(len(images) / batch_size)
         return np.array([p.energy * Hartree for p in predictions])
 
-    def _scf(self, atoms: Atoms, charge: int, spin: int) -> tuple[Prediction, float, np.ndarray]:
+    def _scf(self, atoms: Atoms, charge: int, spin: int, conv_tol: float | None = None,
+             labels: bool = False) -> tuple[Prediction, float, np.ndarray]:
+        """PySCF SCF warm-started from the model, then its gradient (``labels``: as the model's labels were made)."""
         from .pyscf import guess_dm, reference_scf
 
         mol = self.model.make_mole(atoms, charge, spin)
-        mf = reference_scf(self.model, mol, conv_tol=self.parameters.scf_conv_tol)
+        mf = reference_scf(self.model, mol, conv_tol=conv_tol or self.parameters.scf_conv_tol)
         with warnings.catch_warnings():  # checked and warned about by calculate()
             warnings.simplefilter("ignore", OutOfDomainWarning)
             mf.kernel(dm0=guess_dm(mol, self.model, domain="warn"))
         if not mf.converged:
             raise RuntimeError(f"PySCF SCF did not converge in {mf.max_cycle} cycles from the model's guess "
                                f"({atoms.get_chemical_formula()})")
-        forces = -mf.nuc_grad_method().kernel()
+        forces = -(self.model.theory.nuclear_gradient(mf) if labels else mf.nuc_grad_method().kernel())
         overlap = mf.get_ovlp()
         prediction = Prediction(fock=mf.get_fock(), overlap=overlap, mo_energy=mf.mo_energy, mo_coeff=mf.mo_coeff,
                                 mo_occ=mf.mo_occ, density_matrix=mf.make_rdm1(), mol=mol, energy=float(mf.e_tot),

@@ -13,11 +13,12 @@ from ase import Atoms
 from ase.units import Bohr
 from pyscf import gto
 
-from .domain import OutOfDomainError, enforce, hill_formula, models_that_fit
+from .domain import OutOfDomainError, OutOfDomainWarning, enforce, hill_formula, models_that_fit
 from .electronic import LinearDependencyInBatch, Orbitals, SpuriousOrbitalWarning, solve_orbitals, spurious_occupied
 from .energy import core_hamiltonian
 from .io import read_model
 from .nn.graph import make_batch
+from .uncertainty import UncertainPredictionError, check_hard_limit
 from .model import MLWFModel
 from .validation import InputError, check_closed_shell, check_elements, check_not_periodic, check_positions
 
@@ -146,6 +147,13 @@ class HamiltonianPredictor:
         uncertainty."""
         return None if self.uncertainty is None else self.uncertainty.config.threshold_hartree
 
+    @property
+    def uncertainty_hard_limit(self) -> float | None:
+        """Past this uncertainty (same unit as :attr:`uncertainty_threshold`) errors many times the card's are
+        expected, and predictions are refused by default (:class:`~mlwfcalc.uncertainty.UncertainPredictionError`);
+        None without a fitted uncertainty."""
+        return None if self.uncertainty is None else self.uncertainty.config.hard_limit_hartree
+
     def __repr__(self) -> str:
         return (f"HamiltonianPredictor({self.name}, basis={self.basis!r}, functional={self.functional!r}, "
                 f"elements={self.elements}, device={self.device})")
@@ -206,7 +214,7 @@ class HamiltonianPredictor:
 
     def predict(self, atoms: Atoms | Sequence[Atoms], charge: int | None = None, spin: int | None = None,
                 energy: bool | None = None, forces: bool = False, batch_size: int | None = None,
-                domain: str = "refuse") -> Prediction | list[Prediction]:
+                domain: str = "refuse", on_uncertain: str | None = None) -> Prediction | list[Prediction]:
         """Predict F and the orbitals, density matrix and overlap derived from it (and energy, forces).
 
         Args:
@@ -220,6 +228,10 @@ class HamiltonianPredictor:
             domain: ``"refuse"`` (default): a molecule outside the model's training domain raises
                 :class:`~mlwfcalc.domain.OutOfDomainError` before any network work; ``"warn"``: it is
                 computed with an :class:`~mlwfcalc.domain.OutOfDomainWarning` (expect large errors).
+            on_uncertain: ``"raise"`` (the default with ``domain="refuse"``): a molecule whose uncertainty
+                passes the model's hard limit raises :class:`~mlwfcalc.uncertainty.UncertainPredictionError`
+                (naming it, the uncertainty and the limit); ``"warn"`` (the default with ``domain="warn"``):
+                a warning, the prediction returned.
 
         Returns:
             A :class:`Prediction` (or a list of them, in input order), numpy arrays in atomic units and
@@ -237,8 +249,19 @@ class HamiltonianPredictor:
         results = []
         for start in range(0, len(molecules), step):
             results += self.predict_checked(molecules[start:start + step], states[start:start + step], energy, forces)
-        for result, found in zip(results, outside):
+        policy = on_uncertain or ("raise" if domain == "refuse" else "warn")
+        if policy not in ("raise", "warn"):
+            raise InputError(f"on_uncertain={on_uncertain!r}: choose 'raise' or 'warn'")
+        for k, (result, found) in enumerate(zip(results, outside)):
             result.outside_domain = found
+            try:
+                check_hard_limit(result.uncertainty, self.uncertainty, self.name,
+                                 molecules[k].get_chemical_formula() + ("" if single else f" (molecule {k})"),
+                                 molecules[k])
+            except UncertainPredictionError as err:
+                if policy == "raise":
+                    raise
+                warnings.warn(str(err), OutOfDomainWarning, stacklevel=2)
         return results[0] if single else results
 
     def predict_checked(self, molecules: list[Atoms], states: list[tuple[int, int]], energy: bool | None = None,

@@ -21,8 +21,11 @@ the expected mean absolute error of what the model was trained on (``Uncertainty
 
 The threshold stored with the model is ``threshold_factor`` (default 2) times the mean error of the
 validation structures, the figure on the model card: above it, the structure is expected to be more
-than twice as wrong as the card says. Measured against actual errors at 300-1200 K in
-docs/benchmarks.md.
+than twice as wrong as the card says (a warning, counted). The **hard limit** is ``hard_limit_factor``
+(default 4) times that mean error: past it errors many times the card's are expected, and the calculator,
+``predict`` and the PySCF guess raise :class:`UncertainPredictionError` by default (measured against
+actual errors on hot frames and bond scans in docs/benchmarks.md). Checking either is one comparison of
+a number the network pass computes anyway.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 from ase.units import Bohr, Hartree
 from torch import nn
 
+from .domain import OutOfDomainError
 from .validation import InputError
 
 AGGREGATIONS = ("max", "mean")
@@ -58,6 +62,7 @@ class UncertaintyConfig:
         aggregation: ``"max"`` or ``"mean"`` of the atoms' squared distances.
         log_scale, exponent: ``a`` and ``b`` of the calibration (natural log; score to Hartree).
         threshold_factor: the threshold is this times the validation structures' mean error.
+        hard_limit_factor: the hard limit is this times the validation structures' mean error.
         threshold_hartree: the threshold itself, in the quantity's atomic unit (Hartree for F, Hartree/Bohr
             for forces).
         calibration: what the calibration was fitted on (counts, rank correlation), for the record.
@@ -73,6 +78,7 @@ class UncertaintyConfig:
     exponent: float = 1.0
     threshold_factor: float = 2.0
     threshold_hartree: float = float("inf")
+    hard_limit_factor: float = 4.0
     calibration: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -82,6 +88,12 @@ class UncertaintyConfig:
             raise InputError(f"uncertainty shrinkage must lie in (0, 1], got {self.shrinkage}")
         if self.quantity not in QUANTITIES:
             raise InputError(f"uncertainty quantity {self.quantity!r}: choose one of {tuple(QUANTITIES)}")
+
+    @property
+    def hard_limit_hartree(self) -> float:
+        """The hard limit in the quantity's atomic unit: ``hard_limit_factor`` times the validation mean
+        error (``threshold_hartree / threshold_factor``); inf for an uncalibrated uncertainty."""
+        return self.hard_limit_factor * self.threshold_hartree / self.threshold_factor
 
     def describe(self, value: float) -> str:
         """``value`` (atomic units) as people read it, e.g. ``"expected MAE of F 120 micro-Hartree"``."""
@@ -162,3 +174,29 @@ class FeatureDistance(nn.Module):
         self.config.calibration = {"n_structures": int(len(scores)),
                                    "spearman": float(spearmanr(scores, errors)[0]),
                                    "mean_error": float(errors.mean())}
+
+
+class UncertainPredictionError(OutOfDomainError):
+    """A prediction whose uncertainty passes the model's hard limit: errors many times the card's are
+    expected. ``uncertainty`` and ``limit`` in the quantity's atomic unit; ``atoms`` the structure refused
+    and, when a calculator refused it mid-run, ``last_good_atoms`` the last structure it computed."""
+
+    def __init__(self, message: str, uncertainty: float, limit: float, atoms=None):
+        super().__init__(message)
+        self.uncertainty, self.limit, self.atoms = uncertainty, limit, atoms
+        self.last_good_atoms = None
+
+
+def check_hard_limit(uncertainty: float | None, estimator: "FeatureDistance | None", model_name: str, where: str,
+                     atoms=None) -> None:
+    """Raise :class:`UncertainPredictionError` when ``uncertainty`` (atomic units) passes the hard limit."""
+    if uncertainty is None or estimator is None:
+        return
+    limit = estimator.config.hard_limit_hartree
+    if uncertainty > limit:
+        describe = estimator.config.describe
+        raise UncertainPredictionError(
+            f"{where}: {model_name}'s uncertainty ({describe(uncertainty)}) passes its hard limit "
+            f"({describe(limit)}): errors many times its card's are expected here. Compute it exactly "
+            "(MLWFCalculator(..., on_uncertain='scf'), or mode='scf'), or accept it with on_uncertain='warn'",
+            uncertainty, limit, atoms)
