@@ -284,3 +284,45 @@ def density_matrix(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int, 
     projector = identity - sign  # 2 x the occupied projector in the orthonormal basis
     half = torch.linalg.solve_triangular(lower.T, projector, upper=True)
     return torch.linalg.solve_triangular(lower.T, half.T, upper=True)
+
+
+class _KeptProjector(torch.autograd.Function):
+    """``Pi = U_k U_k^T`` ``(nao, nao)``, the Euclidean projector onto the overlap eigenvectors with eigenvalue
+    ``>= subspace``, with the exact backward of eigenvector perturbation theory restricted to kept-dropped
+    pairs (the only ones that move the subspace), so degenerate eigenvalues inside either part do no harm."""
+
+    @staticmethod
+    def forward(ctx, overlap, subspace):
+        s, u = torch.linalg.eigh(overlap)
+        kept = s >= subspace
+        ctx.save_for_backward(s[kept], u[:, kept], s[~kept], u[:, ~kept])
+        return u[:, kept] @ u[:, kept].T
+
+    @staticmethod
+    def backward(ctx, grad):
+        s_kept, u_kept, s_dropped, u_dropped = ctx.saved_tensors
+        symmetric = 0.5 * (grad + grad.T)
+        weights = (u_dropped.T @ symmetric @ u_kept) / (s_kept[None, :] - s_dropped[:, None])
+        half = u_dropped @ weights @ u_kept.T
+        return half + half.T, None
+
+
+def subspace_density_matrix(fock: torch.Tensor, overlap: torch.Tensor, n_electrons: int,
+                            subspace: float = 0.0) -> torch.Tensor:
+    """Closed-shell density ``(nao, nao)`` of F solved in the overlap's well-conditioned subspace (eigenvalues
+    ``>= subspace``, as :func:`solve_orbitals` with ``subspace``), a smooth function of F and S for exact
+    forces: the subspace is ``Pi(S)`` (:class:`_KeptProjector`), a basis of it ``B = Pi U_0`` (``U_0`` the kept
+    eigenvectors, held fixed: only the span matters), orthonormalised by Cholesky, ``X = B L^-T`` with
+    ``L L^T = B^T S B``, and ``P = X P'(X^T F X) X^T`` with ``P'`` from :func:`density_matrix`. ``subspace=0``
+    is :func:`density_matrix` in the whole basis."""
+    if subspace <= 0:
+        return density_matrix(fock, overlap, n_electrons)
+    with torch.no_grad():
+        s, u = torch.linalg.eigh(overlap)
+        start = u[:, s >= subspace]
+    basis = _KeptProjector.apply(overlap, subspace) @ start
+    lower = torch.linalg.cholesky(basis.T @ overlap @ basis)
+    x = torch.linalg.solve_triangular(lower, basis.T, upper=False).T  # B L^-T
+    orthogonal = x.T @ fock @ x
+    inner = density_matrix(orthogonal, torch.eye(len(orthogonal), dtype=fock.dtype, device=fock.device), n_electrons)
+    return x @ inner @ x.T

@@ -2,8 +2,9 @@
 and ``"harris"`` of the calculator), with forces that are the exact negative gradient of the energy reported.
 
 The density is the model's: ``P(R) = P(F_theta(R), S(R))``, the closed-shell aufbau density of the predicted
-Kohn-Sham matrix in the full basis (:func:`~mlwfcalc.electronic.density_matrix`, differentiable through the
-network and the exact overlap). Two energies of it, both second order in the density error:
+Kohn-Sham matrix, in the overlap subspace the model solves its orbitals in (``model.overlap_subspace``; the
+whole basis when 0), differentiable through the network and the exact overlap
+(:func:`~mlwfcalc.electronic.subspace_density_matrix`). Two energies of it, both second order in the density error:
 
 * ``"variational"``: ``E_KS[P]``, the Kohn-Sham functional itself (one Fock build);
 * ``"harris"``: ``E_H[P] = E_KS[P] + tr[(P_out - P) F[P]]``, ``P_out`` the aufbau density of ``F[P]``
@@ -35,7 +36,7 @@ import torch
 from ase import Atoms
 from ase.units import Bohr
 
-from .electronic import density_matrix, overlap_matrix
+from .electronic import overlap_matrix, solve_orbitals, subspace_density_matrix
 from .validation import InputError
 
 ROUTES = ("variational", "harris")
@@ -53,7 +54,7 @@ class FunctionalResult:
         forces: ``(n_atoms, 3)`` Hartree/Bohr, or None when not asked for.
         density_matrix: ``(nao, nao)`` the model's density ``P`` the energy was evaluated at.
         fock: ``(nao, nao)`` ``F_KS[P]``, Hartree.
-        mo_energy, mo_coeff, mo_occ: the model's full-basis orbitals, whose density is ``P``.
+        mo_energy, mo_coeff, mo_occ: the model's orbitals (in its overlap subspace), whose density is ``P``.
         seconds: wall time of each step (``"network"``, ``"fock"``, ``"nuclear"``, ``"response"``).
     """
 
@@ -131,16 +132,15 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
         out = model.model(model.graph_batch([atoms], [positions], [mol]), [mol], [positions])
         fock_model = out.fock[0, :mol.nao, :mol.nao].to("cpu", torch.float64)
         try:
-            density = density_matrix(fock_model, overlap_matrix(mol, positions), mol.nelectron)
+            density = subspace_density_matrix(fock_model, overlap_matrix(mol, positions), mol.nelectron,
+                                              model.overlap_subspace)
         except ValueError as err:  # no HOMO-LUMO gap in the predicted F
             raise InputError(f"{atoms.get_chemical_formula()}: {err}; the model's density is not defined here, "
                              "use mode='scf'") from None
     dm = density.detach().numpy()
-    f_model = fock_model.detach().numpy()
     s = mol.intor("int1e_ovlp")
-    mo_energy, mo_coeff = _eig(f_model, s)
-    mo_occ = np.zeros_like(mo_energy)
-    mo_occ[: mol.nelectron // 2] = 2.0
+    orbitals = solve_orbitals(fock_model.detach(), torch.as_tensor(s), mol.nelectron, subspace=model.overlap_subspace)
+    mo_energy, mo_coeff, mo_occ = (t.numpy() for t in (orbitals.energies, orbitals.coefficients, orbitals.occupations))
     seconds["network"] = time.perf_counter() - start
     where = f"{atoms.get_chemical_formula()} ({model.theory.name})"
     try:

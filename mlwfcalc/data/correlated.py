@@ -27,13 +27,18 @@ class NotConverged(RuntimeError):
     """An SCF, coupled-cluster or Lambda iteration that did not converge; the message says which."""
 
 
-def correlated_labels(mol, settings: LevelOfTheory) -> tuple[float, np.ndarray, np.ndarray, int]:
-    """Energy (Hartree), forces ``(n_atoms, 3)`` (Hartree/Bohr), dipole ``(3,)`` (e*Bohr, origin 0)
-    and RHF cycles of ``settings.method`` for the PySCF molecule ``mol``. Raises :class:`NotConverged`."""
+def correlated_labels(mol, settings: LevelOfTheory, dipole: bool = True
+                      ) -> tuple[float, np.ndarray, np.ndarray | None, int]:
+    """Energy (Hartree), forces ``(n_atoms, 3)`` (Hartree/Bohr), dipole ``(3,)`` (e*Bohr, origin 0; None with
+    ``dipole=False``, which saves its six field energies) and RHF cycles of ``settings.method`` for the PySCF
+    molecule ``mol``. Raises :class:`NotConverged`."""
     reference = _converged_rhf(mol, settings)
     energy, gradient = _energy_and_gradient(reference, settings.method)
-    dipole = field_dipole(mol, lambda field: correlated_energy(_converged_rhf(mol, settings, field),
-                                                               settings.method))
+    if dipole:
+        dipole = field_dipole(mol, lambda field: correlated_energy(_converged_rhf(mol, settings, field),
+                                                                   settings.method))
+    else:
+        dipole = None
     return energy, -np.asarray(gradient), dipole, int(getattr(reference, "cycles", -1))
 
 
