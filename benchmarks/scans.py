@@ -109,7 +109,7 @@ def reference(model, atoms: Atoms) -> tuple[float, np.ndarray]:
     from mlwfcalc.basis import BasisLayout
 
     mol = BasisLayout(basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr)
-    energy, forces, _, _ = correlated_labels(mol, settings)
+    energy, forces, _, _ = correlated_labels(mol, settings, dipole=False)
     return float(energy), np.asarray(forces)
 
 
@@ -149,7 +149,7 @@ def evaluate(record: dict, model) -> list[dict]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")
-    parser.add_argument("--molecule", action="append", default=[], help="ase.build.molecule name (repeatable)")
+    parser.add_argument("--molecule", action="append", default=[], help="ase.build.molecule name or xyz file (repeatable)")
     parser.add_argument("--frames", help="xyz of start geometries (first frame per molecule, by info 'smiles')")
     parser.add_argument("--n-molecules", type=int, default=10)
     parser.add_argument("-o", "--output", help="JSON of the scans and their references (resumed)")
@@ -163,7 +163,8 @@ def main():
         warnings.simplefilter("ignore")
         model = load_model(args.model or record["model"], device="cpu")
     if not args.evaluate:
-        starts = [(name, ase_molecule(name)) for name in args.molecule]
+        starts = [(Path(name).stem, read(name)) if Path(name).exists() else (name, ase_molecule(name))
+                  for name in args.molecule]
         if args.frames:
             picked = {}
             for atoms in read(args.frames, ":"):
