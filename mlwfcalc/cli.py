@@ -143,7 +143,8 @@ def _cmd_select(args) -> None:
     _set_threads(args.threads)
     pool = [atoms for _, _, atoms in read_images(args.frames)]
     if args.exclude:
-        from .data.database import LabelDatabase, geometry_key
+        from .data.database import LabelDatabase
+        from .data.records import geometry_key
 
         done = LabelDatabase(args.exclude).keys()
         pool = [a for a in pool if geometry_key(a.numbers, a.positions) not in done]

@@ -37,7 +37,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
@@ -292,29 +292,15 @@ class TrainingDomain:
         return [shell] if n_bonded == len(seen) else [shell, (seen[n_bonded][0], np.inf)]
 
 
-def models_covering(formula: str, exclude: str | None = None) -> list[str]:
-    """Shipped models whose domain contains ``formula`` (a Hill formula), by name."""
-    from .io import list_models
-
-    names = []
-    for entry in list_models():
-        domain = entry.get("domain")
-        if domain is None or entry["name"] == exclude:
-            continue
-        domain = TrainingDomain.from_dict(domain)
-        if domain.compositions == "formulas" and formula in domain.formulas:
-            names.append(entry["name"])
-        elif domain.compositions == "elements":
-            if set(Formula(formula).count()) <= set(domain.elements):
-                names.append(entry["name"])
-    return names
-
-
 def enforce(domain: TrainingDomain | None, numbers: Sequence[int], positions_ang: np.ndarray, policy: str = "refuse",
-            model_name: str = "the model", where: str | None = None) -> list[str]:
+            model_name: str = "the model", where: str | None = None,
+            suggest: Callable[[str], str] | None = None) -> list[str]:
     """Check one structure against ``domain``: raise, or warn (``policy="warn"``), when it is outside.
 
-    Returns the violations (empty when inside, or when the model has no recorded domain).
+    ``suggest(formula)``: a sentence naming the models that cover a formula outside the domain, put into
+    the error (the predictor passes :func:`mlwfcalc.io.models_that_fit`, since the shipped models are known
+    where the model files are, not here). Returns the violations (empty when inside, or when the model has
+    no recorded domain).
     """
     if policy not in DOMAIN_POLICIES:
         raise InputError(f"domain={policy!r}: choose one of {DOMAIN_POLICIES}")
@@ -331,12 +317,5 @@ def enforce(domain: TrainingDomain | None, numbers: Sequence[int], positions_ang
         warnings.warn(message + " Computed anyway (domain='warn'): expect large errors.", OutOfDomainWarning,
                       stacklevel=4)
         return found
-    raise OutOfDomainError(message + models_that_fit(formula, model_name) +
+    raise OutOfDomainError(message + (suggest(formula) if suggest else "") +
                            " To compute anyway, pass domain='warn' (command line: --domain warn).")
-
-
-def models_that_fit(formula: str, model_name: str | None = None) -> str:
-    """A sentence naming the shipped models (other than ``model_name``) that cover ``formula``."""
-    others = models_covering(formula, exclude=model_name)
-    return (f" Model(s) trained for {formula}: {', '.join(others)}." if others else
-            f" No shipped model covers {formula}: train one (README, 'Make a model').")

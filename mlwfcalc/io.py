@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from ase.data import chemical_symbols
+from ase.formula import Formula
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -150,6 +151,29 @@ def list_models() -> list[dict]:
                        "preliminary": config.get("preliminary"), "domain": config.get("domain"),
                        "energy_level": config.get("energy", {}).get("level")})
     return models
+
+
+def models_covering(formula: str, exclude: str | None = None) -> list[str]:
+    """Shipped models whose domain contains ``formula`` (a Hill formula), by name."""
+    names = []
+    for entry in list_models():
+        domain = entry.get("domain")
+        if domain is None or entry["name"] == exclude:
+            continue
+        domain = TrainingDomain.from_dict(domain)
+        if domain.compositions == "formulas" and formula in domain.formulas:
+            names.append(entry["name"])
+        elif domain.compositions == "elements":
+            if set(Formula(formula).count()) <= set(domain.elements):
+                names.append(entry["name"])
+    return names
+
+
+def models_that_fit(formula: str, model_name: str | None = None) -> str:
+    """A sentence naming the shipped models (other than ``model_name``) that cover ``formula``."""
+    others = models_covering(formula, exclude=model_name)
+    return (f" Model(s) trained for {formula}: {', '.join(others)}." if others else
+            f" No shipped model covers {formula}: train one (README, 'Make a model').")
 
 
 def read_config(directory: Path) -> dict:

@@ -13,10 +13,10 @@ from ase import Atoms
 from ase.units import Bohr
 from pyscf import gto
 
-from .domain import OutOfDomainError, OutOfDomainWarning, enforce, hill_formula, models_that_fit
+from .domain import OutOfDomainError, OutOfDomainWarning, enforce, hill_formula
 from .electronic import LinearDependencyInBatch, Orbitals, SpuriousOrbitalWarning, solve_orbitals, spurious_occupied
 from .energy import core_hamiltonian
-from .io import read_model
+from .io import models_that_fit, read_model
 from .nn.graph import make_batch
 from .uncertainty import UncertainPredictionError, check_hard_limit
 from .model import MLWFModel
@@ -175,7 +175,8 @@ class HamiltonianPredictor:
         except InputError as err:  # no opt-out: the network has no weights for that element
             raise OutOfDomainError(f"{err}.{models_that_fit(hill_formula(atoms.numbers), self.name)}") from None
         check_closed_shell(atoms.numbers, charge, spin, where, allowed_charges=self.model.charges)
-        return enforce(self.domain, atoms.numbers, atoms.positions, domain, model_name=self.name, where=where)
+        return enforce(self.domain, atoms.numbers, atoms.positions, domain, model_name=self.name, where=where,
+                       suggest=lambda formula: models_that_fit(formula, self.name))
 
     def make_mole(self, atoms: Atoms, charge: int = 0, spin: int = 0) -> gto.Mole:
         """The PySCF Mole of ``atoms`` in the model's basis (Bohr inside)."""

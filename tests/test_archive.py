@@ -10,7 +10,7 @@ from ase.units import Hartree
 from mlwfcalc.cli import main
 from mlwfcalc.data import LabelDatabase, LabelledDataset
 from mlwfcalc.data.archive import archive_parts, archived_keys, pack_labels, unpack_labels
-from mlwfcalc.data.labelling import Frame, LabelResult
+from mlwfcalc.data.records import Frame, LabelResult
 from mlwfcalc.theory import LevelOfTheory
 from mlwfcalc.validation import InputError
 

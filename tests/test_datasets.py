@@ -8,7 +8,7 @@ import pytest
 from ase.io import read
 
 from mlwfcalc.data.archive import read_part, archive_parts
-from mlwfcalc.data.database import geometry_key
+from mlwfcalc.data.records import geometry_key
 from mlwfcalc.theory import LevelOfTheory
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"

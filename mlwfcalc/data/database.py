@@ -11,12 +11,9 @@ settings it was made with.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.db import connect
@@ -24,19 +21,7 @@ from ase.units import Bohr, Hartree
 
 from ..theory import LEGACY_DEFAULTS, SETTINGS_KEYS, LevelOfTheory
 from ..validation import InputError
-
-if TYPE_CHECKING:
-    from .labelling import LabelResult
-
-def geometry_key(numbers: np.ndarray, positions: np.ndarray) -> str:
-    """Content key of a geometry: ``"g"`` + SHA-1 of the atomic numbers and positions rounded to 1e-6 A.
-
-    The leading letter keeps ASE's database from reading a key such as ``49e17...`` as a number
-    (which it refuses to store as a string).
-    """
-    digest = hashlib.sha1(np.asarray(numbers, dtype=np.int64).tobytes())
-    digest.update(np.round(np.asarray(positions, dtype=float), 6).astype(np.float64).tobytes())
-    return "g" + digest.hexdigest()[:19]
+from .records import LabelResult, geometry_key  # noqa: F401 (geometry_key: importable from here as before)
 
 
 def _current_key(stored: str) -> str:
@@ -94,7 +79,7 @@ class LabelDatabase:
         """Geometry keys of every row (done or failed)."""
         return {_current_key(str(row.geometry_key)) for row in self._db.select(columns=["key_value_pairs"])}
 
-    def write(self, result: "LabelResult") -> None:
+    def write(self, result: LabelResult) -> None:
         """Write one row in one transaction (atomic: a killed process leaves no partial row)."""
         frame = result.frame
         atoms = Atoms(frame.numbers, positions=frame.positions)

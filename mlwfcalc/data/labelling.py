@@ -29,46 +29,9 @@ from ..basis import BasisLayout
 from ..theory import LevelOfTheory
 from ..validation import InputError, check_closed_shell, check_not_periodic, check_positions
 from .correlated import NotConverged, correlated_labels
-from .database import LabelDatabase, geometry_key
+from .database import LabelDatabase
 from .molecules import smiles_of
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One geometry to label. ``where`` names it in messages (``frame 3 of water.xyz``)."""
-
-    source: str
-    index: int
-    numbers: np.ndarray
-    positions: np.ndarray  # Angstrom
-    charge: int = 0
-    spin: int = 0  # 2S
-    pbc: tuple[bool, bool, bool] = (False, False, False)
-    molecule: str = ""  # the molecule's identity (its SMILES, from ``mlwfcalc molecules``); "" when unknown
-
-    @property
-    def where(self) -> str:
-        return f"frame {self.index} of {self.source}"
-
-    @property
-    def key(self) -> str:
-        return geometry_key(self.numbers, self.positions)
-
-
-@dataclass
-class LabelResult:
-    """What one PySCF run produced (atomic units). ``reason`` is set when it failed."""
-
-    frame: Frame
-    converged: bool
-    cycles: int = 0
-    seconds: float = 0.0
-    energy: float | None = None  # Hartree
-    forces: np.ndarray | None = None  # Hartree/Bohr, (n_atoms, 3); None when labelled without forces
-    fock: np.ndarray | None = None  # Hartree, (nao, nao), PySCF AO order; None for correlated methods
-    dipole: np.ndarray | None = None  # e*Bohr, origin 0
-    reason: str | None = None
-    guess: str = "minao"  # where the SCF started: "minao", or "model NAME" (:func:`label_frame`)
+from .records import Frame, LabelResult
 
 
 @dataclass
