@@ -18,8 +18,8 @@ import torch
 from pyscf import lib
 
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.evaluation import evaluate
 from mlwfcalc.predictor import load_model
+from mlwfcalc.training.evaluation import evaluate
 
 
 def main():

@@ -18,8 +18,8 @@ from dataclasses import replace
 import torch
 
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.energy_training import EnergyFitConfig, Precomputed, errors, fit_energy_head, precompute
 from mlwfcalc.predictor import load_model
+from mlwfcalc.training.energy_fit import EnergyFitConfig, Precomputed, errors, fit_energy_head, precompute
 
 DEFAULT_FITS = [
     {"term": "half-core", "features": "scalars", "epochs": 200, "lr": 0.003},

@@ -2,8 +2,8 @@
 
 Every threshold of ``--thresholds`` is evaluated on validation molecules the model never trained on, each
 randomly rotated; the smallest within 3 % of the best dipole error is chosen
-(:func:`mlwfcalc.evaluation.choose_overlap_subspace`). ``--molecules FILE`` (a JSON list of SMILES) names
-them; ``--write`` records the choice in the model's ``config.json`` (``"orbital_subspace"``).
+(:func:`mlwfcalc.training.evaluation.choose_overlap_subspace`). ``--molecules FILE`` (a JSON list of SMILES)
+names them; ``--write`` records the choice in the model's ``config.json`` (``"orbital_subspace"``).
 
     python benchmarks/overlap_subspace.py models/organic-pbe-def2svp work/organic/organic-train-v2.db \\
         --molecules models/organic-pbe-def2svp/subspace_validation_molecules.json
@@ -13,10 +13,10 @@ import argparse
 import json
 
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.evaluation import SUBSPACE_THRESHOLDS, choose_overlap_subspace
 from mlwfcalc.io import save_model
 from mlwfcalc.predictor import load_model
-from mlwfcalc.training import molecules_seen_by
+from mlwfcalc.training.evaluation import SUBSPACE_THRESHOLDS, choose_overlap_subspace
+from mlwfcalc.training.trainer import molecules_seen_by
 from mlwfcalc.validation import InputError
 
 

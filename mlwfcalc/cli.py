@@ -208,7 +208,7 @@ def _cmd_train(args) -> None:
     if args.transfer:
         return _cmd_transfer(args)
     from .nn.model import ModelConfig
-    from .training import TrainConfig, Trainer
+    from .training.trainer import TrainConfig, Trainer
 
     overrides = {k: getattr(args, k) for k in ("dataset", "output", "seed", "batch_size", "max_steps", "max_minutes",
                                                "lr", "val_every", "dtype", "threads", "n_train", "n_val",
@@ -234,8 +234,8 @@ def _cmd_train(args) -> None:
     from pathlib import Path
 
     if args.ddp and args.ddp > 1:
-        from .distributed import launch
-        from .training import CHECKPOINT_META, read_checkpoint_meta, train_process
+        from .training.distributed import launch
+        from .training.trainer import CHECKPOINT_META, read_checkpoint_meta, train_process
 
         launch(train_process, args.ddp, config.to_dict(), not args.quiet, args.stop_at_step)
         output = Path(config.output)
@@ -265,7 +265,7 @@ def _record_domain(model_dir, device: str, args) -> dict:
     import warnings
 
     from .data.dataset import LabelledDataset
-    from .domain_fitting import fit_and_save_domain
+    from .training.domain_fit import fit_and_save_domain
     from .predictor import load_model
 
     with warnings.catch_warnings():
@@ -281,7 +281,7 @@ def _cmd_transfer(args) -> None:
     """``mlwfcalc train --transfer HIGH_LEVEL_DB --init-from MODEL``: fine-tune through the wavefunction."""
     import dataclasses
 
-    from .transfer import TransferConfig, TransferTrainer
+    from .training.transfer import TransferConfig, TransferTrainer
 
     if args.dataset:
         raise InputError("with --transfer the labels are the --transfer database; drop the DATASET argument")
@@ -292,7 +292,7 @@ def _cmd_transfer(args) -> None:
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     data = {}
     if args.config:
-        from .training import TrainConfig
+        from .training.trainer import TrainConfig
 
         data = TrainConfig.read_toml(args.config)
         unknown = sorted(set(data) - known)
@@ -320,7 +320,7 @@ def _refit_uncertainty(trainer, args) -> None:
     """The fine-tuned model's energy follows the high level, where the starting model's uncertainty (distance
     to its Kohn-Sham data, calibrated on F) says nothing: fit the domain and the uncertainty of the best (and
     last) model on this run's own split of the high-level set, calibrated on the validation force errors."""
-    from .domain_fitting import fit_and_save_domain
+    from .training.domain_fit import fit_and_save_domain
     from .predictor import load_model
 
     for name in ("best", "last"):  # last/: the final weights, once the schedule has ended
@@ -337,7 +337,7 @@ def _cmd_train_energy(args) -> None:
     import time
 
     from .data.dataset import LabelledDataset
-    from .energy_training import EnergyFitConfig, errors, fit_energy_head, model_errors, precompute
+    from .training.energy_fit import EnergyFitConfig, errors, fit_energy_head, model_errors, precompute
     from .io import save_model
     from .predictor import load_model
 
@@ -430,7 +430,7 @@ def _cmd_fit_domain(args) -> None:
     import warnings
 
     from .data.dataset import LabelledDataset
-    from .domain_fitting import fit_and_save_domain
+    from .training.domain_fit import fit_and_save_domain
     from .predictor import load_model
 
     _set_threads(args.threads)
@@ -478,7 +478,7 @@ def _set_threads(threads: int | None) -> None:
 
 def _cmd_evaluate(args) -> None:
     from .data.dataset import LabelledDataset
-    from .evaluation import evaluate, groups_of, plot_trend, write_report
+    from .training.evaluation import evaluate, groups_of, plot_trend, write_report
     from .predictor import load_model
 
     _set_threads(args.threads)

@@ -4,7 +4,7 @@
 :func:`mlwfcalc.io.read_model` reads it, each in one call) and what every front end runs. Its one
 forward gives, for a batch of molecules, F, the last layer's node features, the total energies and
 the uncertainties: the energy is assembled here and nowhere else. (The energy-head fit,
-:mod:`mlwfcalc.energy_training`, precomputes the same sum for a frozen network.)
+:mod:`mlwfcalc.training.energy_fit`, precomputes the same sum for a frozen network.)
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class MLWFModel(nn.Module):
         record: provenance kept in ``config.json`` as is: ``"training"`` (the network's run),
             ``"energy_training"`` (the head's fit), optionally ``"preliminary"`` (why the model is not
             fit for use), ``"charges"`` (the total charges it answers for, default ``[0]``) and
-            ``"transfer"`` (a fine-tuning run on high-level labels, :mod:`mlwfcalc.transfer`: the
+            ``"transfer"`` (a fine-tuning run on high-level labels, :mod:`mlwfcalc.training.transfer`: the
             energies, forces and dipoles then follow ``transfer["high_level"]``, F stays at ``theory``)
             and ``"orbital_subspace"`` (``{"overlap_threshold": t, ...}``: its orbitals are solved in the
             overlap eigenvectors with eigenvalue ``>= t``, :func:`~mlwfcalc.electronic.solve_orbitals`;

@@ -7,7 +7,7 @@ with a shrunk covariance (a one-component Gaussian density of the training featu
     d_i^2 = |W_e (h_i - mu_e)|^2 / C,    W_e = ((1 - s) Sigma_e + s tr(Sigma_e) / C * I)^(-1/2)
 
 The structure's score is ``sqrt(max_i d_i^2)`` (one atom in a strange environment makes its blocks
-of F wrong) or ``sqrt(mean_i d_i^2)`` (a structure distorted all over); :mod:`mlwfcalc.domain_fitting`
+of F wrong) or ``sqrt(mean_i d_i^2)`` (a structure distorted all over); :mod:`mlwfcalc.training.domain_fit`
 picks the aggregation and the shrinkage ``s`` that rank the validation errors best. A power law fitted
 on the validation structures (least squares in log-log) turns the score into a quantity users can read,
 
@@ -17,7 +17,7 @@ the expected mean absolute error of what the model was trained on (``Uncertainty
 
 * ``"fock"``: the structure's predicted Kohn-Sham matrix elements, Hartree (Kohn-Sham models);
 * ``"forces"``: its force components against the model's energy level, Hartree/Bohr (transfer models,
-  :mod:`mlwfcalc.transfer`, whose labels are energies and forces of a correlated method and no F).
+  :mod:`mlwfcalc.training.transfer`, whose labels are energies and forces of a correlated method and no F).
 
 The threshold stored with the model is ``threshold_factor`` (default 2) times the mean error of the
 validation structures, the figure on the model card: above it, the structure is expected to be more

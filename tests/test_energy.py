@@ -17,13 +17,13 @@ from mlwfcalc import MLWFCalculator
 from mlwfcalc.data import LabelledDataset
 from mlwfcalc.electronic import solve_orbitals
 from mlwfcalc.energy import EnergyConfig, EnergyHead, core_hamiltonian
-from mlwfcalc.energy_training import (EnergyFitConfig, errors, fit_energy_head, head_energy_forces, model_errors,
-                                      precompute)
 from mlwfcalc.io import save_model
 from mlwfcalc.model import MLWFModel
 from mlwfcalc.theory import LevelOfTheory
 from mlwfcalc.predictor import Prediction
 from mlwfcalc.pyscf import harris_energy, reference_scf, variational_energy
+from mlwfcalc.training.energy_fit import (EnergyFitConfig, errors, fit_energy_head, head_energy_forces,
+                                         model_errors, precompute)
 from mlwfcalc.validation import InputError
 
 

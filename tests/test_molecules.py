@@ -9,8 +9,8 @@ from ase.io import read, write
 
 from mlwfcalc.cli import main
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.evaluation import groups_of
 from mlwfcalc.data.molecules import conformer, coverage, enumerate_molecules, families, split_molecules
+from mlwfcalc.training.evaluation import groups_of
 
 Chem = pytest.importorskip("rdkit.Chem")
 
@@ -122,7 +122,7 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     # a model records the molecules it trained and validated on; a run from its weights refuses a split that
     # would validate on one it trained on
     from mlwfcalc.nn.model import ModelConfig
-    from mlwfcalc.training import TrainConfig, Trainer
+    from mlwfcalc.training.trainer import TrainConfig, Trainer
     from mlwfcalc.validation import InputError
 
     def config(output, seed, **extra):
@@ -140,7 +140,7 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
         Trainer(config("second", swapped, init_from=str(tmp_path / "first" / "best")), progress=False)
     # so does a transfer fine-tune (its labels here: the same PBE energies, forces and dipoles), and its model
     # records what its weights have seen for the next run
-    from mlwfcalc.transfer import TransferConfig, TransferTrainer
+    from mlwfcalc.training.transfer import TransferConfig, TransferTrainer
 
     def transfer(output, seed, start="first"):
         return TransferConfig(high_level=str(tmp_path / "labels.db"), init_from=str(tmp_path / start / "best"),

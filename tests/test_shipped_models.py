@@ -118,7 +118,7 @@ def test_the_organic_model_measures_its_overlap_subspace_on_held_out_molecules(t
     evaluated with the subspace's own cost, and the model is left solving where its card says."""
     from mlwfcalc.cli import main
     from mlwfcalc.data import LabelledDataset
-    from mlwfcalc.evaluation import choose_overlap_subspace
+    from mlwfcalc.training.evaluation import choose_overlap_subspace
 
     archive = MODELS_DIR.parent / "datasets" / "organic-pbe-def2svp" / "test"
     assert main(["unpack-labels", str(archive), "-o", str(tmp_path / "test.db")]) == 0

@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 
 import mlwfcalc
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.evaluation import evaluate
 from mlwfcalc.nn import ModelConfig
-from mlwfcalc.training import TrainConfig, Trainer
+from mlwfcalc.training.evaluation import evaluate
+from mlwfcalc.training.trainer import TrainConfig, Trainer
 from mlwfcalc.validation import InputError
 
 TINY_MODEL = dict(channels=4, num_layers=1, num_radial=4, radial_hidden=8)
@@ -279,8 +279,8 @@ def test_evaluate_is_rotation_invariant_and_tabulates_several_sets(water_db, tmp
 
 def test_two_ddp_processes_follow_one_process_with_the_same_total_batch(water_db, tmp_path, capfd):
     """torch DDP over gloo, 2 CPU processes with 2 molecules each against 1 process with 4: same weights."""
-    from mlwfcalc.distributed import Context, launch, shard
-    from mlwfcalc.training import train_process
+    from mlwfcalc.training.distributed import Context, launch, shard
+    from mlwfcalc.training.trainer import train_process
 
     assert shard(np.arange(4), Context(0, 2)).tolist() == [0, 2] and shard(np.arange(4), Context(1, 2)).tolist() == [1, 3]
 

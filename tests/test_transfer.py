@@ -11,11 +11,11 @@ import mlwfcalc
 from mlwfcalc.cli import main
 from mlwfcalc.data.dataset import LabelledDataset, Sample
 from mlwfcalc.energy import EnergyConfig, EnergyHead
-from mlwfcalc.evaluation import evaluate
 from mlwfcalc.io import read_model
 from mlwfcalc.model import MLWFModel
 from mlwfcalc.predictor import HamiltonianPredictor
-from mlwfcalc.transfer import TransferConfig, TransferTrainer, predict_observables
+from mlwfcalc.training.evaluation import evaluate
+from mlwfcalc.training.transfer import TransferConfig, TransferTrainer, predict_observables
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 
 from scipy.spatial.transform import Rotation
 
-from .data.dataset import LabelledDataset, Sample
-from .electronic import dipole_moment, solve_orbitals
-from .predictor import HamiltonianPredictor
-from .pyscf import reference_scf
-from .validation import InputError
+from ..data.dataset import LabelledDataset, Sample
+from ..electronic import dipole_moment, solve_orbitals
+from ..predictor import HamiltonianPredictor
+from ..pyscf import reference_scf
+from ..validation import InputError
 
 
 @dataclass
@@ -269,7 +269,7 @@ def groups_of(dataset: LabelledDataset, by: str) -> dict[str, list[int]]:
     if not all(s.molecule for s in dataset.samples):
         raise InputError(f"{dataset.path} has frames without their molecule's SMILES: grouping by family needs "
                          "labels of `mlwfcalc molecules` / `sample --every-frame` frames; group by size instead")
-    from .data.molecules import FUNCTIONAL_GROUPS, families
+    from ..data.molecules import FUNCTIONAL_GROUPS, families
 
     found = {}
     for k, s in enumerate(dataset.samples):

@@ -29,13 +29,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import distributed
-from .data.dataset import LabelledDataset
-from .io import read_config, resolve_model_path, save_model
-from .model import MLWFModel
-from .nn.graph import Batch, make_batch, pad_matrices
-from .nn.model import HamiltonianModel, ModelConfig
-from .predictor import resolve_device
-from .validation import InputError
+from ..data.dataset import LabelledDataset
+from ..io import read_config, resolve_model_path, save_model
+from ..model import MLWFModel
+from ..nn.graph import Batch, make_batch, pad_matrices
+from ..nn.model import HamiltonianModel, ModelConfig
+from ..predictor import resolve_device
+from ..validation import InputError
 
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
@@ -45,7 +45,7 @@ CHECKPOINT_META = "checkpoint.json"
 class OptimisationSettings:
     """What every training run of this package shares: split, batches, schedule, optimiser, EMA,
     validation interval, precision and device (TOML keys of :class:`TrainConfig` and of
-    :class:`~mlwfcalc.transfer.TransferConfig`).
+    :class:`~mlwfcalc.training.transfer.TransferConfig`).
 
     Attributes:
         seed: split, initialisation and batch order.
@@ -430,7 +430,7 @@ class Trainer:
 
     def _initialise_from(self, model_dir: str) -> None:
         """Start from another model's weights and normalisation; its architecture must be this run's."""
-        from .io import read_model
+        from ..io import read_model
 
         network = read_model(model_dir, dtype=self.dtype)[0].network
         if network.config != self.config.model:
@@ -556,7 +556,7 @@ class Trainer:
 
 
 def train_process(config: dict, progress: bool, stop_at_step: int | None) -> None:
-    """One process of a distributed run (:func:`mlwfcalc.distributed.launch`): build the Trainer, run it."""
+    """One process of a distributed run (:func:`mlwfcalc.training.distributed.launch`): build the Trainer, run it."""
     trainer = Trainer(TrainConfig(**config), progress=progress)
     summary = trainer.run(stop_at_step=stop_at_step)
     if trainer.ctx.main:

@@ -19,12 +19,12 @@ from ase import Atoms
 from ase.units import Bohr
 from tqdm.auto import tqdm
 
-from .data.dataset import LabelledDataset, Sample
-from .domain import DEFAULT_MARGIN_ANG, TrainingDomain
-from .io import save_model
-from .predictor import HamiltonianPredictor
-from .uncertainty import AGGREGATIONS, MIN_CALIBRATION_STRUCTURES, FeatureDistance, UncertaintyConfig
-from .validation import InputError
+from ..data.dataset import LabelledDataset, Sample
+from ..domain import DEFAULT_MARGIN_ANG, TrainingDomain
+from ..io import save_model
+from ..predictor import HamiltonianPredictor
+from ..uncertainty import AGGREGATIONS, MIN_CALIBRATION_STRUCTURES, FeatureDistance, UncertaintyConfig
+from ..validation import InputError
 
 #: Covariance shrinkages tried (see :mod:`mlwfcalc.uncertainty`).
 SHRINKAGES = (0.001, 0.01, 0.1)

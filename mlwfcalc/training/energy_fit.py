@@ -20,9 +20,9 @@ from ase import Atoms
 from ase.units import Bohr, Hartree
 from tqdm.auto import tqdm
 
-from .data.dataset import Sample
-from .energy import EnergyConfig, EnergyHead, reference_terms
-from .predictor import HamiltonianPredictor
+from ..data.dataset import Sample
+from ..energy import EnergyConfig, EnergyHead, reference_terms
+from ..predictor import HamiltonianPredictor
 
 MEV = 1000 * Hartree  # Hartree -> meV
 MEV_PER_A = 1000 * Hartree / Bohr  # Hartree/Bohr -> meV/Angstrom
@@ -162,7 +162,7 @@ def model_errors(model: HamiltonianPredictor, samples: list[Sample], batch_size:
     Needs no feature Jacobians (one backward pass per batch instead of one per atom and feature), so it
     is the cheap way to score a fitted head on a held-out set. ``model`` must carry an energy head.
     Molecules outside the model's training domain are left out (the model refuses them) and counted in
-    ``n_outside_domain``, as :func:`mlwfcalc.evaluation.evaluate` counts them.
+    ``n_outside_domain``, as :func:`mlwfcalc.training.evaluation.evaluate` counts them.
     """
     if model.energy_head is None:
         raise ValueError("model_errors needs a model with an energy head")

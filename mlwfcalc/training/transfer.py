@@ -22,7 +22,7 @@ The last term keeps F close to the starting model's F on the same geometries (``
 AO matrix elements), so that the orbitals and the density stay those of a Kohn-Sham Hamiltonian
 where the high-level data say nothing about them; ``fock_weight`` sets how far F may move.
 
-A run lives in one directory, like :mod:`mlwfcalc.training`'s: ``checkpoint.*`` (resumable at any
+A run lives in one directory, like :mod:`mlwfcalc.training.trainer`'s: ``checkpoint.*`` (resumable at any
 moment), ``log.csv``, ``best/`` (the best model by validation loss without the regulariser, EMA
 weights) and, once the schedule has ended, ``last/`` (the final EMA weights). The loss is a mean of
 squares, so a few far-off validation frames can decide ``best``; compare the two on the validation
@@ -43,16 +43,16 @@ from ase import Atoms
 from ase.units import Bohr, Debye, Hartree
 from tqdm.auto import tqdm
 
-from .data.dataset import LabelledDataset, Sample
-from .electronic import density_matrix, dipole_moment, overlap_matrix
-from .energy import EnergyConfig, EnergyHead
-from .io import read_model, save_model
-from .model import MLWFModel
-from .predictor import HamiltonianPredictor, resolve_device
-from .training import (CHECKPOINT_META, OptimisationSettings, batch_indices, check_same_labels,
+from ..data.dataset import LabelledDataset, Sample
+from ..electronic import density_matrix, dipole_moment, overlap_matrix
+from ..energy import EnergyConfig, EnergyHead
+from ..io import read_model, save_model
+from ..model import MLWFModel
+from ..predictor import HamiltonianPredictor, resolve_device
+from .trainer import (CHECKPOINT_META, OptimisationSettings, batch_indices, check_same_labels,
                        check_same_validation, learning_rate, load_checkpoint, make_optimizer, molecules_seen_by,
                        read_checkpoint_meta, read_log, update_ema, write_checkpoint, write_log)
-from .validation import InputError
+from ..validation import InputError
 
 MEV = 1000 * Hartree  # meV per Hartree
 MEV_PER_A = 1000 * Hartree / Bohr  # meV/A per Hartree/Bohr
@@ -63,7 +63,7 @@ MICRO = 1e6  # micro-Hartree per Hartree
 @dataclass
 class TransferConfig(OptimisationSettings):
     """Settings of a fine-tuning run (``mlwfcalc train --transfer``; a TOML file's keys): the
-    :class:`~mlwfcalc.training.OptimisationSettings` (defaults for fine-tuning: batch 8, 3,000 steps,
+    :class:`~mlwfcalc.training.trainer.OptimisationSettings` (defaults for fine-tuning: batch 8, 3,000 steps,
     lr 1e-4 to 1e-6, EMA 0.99, float64 since forces are differentiated twice) and:
 
     Attributes:
@@ -203,9 +203,9 @@ class TransferTrainer:
 
     def _initial_head(self, model: MLWFModel) -> EnergyHead:
         """Stage 1, the head-only transfer: a new head fitted on the frozen starting network to the
-        high-level energies and forces of the training split (:func:`~mlwfcalc.energy_training.fit_energy_head`,
+        high-level energies and forces of the training split (:func:`~mlwfcalc.training.energy_fit.fit_energy_head`,
         ``head_epochs`` epochs, best on the validation split); the joint fine-tuning starts from it."""
-        from .energy_training import EnergyFitConfig, fit_energy_head, precompute
+        from .energy_fit import EnergyFitConfig, fit_energy_head, precompute
 
         predictor = HamiltonianPredictor(model.to(self.device), self.device)
         train, val = (precompute(predictor, [self.dataset[int(i)] for i in index], self.config.term, "invariants",
