@@ -81,7 +81,7 @@ def main():
                        network.config.cutoff)
     target = torch.randn(args.batch_size, batch.nao.max().item(), batch.nao.max().item()) * 1e-2
     try:  # the optimiser the Trainer of this code version builds
-        from mlwfcalc.training.trainer import TrainConfig, make_optimizer
+        from mlwfcalc.training.optimisation import TrainConfig, make_optimizer
         optimizer = make_optimizer(network.parameters(), TrainConfig(lr=1e-4))
     except ImportError:  # format-1 code: plain AdamW with AMSGrad
         optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, amsgrad=True)

@@ -15,8 +15,8 @@ import json
 from mlwfcalc.data import LabelledDataset
 from mlwfcalc.io import save_model
 from mlwfcalc.predictor import load_model
+from mlwfcalc.training.checkpoint import molecules_seen_by
 from mlwfcalc.training.evaluation import SUBSPACE_THRESHOLDS, choose_overlap_subspace
-from mlwfcalc.training.trainer import molecules_seen_by
 from mlwfcalc.validation import InputError
 
 

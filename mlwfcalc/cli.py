@@ -208,7 +208,8 @@ def _cmd_train(args) -> None:
     if args.transfer:
         return _cmd_transfer(args)
     from .nn.model import ModelConfig
-    from .training.trainer import TrainConfig, Trainer
+    from .training.optimisation import TrainConfig
+    from .training.trainer import Trainer
 
     overrides = {k: getattr(args, k) for k in ("dataset", "output", "seed", "batch_size", "max_steps", "max_minutes",
                                                "lr", "val_every", "dtype", "threads", "n_train", "n_val",
@@ -235,7 +236,8 @@ def _cmd_train(args) -> None:
 
     if args.ddp and args.ddp > 1:
         from .training.distributed import launch
-        from .training.trainer import CHECKPOINT_META, read_checkpoint_meta, train_process
+        from .training.checkpoint import CHECKPOINT_META, read_checkpoint_meta
+        from .training.trainer import train_process
 
         launch(train_process, args.ddp, config.to_dict(), not args.quiet, args.stop_at_step)
         output = Path(config.output)
@@ -292,7 +294,7 @@ def _cmd_transfer(args) -> None:
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     data = {}
     if args.config:
-        from .training.trainer import TrainConfig
+        from .training.optimisation import TrainConfig
 
         data = TrainConfig.read_toml(args.config)
         unknown = sorted(set(data) - known)

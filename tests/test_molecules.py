@@ -122,7 +122,7 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     # a model records the molecules it trained and validated on; a run from its weights refuses a split that
     # would validate on one it trained on
     from mlwfcalc.nn.model import ModelConfig
-    from mlwfcalc.training.trainer import TrainConfig, Trainer
+    from mlwfcalc.training import TrainConfig, Trainer
     from mlwfcalc.validation import InputError
 
     def config(output, seed, **extra):

@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 import mlwfcalc
 from mlwfcalc.data import LabelledDataset
 from mlwfcalc.nn import ModelConfig
+from mlwfcalc.training import TrainConfig, Trainer
 from mlwfcalc.training.evaluation import evaluate
-from mlwfcalc.training.trainer import TrainConfig, Trainer
 from mlwfcalc.validation import InputError
 
 TINY_MODEL = dict(channels=4, num_layers=1, num_radial=4, radial_hidden=8)

@@ -1,4 +1,4 @@
-"""Training: loss, optimiser, learning-rate schedule, EMA, validation, checkpoints, resume, logs.
+"""The trainer of a Kohn-Sham model (``mlwfcalc train``): the losses on F, the loop, validation, the export.
 
 A run lives in one directory::
 
@@ -15,187 +15,26 @@ resumed run follows the uninterrupted one exactly.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from . import distributed
 from ..data.dataset import LabelledDataset
 from ..io import read_config, resolve_model_path, save_model
 from ..model import MLWFModel
 from ..nn.graph import Batch, make_batch, pad_matrices
-from ..nn.model import HamiltonianModel, ModelConfig
+from ..nn.model import HamiltonianModel
 from ..predictor import resolve_device
 from ..validation import InputError
-
-CHECKPOINT = "checkpoint.safetensors"
-CHECKPOINT_META = "checkpoint.json"
-
-
-@dataclass
-class OptimisationSettings:
-    """What every training run of this package shares: split, batches, schedule, optimiser, EMA,
-    validation interval, precision and device (TOML keys of :class:`TrainConfig` and of
-    :class:`~mlwfcalc.training.transfer.TransferConfig`).
-
-    Attributes:
-        seed: split, initialisation and batch order.
-        n_train, n_val: split sizes (counts, or fractions of the dataset); the split is seeded.
-        batch_size: molecules per step (the global batch when several processes train).
-        max_steps: total optimiser steps (the schedule spans them).
-        max_minutes: stop (with a checkpoint) after this wall time; resume later to go on.
-        lr, lr_min, warmup_steps: linear warm-up to ``lr``, then cosine decay to ``lr_min``.
-        optimizer: ``"adamw"`` or ``"amsgrad"`` (AdamW with the AMSGrad variant); ``weight_decay``.
-        ema_decay: exponential moving average of weights used for validation and export.
-        clip_grad: gradient-norm clipping.
-        val_every: validate, log and checkpoint every this many steps.
-        dtype: ``"float32"`` or ``"float64"``; threads: torch CPU threads, at most the free cores (a
-            thread on a busy core stalls the others: 30x slower measured, docs/benchmarks.md).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; checkpoints are device-free, so a run
-            may resume on another device.
-    """
-
-    seed: int = 0
-    n_train: float = 0.9
-    n_val: float = 0.1
-    batch_size: int = 16
-    max_steps: int = 20000
-    max_minutes: float | None = None
-    lr: float = 3e-3
-    lr_min: float = 1e-5
-    warmup_steps: int = 200
-    optimizer: str = "amsgrad"
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    clip_grad: float = 10.0
-    val_every: int = 250
-    dtype: str = "float32"
-    threads: int | None = None
-    device: str = "cpu"
-
-    def __post_init__(self):
-        if self.optimizer not in ("adamw", "amsgrad"):
-            raise InputError(f"optimizer {self.optimizer!r}: choose adamw or amsgrad")
-        if self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype {self.dtype!r}: choose float32 or float64")
-
-
-@dataclass
-class TrainConfig(OptimisationSettings):
-    """Settings of a training run (a TOML file's keys; ``[model]`` holds :class:`ModelConfig` keys), the
-    :class:`OptimisationSettings` and:
-
-    Attributes:
-        dataset: label database (``mlwfcalc label`` output).
-        output: run directory.
-        loss_unit: Hartree; loss = mean((e/unit)^2) + mean(|e/unit|) over all matrix elements e.
-        orbital_loss_weight: adds ``weight * mean(|e_pred - e_ref| / loss_unit)`` over the occupied
-            orbitals and the LUMO (eigenvalues of F with the exact overlap; finite at degeneracies).
-        density_loss_weight: adds ``weight * mean(|dP| / loss_unit)`` over molecules, where ``|dP|`` is
-            the Frobenius norm (orthonormal AO basis) of the first-order density error that the
-            predicted F implies: its occupied-virtual block in the reference orbitals over the
-            orbital-energy differences (see :meth:`TrainingData.density_error`). It is what an SCF
-            guess from F gets wrong, linear in F (no eigenvector derivatives).
-        init_from: a model directory whose weights (and normalisation) start this run (fine-tuning).
-        normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
-    """
-
-    dataset: str = ""
-    output: str = "run"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss_unit: float = 1e-3
-    orbital_loss_weight: float = 0.0
-    density_loss_weight: float = 0.0
-    init_from: str | None = None
-    normalise_outputs: bool = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.model, dict):
-            self.model = ModelConfig(**self.model)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        return d
-
-    @staticmethod
-    def read_toml(path: str | Path) -> dict:
-        """The raw content of a TOML training config; InputError when it cannot be read."""
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib
-        try:
-            return tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise InputError(f"cannot read training config {path} ({err})") from None
-
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides) -> "TrainConfig":
-        data = cls.read_toml(path)
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise InputError(f"{path}: {err}") from None
-
-
-def learning_rate(config: OptimisationSettings, step: int) -> float:
-    """Linear warm-up, then cosine decay from ``lr`` to ``lr_min`` at ``max_steps``."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
-
-
-def write_checkpoint(output: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
-                     meta: dict) -> None:
-    """Save modules' and the optimiser's tensors (safetensors) and ``meta`` plus the optimiser's param
-    groups (JSON) into ``output``, atomically: temporary files first, then renamed."""
-    output.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{name}.{k}": v for name, module in modules.items() for k, v in module.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for name, value in state.items():
-            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {**meta, "param_groups": optimizer.state_dict()["param_groups"]}
-    tmp_tensors = output / (CHECKPOINT + ".tmp")
-    save_file(tensors, str(tmp_tensors), metadata={"step": str(meta.get("step", ""))})
-    tmp_meta = output / (CHECKPOINT_META + ".tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    tmp_tensors.replace(output / CHECKPOINT)
-    tmp_meta.replace(output / CHECKPOINT_META)
-
-
-def read_checkpoint_meta(output: Path) -> dict:
-    """The JSON part of the checkpoint in ``output``."""
-    return json.loads((output / CHECKPOINT_META).read_text())
-
-
-def load_checkpoint(output: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
-    """Restore what :func:`write_checkpoint` saved into ``modules`` (same names) and ``optimizer``; returns meta."""
-    meta = read_checkpoint_meta(output)
-    tensors = load_file(str(output / CHECKPOINT))
-    for name, module in modules.items():
-        prefix = f"{name}."
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return meta
+from . import distributed
+from .checkpoint import (CHECKPOINT_META, check_same_labels, check_same_validation, load_checkpoint, molecules_seen_by,
+                         plot_learning_curve, read_checkpoint_meta, read_log, write_checkpoint, write_log)
+from .optimisation import TrainConfig, batch_indices, learning_rate, make_optimizer, update_ema
 
 
 class TrainingData:
@@ -275,58 +114,6 @@ class TrainingData:
         return batch_indices(self.train_index, self.config.batch_size, self.config.seed, step)
 
 
-def check_same_labels(meta: dict, dataset: LabelledDataset, output: Path) -> None:
-    """Refuse to resume the run in ``output`` (checkpoint metadata ``meta``) on labels other than its own:
-    a database that gained or lost rows since would silently move molecules between the splits."""
-    saved = meta.get("dataset_fingerprint")
-    if saved is not None and saved != dataset.fingerprint:
-        raise InputError(f"{dataset.path} changed since the run in {output} started ({meta.get('dataset_size')} "
-                         f"labelled geometries then, {len(dataset)} now), so its train/validation split would "
-                         "change; resume on a copy of the labels as they were, or start a new run")
-
-
-def check_same_validation(meta: dict, validation: list[str], output: Path) -> None:
-    """Refuse to resume the run in ``output`` (checkpoint metadata ``meta``) when this split's
-    ``validation`` molecules (SMILES) are not the ones it was validated on: the split rule changed since."""
-    if "val_molecules" in meta and meta["val_molecules"] != validation:
-        raise InputError(f"{output} holds a run validated on other molecules than this split's (the split "
-                         "rule changed since it started); start a new run")
-
-
-def batch_indices(train_index: np.ndarray, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """The training indices of ``step``: each epoch a seeded permutation of ``train_index``, cut into
-    batches. A pure function of seed and step, so a resumed run follows the uninterrupted one."""
-    epoch, k = divmod(step, len(train_index) // batch_size)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = train_index[torch.randperm(len(train_index), generator=generator).numpy()]
-    return order[k * batch_size:(k + 1) * batch_size]
-
-
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
-    """Move ``ema``'s parameters towards ``model``'s; the decay ramps up from 0.1 to ``decay`` early on."""
-    rate = min(decay, (1 + step) / (10 + step))
-    with torch.no_grad():
-        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - rate)
-
-
-def read_log(output: Path, step: int) -> list[dict]:
-    """The rows of ``output/log.csv`` up to ``step`` (what a resumed run continues), or none."""
-    log = output / "log.csv"
-    if not log.exists():
-        return []
-    with open(log) as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)
-                if int(float(row["step"])) <= step]
-
-
-def write_log(output: Path, history: list[dict]) -> None:
-    """``history`` (one dict per validation, same keys) as ``output/log.csv``."""
-    with open(output / "log.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-
-
 def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, unit: float,
                 ctx: distributed.Context = distributed.Context()) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, MAE in Hartree)`` over the valid entries: mean((e/unit)^2) + mean(|e/unit|).
@@ -339,35 +126,6 @@ def matrix_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, un
     count = distributed.global_sum(error.numel(), ctx).to(error.dtype)
     mae = error.abs().mean()
     return ((error / unit).pow(2).sum() + error.abs().sum() / unit) * ctx.world / count, mae
-
-
-def make_optimizer(parameters, config: OptimisationSettings) -> torch.optim.Optimizer:
-    """AdamW (AMSGrad variant for ``optimizer = "amsgrad"``), fused: one kernel for all parameters."""
-    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay,
-                             amsgrad=config.optimizer == "amsgrad", fused=True)
-
-
-def molecules_seen_by(record: dict, model_name: str, validation: list[str]) -> set[str]:
-    """The molecules (SMILES) a model's weights were trained on, from its ``config.json`` (``record``: the
-    ``"training"`` run's and any ``"transfer"`` fine-tune's ``train_molecules``); refuses a run starting from
-    those weights whose ``validation`` molecules hold any of them, and warns when ``validation`` names
-    molecules but the record does not (a model trained before models recorded them)."""
-    import warnings
-
-    runs = [record.get(part, {}) for part in ("training", "transfer")]
-    seen = set().union(*(run.get("train_molecules", []) for run in runs))
-    if validation and not any("train_molecules" in run for run in runs):
-        warnings.warn(f"init_from {model_name} does not record the molecules it was trained on, so this run "
-                      "cannot check that its validation molecules are new to those weights: its validation "
-                      "error may be optimistic", UserWarning, stacklevel=3)
-    leaked = seen & set(validation)
-    if leaked:
-        raise InputError(f"init_from {model_name}: {len(leaked)} of this run's {len(validation)} validation "
-                         f"molecules (e.g. {sorted(leaked)[0]}) were trained on by that model, so the "
-                         "validation error, the uncertainty calibration and the best-model choice would be "
-                         "optimistic; keep that model's split (its seed, n_train and n_val on labels of the "
-                         "same molecules) or start from scratch")
-    return seen
 
 
 class Trainer:
@@ -562,24 +320,3 @@ def train_process(config: dict, progress: bool, stop_at_step: int | None) -> Non
     if trainer.ctx.main:
         print(f"{trainer.ctx.world} processes: step {summary['step']}, best validation MAE of F "
               f"{summary['best_val_mae_uha']:.1f} micro-Hartree; {summary['seconds_per_step'] * 1000:.0f} ms/step")
-
-
-def plot_learning_curve(history: list[dict], path: Path) -> None:
-    """Training and validation MAE of F (micro-Hartree, log scale) against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [h["train_mae_uha"] for h in history], label="train (batch mean)")
-    ax.plot(steps, [h["val_mae_uha"] for h in history], label="validation (EMA)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("MAE of F (micro-Hartree)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -49,10 +49,10 @@ from ..energy import EnergyConfig, EnergyHead
 from ..io import read_model, save_model
 from ..model import MLWFModel
 from ..predictor import HamiltonianPredictor, resolve_device
-from .trainer import (CHECKPOINT_META, OptimisationSettings, batch_indices, check_same_labels,
-                       check_same_validation, learning_rate, load_checkpoint, make_optimizer, molecules_seen_by,
-                       read_checkpoint_meta, read_log, update_ema, write_checkpoint, write_log)
 from ..validation import InputError
+from .checkpoint import (CHECKPOINT_META, check_same_labels, check_same_validation, load_checkpoint, molecules_seen_by,
+                         read_checkpoint_meta, read_log, write_checkpoint, write_log)
+from .optimisation import OptimisationSettings, batch_indices, learning_rate, make_optimizer, update_ema
 
 MEV = 1000 * Hartree  # meV per Hartree
 MEV_PER_A = 1000 * Hartree / Bohr  # meV/A per Hartree/Bohr
@@ -63,8 +63,8 @@ MICRO = 1e6  # micro-Hartree per Hartree
 @dataclass
 class TransferConfig(OptimisationSettings):
     """Settings of a fine-tuning run (``mlwfcalc train --transfer``; a TOML file's keys): the
-    :class:`~mlwfcalc.training.trainer.OptimisationSettings` (defaults for fine-tuning: batch 8, 3,000 steps,
-    lr 1e-4 to 1e-6, EMA 0.99, float64 since forces are differentiated twice) and:
+    :class:`~mlwfcalc.training.optimisation.OptimisationSettings` (defaults for fine-tuning: batch 8, 3,000
+    steps, lr 1e-4 to 1e-6, EMA 0.99, float64 since forces are differentiated twice) and:
 
     Attributes:
         high_level: label database of a correlated method (energies, forces, dipoles).
