@@ -48,3 +48,21 @@ def test_labels_without_forces_match_full_labels_and_round_trip(water_frames, tm
 def test_no_forces_is_refused_for_correlated_labels(water_frames, tmp_path, capsys):
     assert main(["label", str(water_frames), "-o", str(tmp_path / "cc.db"), "--method", "mp2", "--no-forces"]) == 2
     assert "drop --no-forces" in capsys.readouterr().err
+
+
+def test_energy_head_fit_refuses_frames_without_forces_and_evaluation_skips_them(water_frames, tmp_path,
+                                                                                 tiny_model_dir):
+    from mlwfcalc.training.energy_fit import precompute
+    from mlwfcalc.training.evaluation import evaluate
+    from mlwfcalc.validation import InputError
+
+    import mlwfcalc
+
+    tiny = mlwfcalc.load_model(tiny_model_dir, device="cpu")
+    bare = tmp_path / "bare.db"
+    assert main(["label", str(water_frames), "-o", str(bare), "--workers", "1", "--no-forces", "-q"]) == 0
+    dataset = LabelledDataset(bare)
+    with pytest.raises(InputError, match="2 of 2 frames were labelled without forces"):
+        precompute(tiny, dataset.samples, "none", "invariants", progress=False)
+    report = evaluate(tiny, dataset, progress=False)
+    assert report.force_mae_mev_per_a is None and report.energy_mae_mev is not None

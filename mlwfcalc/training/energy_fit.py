@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import Sample
 from ..energy import EnergyConfig, EnergyHead, reference_terms
 from ..predictor import HamiltonianPredictor
+from ..validation import InputError
 
 MEV = 1000 * Hartree  # Hartree -> meV
 MEV_PER_A = 1000 * Hartree / Bohr  # Hartree/Bohr -> meV/Angstrom
@@ -83,8 +84,13 @@ def precompute(model: HamiltonianPredictor, samples: list[Sample], term: str, fe
                batch_size: int = 32, progress: bool = True) -> list[Precomputed]:
     """Features, their Jacobians and ``E_nn + E_el`` (value and gradient) for every sample, grouped by size.
 
-    ``term`` and ``features`` are those of the head to fit (:class:`~mlwfcalc.energy.EnergyConfig`).
+    ``term`` and ``features`` are those of the head to fit (:class:`~mlwfcalc.energy.EnergyConfig`). Every
+    sample needs forces: InputError naming how many were labelled without them (``label --no-forces``).
     """
+    bare = sum(s.forces is None for s in samples)
+    if bare:
+        raise InputError(f"{bare} of {len(samples)} frames were labelled without forces (`mlwfcalc label --no-forces`), "
+                         "which the energy head's force loss needs: fit it on a database of frames with forces")
     by_size: dict[int, list[Sample]] = {}
     for s in samples:
         by_size.setdefault(len(s.numbers), []).append(s)

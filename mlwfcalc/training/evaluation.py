@@ -103,7 +103,8 @@ def rotated(sample: Sample, rotation: np.ndarray, layout) -> Sample:
     """``sample`` turned by the (improper) rotation ``(3, 3)``: positions, forces, dipole and F (AO Wigner D)."""
     d = torch.as_tensor(layout.wigner_D(sample.numbers.tolist(), rotation))
     r = torch.as_tensor(rotation)
-    return replace(sample, positions=sample.positions @ r.T, fock=d @ sample.fock @ d.T, forces=sample.forces @ r.T,
+    forces = None if sample.forces is None else sample.forces @ r.T  # frames labelled without forces
+    return replace(sample, positions=sample.positions @ r.T, fock=d @ sample.fock @ d.T, forces=forces,
                    dipole=r @ sample.dipole)
 
 
@@ -163,7 +164,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
             f_max = max(f_max, float(error.max()))
             if head:
                 energy_err.append(abs(float(out.energies[k]) - float(sample.energy)))
-                force_err.append(np.abs(out.forces[k] - sample.forces.numpy()).reshape(-1))
+                if sample.forces is not None:  # frames labelled without forces score energies only
+                    force_err.append(np.abs(out.forces[k] - sample.forces.numpy()).reshape(-1))
             overlap = torch.as_tensor(mol.intor("int1e_ovlp"))
             orb_p = solve_orbitals(fock, overlap, mol.nelectron, subspace=model.overlap_subspace)
             orb_r = solve_orbitals(ref, overlap, mol.nelectron)
@@ -199,7 +201,7 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
                               dipole_mae_debye=Bohr / Debye * float(np.mean(dip_err)),
                               energy_mae_mev=1e3 * Hartree * float(np.mean(energy_err)) if head else None,
                               force_mae_mev_per_a=(1e3 * Hartree / Bohr * float(np.concatenate(force_err).mean())
-                                                   if head else None),
+                                                   if head and force_err else None),
                               mean_uncertainty_uha=1e6 * float(np.mean(uncertainties)) if uncertainties else None,
                               outside_domain_percent=100 * outside / len(indices) if model.domain is not None else None,
                               spurious_orbital_percent=100 * spurious / len(indices),
