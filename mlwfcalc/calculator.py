@@ -1,7 +1,7 @@
 """The ASE calculator: energies, forces, dipoles, charges, orbitals and densities from a trained model.
 
     from mlwfcalc import MLWFCalculator
-    atoms.calc = MLWFCalculator(model="water-pbe-def2svp")
+    atoms.calc = MLWFCalculator()       # model="auto": the shipped model covering atoms (calc.model.name)
     atoms.get_potential_energy(); atoms.get_forces(); atoms.calc.get_eigenvalues()
 
 ASE units at this boundary (eV, Angstrom, e*Angstrom, e); atomic units everywhere inside.
@@ -18,27 +18,32 @@ from typing import Sequence
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.calculator import (Calculator, PropertyNotImplementedError, all_changes,
-                                        external_calculators, register_calculator_class)
+from ase.calculators.calculator import Calculator, all_changes, external_calculators, register_calculator_class
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import Bohr, Hartree
 
+from .accessors import OrbitalAccessors
 from .domain import DOMAIN_POLICIES, OutOfDomainError, OutOfDomainWarning
-from .electronic import (SpuriousOrbitalWarning, dipole_moment, mulliken_charges, write_density_cube,
-                         write_orbital_cube)
+from .electronic import SpuriousOrbitalWarning, dipole_moment, mulliken_charges
+from .choice import AUTO, choose_model, is_auto
 from .predictor import HamiltonianPredictor, Prediction, load_model
+from .pyscf import guess_dm, say_minao_guess, scf_mole, scf_settings
 from .uncertainty import QUANTITIES, FeatureDistance, UncertainPredictionError, check_hard_limit
-from .validation import InputError
+from .validation import InputError, check_not_periodic, check_positions, check_state
 
 MODES = ("ml", "harris", "variational", "scf")
 UNCERTAIN_POLICIES = ("raise", "warn", "scf")
 
 
-class MLWFCalculator(Calculator):
+class MLWFCalculator(OrbitalAccessors, Calculator):
     """ASE calculator on an mlwfcalc model.
 
     Args:
-        model: a shipped model name, a model directory, or a loaded :class:`HamiltonianPredictor`.
+        model: ``"auto"`` (default): the shipped model whose training domain covers the molecule of the first
+            calculation (:mod:`mlwfcalc.choice`: the per-molecule model before the chemical-space one), then
+            fixed, said once, and named by ``calc.model.name``; none covers it: an error naming the nearest
+            (mode ``"scf"``: PySCF's own guess instead). Or a shipped model name, a model directory, or a loaded
+            :class:`HamiltonianPredictor`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (for a model given by name or path).
         dtype: ``None`` (the model's, float32), ``torch.float32`` or ``torch.float64`` for the network;
             energies and forces are always assembled in float64.
@@ -56,20 +61,23 @@ class MLWFCalculator(Calculator):
               NVE and optimisations. One Fock build, then one (variational) or two (Harris) fixed-density
               gradients and one backward pass through the network.
             * ``"scf"``: a full PySCF SCF warm-started from the model's density, then the analytic gradient:
-              the exact DFT answer at the model's level of theory, in fewer cycles than from scratch
-              (about 0.3 s / 4 s).
+              the exact DFT answer at the model's level of theory (PBE/def2-SVP without a model), in fewer
+              cycles than from scratch (about 0.3 s / 4 s).
         forces: for ``"harris"`` and ``"variational"``: ``"exact"`` (default) or ``"frozen-density"``
             (PySCF's nuclear gradient at the predicted orbitals, no response term: not the derivative of
             the energy reported, so neither NVE nor an optimiser's line search can trust it).
         charge, spin: total charge and 2S (PySCF's ``spin``); when None, ``atoms.info["charge"]`` and
-            ``atoms.info["spin"]`` are read, else 0. The model refuses states it was not trained for.
+            ``atoms.info["spin"]`` are read, else 0. The model-based modes refuse states it was not trained for
+            (the shipped models: neutral closed shells); mode ``"scf"`` computes any state exactly, RKS for a
+            closed shell and UKS for 2S > 0, from PySCF's minao guess where no model covers it (said once).
         scf_conv_tol: energy convergence of the ``"scf"`` mode, Hartree.
         domain: ``"refuse"`` (default): a structure outside the model's training domain (another
             molecule, a dimer, a fragment, a bond stretched beyond what training saw) raises
             :class:`~mlwfcalc.domain.OutOfDomainError`; ``"warn"``: computed, with one warning per calculator.
         on_uncertain: a structure whose uncertainty passes the model's hard limit (errors many times the
-            card's expected): ``"raise"`` (default) :class:`~mlwfcalc.uncertainty.UncertainPredictionError`;
-            ``"warn"``: returned, warned once, counted in ``uncertain_calls``; ``"scf"``: computed exactly at the
+            card's expected): ``"raise"`` (the default with ``domain="refuse"``)
+            :class:`~mlwfcalc.uncertainty.UncertainPredictionError`; ``"warn"`` (the default with ``domain="warn"``):
+            returned, warned once, counted in ``uncertain_calls``; ``"scf"``: computed exactly at the
             model's energy level (PySCF RKS warm-started from the model, or the correlated method of a transfer
             model), as are structures outside the domain; flagged in ``results["scf_fallback"]``, counted in
             ``scf_fallback_calls`` and, with ``fallback_database``, appended to that label database (geometry,
@@ -100,12 +108,12 @@ class MLWFCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges", "uncertainty"]
     default_parameters = {"mode": None, "forces": "exact", "charge": None, "spin": None, "scf_conv_tol": 1e-9,
-                          "domain": "refuse", "on_uncertain": "raise"}
+                          "domain": "refuse", "on_uncertain": None}
 
-    def __init__(self, model: str | Path | HamiltonianPredictor = "water-pbe-def2svp", device: str = "auto",
+    def __init__(self, model: str | Path | HamiltonianPredictor = AUTO, device: str = "auto",
                  dtype: torch.dtype | None = None, mode: str | None = None, charge: int | None = None,
                  spin: int | None = None, scf_conv_tol: float = 1e-9, domain: str = "refuse",
-                 forces: str = "exact", on_uncertain: str = "raise", fallback_database: str | Path | None = None,
+                 forces: str = "exact", on_uncertain: str | None = None, fallback_database: str | Path | None = None,
                  **kwargs):
         from .functional import FORCE_METHODS
 
@@ -115,30 +123,65 @@ class MLWFCalculator(Calculator):
             raise InputError(f"forces={forces!r}: choose one of {FORCE_METHODS}")
         if domain not in DOMAIN_POLICIES:
             raise InputError(f"domain={domain!r}: choose one of {DOMAIN_POLICIES}")
+        on_uncertain = on_uncertain or ("raise" if domain == "refuse" else "warn")
         if on_uncertain not in UNCERTAIN_POLICIES:
             raise InputError(f"on_uncertain={on_uncertain!r}: choose one of {UNCERTAIN_POLICIES}")
         if fallback_database is not None and on_uncertain != "scf":
             raise InputError("fallback_database collects the steps of on_uncertain='scf': set it, or drop the database")
-        self.model = model if isinstance(model, HamiltonianPredictor) else load_model(model, device, dtype)
-        mode = mode or self.model.model.energy_route
         super().__init__(mode=mode, forces=forces, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol,
                          domain=domain, on_uncertain=on_uncertain, **kwargs)
         self.fallback_database = None if fallback_database is None else Path(fallback_database)
         self.uncertain_calls = 0
         self.scf_fallback_calls = 0
         self.last_good_atoms: Atoms | None = None
-        if mode == "ml" and self.model.energy_head is None:
-            raise InputError(f"model {self.model.path} has no energy head, which mode='ml' needs: use "
-                             "mode='harris', 'variational' or 'scf', or fit one with `mlwfcalc train-energy`")
-        level = self.model.model.energy_level
-        if mode in ("harris", "variational") and level != self.model.theory.name:
-            raise InputError(f"model {self.model.name} gives {level} energies, but mode={mode!r} evaluates the "
-                             f"{self.model.theory.name} functional at its density: use mode='ml' for {level}")
         self.calls = 0
         self.flagged_calls = 0
         self.spurious_calls = 0
         self._warned: set[str] = set()
         self.prediction: Prediction | None = None
+        self._load = (device, dtype)
+        self._model: HamiltonianPredictor | None = None
+        self._chosen = not is_auto(model)  # whether the model (or, mode "scf", no model) is settled
+        if self._chosen:
+            self._use(model if isinstance(model, HamiltonianPredictor) else load_model(model, device, dtype))
+
+    @property
+    def model(self) -> HamiltonianPredictor | None:
+        """The model in use; with ``model="auto"`` chosen at the first calculation (``calc.model.name`` says
+        which). None in mode ``"scf"`` for a molecule no shipped model covers (PySCF's own guess is used)."""
+        if not self._chosen:
+            raise InputError("model='auto' is chosen at the first calculation, for its molecule: call "
+                             "atoms.get_potential_energy() first, or name a model (`mlwfcalc models` lists them)")
+        return self._model
+
+    def _use(self, model: HamiltonianPredictor | None) -> None:
+        """Settle the model and the mode it implies (None: the model's recorded energy route); refuse a mode
+        the model cannot serve."""
+        self._model, self._chosen = model, True
+        if model is None:
+            return
+        mode = self.parameters.mode = self.parameters.mode or model.model.energy_route
+        if mode == "ml" and model.energy_head is None:
+            raise InputError(f"model {model.path} has no energy head, which mode='ml' needs: use "
+                             "mode='harris', 'variational' or 'scf', or fit one with `mlwfcalc train-energy`")
+        level = model.model.energy_level
+        if mode in ("harris", "variational") and level != model.theory.name:
+            raise InputError(f"model {model.name} gives {level} energies, but mode={mode!r} evaluates the "
+                             f"{model.theory.name} functional at its density: use mode='ml' for {level}")
+
+    def _choose(self, atoms: Atoms) -> None:
+        """``model="auto"``: the shipped model covering ``atoms``, fixed from now on; mode ``"scf"`` goes on
+        without one when none covers it."""
+        device, dtype = self._load
+        try:
+            name = choose_model(atoms.numbers)
+        except OutOfDomainError as err:
+            if self.parameters.mode != "scf":
+                err.atoms, err.last_good_atoms = atoms.copy(), self.last_good_atoms
+                raise
+            self._use(None)
+            return
+        self._use(load_model(name, device, dtype))
 
     def state(self, atoms: Atoms) -> tuple[int, int]:
         """``(charge, spin)`` for ``atoms``: the calculator's arguments first, then ``atoms.info``, else 0."""
@@ -159,6 +202,9 @@ class MLWFCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         charge, spin = self.state(atoms)
+        check_state(atoms.numbers, charge, spin, where=atoms.get_chemical_formula())
+        if not self._chosen:
+            self._choose(atoms)
         try:
             prediction, energy, forces, outside = self._compute(atoms, charge, spin)
             fallback = False
@@ -171,7 +217,7 @@ class MLWFCalculator(Calculator):
             outside, fallback = [], True
         prediction.outside_domain = outside
         self.prediction = prediction
-        self.results = ase_results(prediction, energy, forces, self.model.uncertainty)
+        self.results = ase_results(prediction, energy, forces, self._model and self._model.uncertainty)
         self.results["uncertainty_above_threshold"] = self._flag(prediction, atoms)
         self.results["spurious_orbitals"] = self._flag_spurious(prediction, atoms)
         self.results["scf_fallback"] = fallback
@@ -183,13 +229,19 @@ class MLWFCalculator(Calculator):
 
     def _compute(self, atoms: Atoms, charge: int, spin: int):
         """``(prediction, energy Hartree, forces Hartree/Bohr, outside-domain findings)`` by the calculator's mode;
-        raises OutOfDomainError (domain) or UncertainPredictionError (hard limit) as its policies say."""
+        raises OutOfDomainError (domain) or UncertainPredictionError (hard limit) as its policies say. Mode
+        ``"scf"`` for a state (charge, spin) or a molecule no model covers: PySCF from its own guess."""
+        mode = self.parameters.mode
+        if mode == "scf" and (self._model is None or not self._model.covers_state(atoms.numbers, charge, spin)):
+            check_not_periodic(atoms.pbc)
+            check_positions(atoms.positions)
+            prediction, energy, forces = self._scf(atoms, charge, spin)
+            return prediction, energy, forces, []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", OutOfDomainWarning)
             outside = self.model.check_atoms(atoms, charge, spin, domain=self.parameters.domain)
         if outside:
             self._warn_once("domain", str(caught[-1].message), OutOfDomainWarning)
-        mode = self.parameters.mode
         with warnings.catch_warnings():  # counted and warned about once by _flag_spurious
             warnings.simplefilter("ignore", SpuriousOrbitalWarning)
             if mode == "scf":
@@ -257,8 +309,10 @@ class MLWFCalculator(Calculator):
 
     def _flag(self, prediction: Prediction, atoms: Atoms) -> bool:
         """Whether the prediction's uncertainty passes the model's threshold; warns the first time."""
+        if prediction.uncertainty is None:
+            return False
         threshold = self.model.uncertainty_threshold
-        if prediction.uncertainty is None or threshold is None or prediction.uncertainty <= threshold:
+        if threshold is None or prediction.uncertainty <= threshold:
             return False
         self.flagged_calls += 1
         describe = self.model.uncertainty.config.describe
@@ -298,10 +352,12 @@ class MLWFCalculator(Calculator):
         Returns:
             ``(n_images,)`` energies in eV, in input order.
         """
+        images = list(images)
+        if not self._chosen and images:
+            self._choose(images[0])
         if self.parameters.mode != "ml":
             raise InputError(f"calculate_batch needs mode='ml' (got {self.parameters.mode!r}); the "
                              "PySCF-based modes run one molecule at a time: use atoms.calc = calculator")
-        images = list(images)
         states = {self.state(a) for a in images}
         if len(states) > 1:
             raise InputError(f"calculate_batch needs one charge and spin for all images, got {sorted(states)}")
@@ -321,110 +377,29 @@ class MLWFCalculator(Calculator):
 
     def _scf(self, atoms: Atoms, charge: int, spin: int, conv_tol: float | None = None,
              labels: bool = False) -> tuple[Prediction, float, np.ndarray]:
-        """PySCF SCF warm-started from the model, then its gradient (``labels``: as the model's labels were made)."""
-        from .pyscf import guess_dm, reference_scf
-
-        mol = self.model.make_mole(atoms, charge, spin)
-        mf = reference_scf(self.model, mol, conv_tol=conv_tol or self.parameters.scf_conv_tol)
-        with warnings.catch_warnings():  # checked and warned about by calculate()
-            warnings.simplefilter("ignore", OutOfDomainWarning)
-            mf.kernel(dm0=guess_dm(mol, self.model, domain="warn"))
+        """PySCF SCF (RKS for a closed shell, UKS for ``spin`` > 0) at the model's level of theory, warm-started
+        from the model, then its gradient (``labels``: as the model's labels were made). Where the model does not
+        cover the state (or there is no model: PBE/def2-SVP), from PySCF's minao guess, said once."""
+        model = self._model
+        settings = scf_settings(model, conv_tol or self.parameters.scf_conv_tol)
+        mol = scf_mole(atoms, settings, charge, spin)
+        mf = settings.make_scf(mol)
+        if model is not None and model.covers_state(atoms.numbers, charge, spin):
+            with warnings.catch_warnings():  # checked and warned about by calculate()
+                warnings.simplefilter("ignore", OutOfDomainWarning)
+                mf.kernel(dm0=guess_dm(mol, model, domain="warn"))
+        else:
+            say_minao_guess(atoms.get_chemical_formula(), charge, spin, model, settings)
+            mf.kernel()
         if not mf.converged:
-            raise RuntimeError(f"PySCF SCF did not converge in {mf.max_cycle} cycles from the model's guess "
-                               f"({atoms.get_chemical_formula()})")
-        forces = -(self.model.theory.nuclear_gradient(mf) if labels else mf.nuc_grad_method().kernel())
-        overlap = mf.get_ovlp()
-        prediction = Prediction(fock=mf.get_fock(), overlap=overlap, mo_energy=mf.mo_energy, mo_coeff=mf.mo_coeff,
-                                mo_occ=mf.mo_occ, density_matrix=mf.make_rdm1(), mol=mol, energy=float(mf.e_tot),
-                                forces=forces)
+            raise RuntimeError(f"PySCF SCF did not converge in {mf.max_cycle} cycles ({atoms.get_chemical_formula()})")
+        forces = -(settings.nuclear_gradient(mf) if labels else mf.nuc_grad_method().set(verbose=0).kernel())
+        density = mf.make_rdm1()
+        prediction = Prediction(fock=mf.get_fock(), overlap=mf.get_ovlp(), mo_energy=mf.mo_energy,
+                                mo_coeff=mf.mo_coeff, mo_occ=mf.mo_occ,
+                                density_matrix=density if density.ndim == 2 else density.sum(axis=0), mol=mol,
+                                energy=float(mf.e_tot), forces=forces)
         return prediction, float(mf.e_tot), forces
-
-    # --- orbitals and densities (ASE's DFT accessors, eV) -------------------------------------------
-
-    def _current(self) -> Prediction:
-        if self.atoms is None:
-            raise PropertyNotImplementedError("nothing computed yet: call atoms.get_potential_energy() first")
-        self.get_property("energy", self.atoms)
-        return self.prediction
-
-    def get_number_of_spins(self) -> int:
-        return 1
-
-    def get_spin_polarized(self) -> bool:
-        return False
-
-    def get_ibz_k_points(self) -> np.ndarray:
-        return np.zeros((1, 3))
-
-    def get_k_point_weights(self) -> np.ndarray:
-        return np.ones(1)
-
-    def get_number_of_bands(self) -> int:
-        return len(self._current().mo_energy)
-
-    def get_eigenvalues(self, kpt: int = 0, spin: int = 0) -> np.ndarray:
-        """Orbital energies (eV), ascending."""
-        self._check_kpt_spin(kpt, spin)
-        return self._current().mo_energy * Hartree
-
-    def get_occupation_numbers(self, kpt: int = 0, spin: int = 0) -> np.ndarray:
-        """2 for occupied orbitals, 0 for virtual ones (closed shell)."""
-        self._check_kpt_spin(kpt, spin)
-        return np.array(self._current().mo_occ, dtype=float)
-
-    def get_homo_lumo(self) -> tuple[float, float]:
-        """HOMO and LUMO energies, eV."""
-        p = self._current()
-        n = int((p.mo_occ > 0).sum())
-        return float(p.mo_energy[n - 1] * Hartree), float(p.mo_energy[n] * Hartree)
-
-    def get_fermi_level(self) -> float:
-        """Mid-gap between HOMO and LUMO, eV."""
-        return float(np.mean(self.get_homo_lumo()))
-
-    @staticmethod
-    def _check_kpt_spin(kpt: int, spin: int) -> None:
-        if kpt != 0 or spin != 0:
-            raise IndexError(f"a molecule has one k-point and one spin channel here (asked kpt={kpt}, spin={spin})")
-
-    # --- matrices and files (atomic units, PySCF AO order) ------------------------------------------
-
-    def get_mole(self):
-        """The PySCF Mole (model basis, Bohr inside) that the matrices refer to."""
-        return self._current().mol
-
-    def get_density_matrix(self) -> np.ndarray:
-        """``(nao, nao)`` AO density matrix."""
-        return self._current().density_matrix
-
-    def get_mo_coefficients(self) -> np.ndarray:
-        """``(nao, nmo)`` MO coefficients, columns in the order of :meth:`get_eigenvalues`."""
-        return self._current().mo_coeff
-
-    def get_fock_matrix(self) -> np.ndarray:
-        """``(nao, nao)`` Kohn-Sham matrix, Hartree (predicted; the SCF one in mode ``"scf"``)."""
-        return self._current().fock
-
-    def get_overlap_matrix(self) -> np.ndarray:
-        return self._current().overlap
-
-    def write_density_cube(self, path: str | Path, spacing: float = 0.1, margin: float = 5.0) -> None:
-        """Electron density as a Gaussian cube file; ``spacing`` and ``margin`` in Bohr."""
-        p = self._current()
-        write_density_cube(p.mol, p.density_matrix, path, spacing, margin)
-
-    def write_orbital_cube(self, index: int | str, path: str | Path, spacing: float = 0.1,
-                           margin: float = 5.0) -> None:
-        """Orbital ``index`` (0-based, or ``"homo"`` / ``"lumo"``) as a Gaussian cube file."""
-        p = self._current()
-        n_occ = int((p.mo_occ > 0).sum())
-        named = {"homo": n_occ - 1, "lumo": n_occ}
-        if isinstance(index, str):
-            if index.lower() not in named:
-                raise ValueError(f"orbital {index!r}: give an integer index, 'homo' or 'lumo'")
-            index = named[index.lower()]
-        write_orbital_cube(p.mol, p.mo_coeff, index, path, spacing, margin)
-
 
 def ase_results(prediction: Prediction, energy: float, forces: np.ndarray,
                 uncertainty: FeatureDistance | None) -> dict[str, np.ndarray | float]:

@@ -107,8 +107,9 @@ def test_calculator_refuses_and_warns_once_with_domain_warn(water_model):
         dimer.get_potential_energy()
         dimer.positions[0] += 0.01
         dimer.get_potential_energy()
-    assert calc.calls == 2
-    assert sum(issubclass(w.category, OutOfDomainWarning) for w in caught) == 1
+    assert calc.calls == 2 and calc.uncertain_calls == 2  # domain="warn" warns past the hard limit too
+    warned = [str(w.message) for w in caught if issubclass(w.category, OutOfDomainWarning)]
+    assert len(warned) == 2 and sum("hard limit" in w for w in warned) == 1  # each kind once
 
 
 def test_pyscf_guess_refuses_outside_the_domain(water_model):
@@ -137,7 +138,8 @@ def test_command_line_refuses_and_opts_out(tmp_path, capsys):
 
 def test_uncertainty_rises_as_a_bond_stretches(water_model):
     """Equilibrium, then step by step to the edge of the domain: a strictly rising uncertainty."""
-    values = [water_model.predict(stretched_water(d)).uncertainty for d in (0.97, 1.02, 1.07, 1.12, 1.17)]
+    values = [water_model.predict(stretched_water(d), on_uncertain="warn").uncertainty
+              for d in (0.97, 1.02, 1.07, 1.12, 1.17)]
     assert all(b > a for a, b in zip(values, values[1:])), values
     assert values[0] < water_model.uncertainty_threshold < values[-1]
 
@@ -154,7 +156,7 @@ def test_uncertainty_is_invariant_under_rotation_and_inversion(water_model, etha
 def test_calculator_reports_uncertainty_and_flags_once(water_model):
     from ase.units import Hartree
 
-    calc = MLWFCalculator(water_model)
+    calc = MLWFCalculator(water_model, on_uncertain="warn")  # 1.15-1.16 A pass the hard limit too
     atoms = stretched_water(0.98)
     atoms.calc = calc
     atoms.get_potential_energy()
@@ -167,6 +169,7 @@ def test_calculator_reports_uncertainty_and_flags_once(water_model):
             atoms.get_forces()
     assert calc.results["uncertainty_above_threshold"] is True and calc.flagged_calls == 2
     assert sum("passes the threshold" in str(w.message) for w in caught) == 1
+    assert calc.uncertain_calls == 2 and sum("hard limit" in str(w.message) for w in caught) == 1
 
 
 def test_model_without_a_domain_loads_with_a_warning(tmp_path):
