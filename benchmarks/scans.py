@@ -70,7 +70,7 @@ def scan_geometries(atoms: Atoms) -> list[dict]:
         d0 = atoms.get_distance(a, b)
         for scale in HEAVY_SCALE:
             moved = atoms.copy()
-            moved.set_distance(a, b, d0 * scale, fix=0, mask=mask)
+            moved.set_distance(a, b, d0 * scale, fix=0, indices=np.nonzero(mask)[0].tolist())
             points.append({"scan": f"{atoms[a].symbol}-{atoms[b].symbol} {a}-{b}", "value": float(d0 * scale),
                            "positions": moved.positions.tolist()})
     for centre in range(len(atoms)):  # the first angle whose moving side is not a ring
@@ -84,7 +84,7 @@ def scan_geometries(atoms: Atoms) -> list[dict]:
         theta = atoms.get_angle(i, centre, k)
         for shift in ANGLE_SHIFT:
             moved = atoms.copy()
-            moved.set_angle(i, centre, k, theta + shift, mask=mask)
+            moved.set_angle(i, centre, k, theta + shift, indices=np.nonzero(mask)[0].tolist())
             points.append({"scan": f"angle {i}-{centre}-{k}", "value": float(theta + shift),
                            "positions": moved.positions.tolist()})
         break
@@ -131,6 +131,8 @@ def evaluate(record: dict, model) -> list[dict]:
     rows = []
     for molecule in record["molecules"]:
         for point in molecule["points"]:
+            if "forces_ev_per_a" not in point:  # its reference is not computed (yet), or failed
+                continue
             atoms = Atoms(molecule["numbers"], positions=point["positions"])
             atoms.calc = MLWFCalculator(model)
             row = {"molecule": molecule["name"], "scan": point["scan"], "value": point["value"]}
