@@ -1,9 +1,9 @@
 """mlwfcalc: machine-learned Kohn-Sham Hamiltonians as an ASE calculator and a PySCF warm start.
 
-    model = mlwfcalc.load_model("path/to/model", device="auto")
+    model = mlwfcalc.load_model("auto", atoms=atoms)   # the shipped model covering atoms, or a name or path
     result = model.predict(atoms)   # fock, overlap, mo_energy, mo_coeff, mo_occ, density_matrix, mol
-    atoms.calc = mlwfcalc.MLWFCalculator(model="water-pbe-def2svp")   # ASE
-    mlwfcalc.pyscf.warm_start(mf, model="water-pbe-def2svp")          # PySCF
+    atoms.calc = mlwfcalc.MLWFCalculator()            # ASE; model="auto": chosen at the first calculation
+    mlwfcalc.pyscf.warm_start(mf)                     # PySCF; model="auto" too
 """
 
 __version__ = "0.1.0"
@@ -30,11 +30,13 @@ def __getattr__(name):
     raise AttributeError(f"module 'mlwfcalc' has no attribute {name!r}")
 
 
-def load_model(name_or_path, device="auto", dtype=None, compile=False, overlap_subspace=None):
-    """Load a model directory or shipped model name; see :func:`mlwfcalc.predictor.load_model`."""
+def load_model(name_or_path="auto", device="auto", dtype=None, compile=False, overlap_subspace=None, atoms=None):
+    """Load a model directory or shipped model name, or with ``"auto"`` (default) the shipped model that covers
+    ``atoms``; see :func:`mlwfcalc.predictor.load_model`."""
     from .predictor import load_model as _load
 
-    return _load(name_or_path, device=device, dtype=dtype, compile=compile, overlap_subspace=overlap_subspace)
+    return _load(name_or_path, device=device, dtype=dtype, compile=compile, overlap_subspace=overlap_subspace,
+                 atoms=atoms)
 
 
 def list_models():

@@ -28,6 +28,7 @@ from . import __version__
 from .domain import TrainingDomain
 from .energy import EnergyConfig, EnergyHead
 from .model import MLWFModel
+from .notices import notice
 from .nn.model import HamiltonianModel, ModelConfig
 from .theory import LevelOfTheory
 from .uncertainty import QUANTITIES, FeatureDistance, UncertaintyConfig
@@ -137,7 +138,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 def list_models() -> list[dict]:
     """Shipped models: one dict per model directory with ``name``, ``path`` and its config's key facts
-    (``energy_level``: the level of its energies and forces, None without an energy head)."""
+    (``energy_level``: the level of its energies and forces, None without an energy head; ``transfer``:
+    fine-tuned on a higher level than its F's)."""
     models = []
     for directory in sorted(p for p in MODELS_DIR.glob("*") if (p / CONFIG).exists()):
         try:
@@ -149,31 +151,46 @@ def list_models() -> list[dict]:
                        "functional": config["functional"], "elements": config["elements"],
                        "val_mae_uha": config.get("training", {}).get("val_mae_uha"),
                        "preliminary": config.get("preliminary"), "domain": config.get("domain"),
-                       "energy_level": config.get("energy", {}).get("level")})
+                       "energy_level": config.get("energy", {}).get("level"),
+                       "transfer": bool(config.get("transfer"))})
     return models
 
 
 def models_covering(formula: str, exclude: str | None = None) -> list[str]:
-    """Shipped models whose domain contains ``formula`` (a Hill formula), by name."""
-    names = []
+    """Shipped models whose domain contains ``formula`` (a Hill formula), by name, in the order
+    ``model="auto"`` prefers them: the per-molecule models (the formula seen in training) before the
+    chemical-space ones (its elements, atom and heavy-atom counts seen), Kohn-Sham models before transfer
+    models, then alphabetical. Geometry is not looked at: the domain's distance check does that."""
+    found = []
     for entry in list_models():
         domain = entry.get("domain")
         if domain is None or entry["name"] == exclude:
             continue
         domain = TrainingDomain.from_dict(domain)
         if domain.compositions == "formulas" and formula in domain.formulas:
-            names.append(entry["name"])
-        elif domain.compositions == "elements":
-            if set(Formula(formula).count()) <= set(domain.elements):
-                names.append(entry["name"])
-    return names
+            found.append((False, entry["transfer"], entry["name"]))
+        elif domain.compositions == "elements" and _composition_inside(domain, Formula(formula).count()):
+            found.append((True, entry["transfer"], entry["name"]))
+    return [name for *_, name in sorted(found)]
+
+
+def _composition_inside(domain: TrainingDomain, counts: dict[str, int]) -> bool:
+    """Whether a chemical-space domain saw these elements, this many atoms and this many heavy atoms."""
+    atoms = sum(counts.values())
+    heavy = atoms - counts.get("H", 0)
+    return set(counts) <= set(domain.elements) and domain.n_atoms[0] <= atoms <= domain.n_atoms[1] and \
+        (domain.n_heavy_atoms is None or domain.n_heavy_atoms[0] <= heavy <= domain.n_heavy_atoms[1])
+
+
+#: The README section that says how to make a model for molecules no shipped model covers.
+MAKE_A_MODEL = "README.md, 'Make a model'"
 
 
 def models_that_fit(formula: str, model_name: str | None = None) -> str:
     """A sentence naming the shipped models (other than ``model_name``) that cover ``formula``."""
     others = models_covering(formula, exclude=model_name)
     return (f" Model(s) trained for {formula}: {', '.join(others)}." if others else
-            f" No shipped model covers {formula}: train one (README, 'Make a model').")
+            f" No shipped model covers {formula}: train one ({MAKE_A_MODEL}).")
 
 
 def read_config(directory: Path) -> dict:
@@ -257,14 +274,14 @@ def read_model(name_or_path: str | Path, device: str | torch.device = "cpu",
     """Read a model directory (or shipped model name) in one call. Returns ``(model, directory)``.
 
     ``dtype`` is the network's (default: the one it was trained in); the energy head and the
-    uncertainty stay float64. A preliminary model warns; a model without a training domain warns
+    uncertainty stay float64. A preliminary model warns (once per process); a model without a training domain warns
     that nothing will be refused.
     """
     directory = resolve_model_path(name_or_path)
     config = read_config(directory)
     if config.get("preliminary"):
-        warnings.warn(f"model {directory.name} is preliminary: {config['preliminary']} "
-                      f"(see {directory / 'README.md'})", UserWarning, stacklevel=3)
+        notice(f"preliminary {directory.resolve()}", f"{directory.name} is a preliminary model: see "
+               f"`mlwfcalc models` for what it is fit for, and its card {directory / 'README.md'}")
     network = HamiltonianModel(ModelConfig(**config["model"]), dtype=torch.float64)
     shells = {chemical_symbols[z]: list(network.layout.element(z).shells) for z in network.config.elements}
     if config.get("shells") != shells:

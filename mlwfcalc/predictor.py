@@ -16,11 +16,17 @@ from pyscf import gto
 from .domain import OutOfDomainError, OutOfDomainWarning, enforce, hill_formula
 from .electronic import LinearDependencyInBatch, Orbitals, SpuriousOrbitalWarning, solve_orbitals, spurious_occupied
 from .energy import core_hamiltonian
+from .choice import choose_model, is_auto
 from .io import models_that_fit, read_model
 from .nn.graph import make_batch
 from .uncertainty import UncertainPredictionError, check_hard_limit
 from .model import MLWFModel
 from .validation import InputError, check_closed_shell, check_elements, check_not_periodic, check_positions
+
+
+#: What a refusal of a charge or spin says can be done instead.
+EXACT_ANY_STATE = ("An exact answer at any charge and spin needs no model: MLWFCalculator(mode='scf'), `mlwfcalc scf "
+                   "--charge Q --spin 2S` or mlwfcalc.pyscf.guess_dm (PySCF's own guess)")
 
 
 @dataclass
@@ -30,10 +36,10 @@ class Prediction:
     Attributes:
         fock: ``(nao, nao)`` predicted Kohn-Sham matrix, Hartree.
         overlap: ``(nao, nao)`` exact AO overlap from PySCF.
-        mo_energy: ``(nmo,)`` orbital energies, Hartree.
-        mo_coeff: ``(nao, nmo)`` MO coefficients (columns).
-        mo_occ: ``(nmo,)`` occupations (2 or 0).
-        density_matrix: ``(nao, nao)`` AO density matrix P.
+        mo_energy: ``(nmo,)`` orbital energies, Hartree (``(2, nmo)``, alpha and beta, from an open-shell SCF).
+        mo_coeff: ``(nao, nmo)`` MO coefficients (columns; ``(2, nao, nmo)`` open-shell).
+        mo_occ: ``(nmo,)`` occupations (2 or 0; ``(2, nmo)`` of 1 or 0 open-shell).
+        density_matrix: ``(nao, nao)`` AO density matrix P (the total, alpha plus beta).
         mol: the PySCF Mole these matrices refer to.
         energy: total energy (Hartree) from the energy head, or None (no head, or not asked).
         forces: ``(n_atoms, 3)`` Hartree/Bohr, ``-dE/dR``, or None (not asked).
@@ -65,9 +71,10 @@ class Prediction:
 
     @property
     def homo_lumo_gap(self) -> float:
-        """Hartree."""
-        n = int((self.mo_occ > 0).sum())
-        return float(self.mo_energy[n] - self.mo_energy[n - 1])
+        """Hartree; for unrestricted orbitals (``mo_energy`` of shape ``(2, nmo)``, from an open-shell SCF) the
+        lowest empty orbital of either spin less the highest occupied one."""
+        energies, occupied = np.atleast_2d(self.mo_energy), np.atleast_2d(self.mo_occ) > 0
+        return float(energies[~occupied].min() - energies[occupied].max())
 
 
 @dataclass
@@ -174,9 +181,16 @@ class HamiltonianPredictor:
             check_elements(atoms.numbers, self.elements, where, what=f"this model (basis {self.basis})")
         except InputError as err:  # no opt-out: the network has no weights for that element
             raise OutOfDomainError(f"{err}.{models_that_fit(hill_formula(atoms.numbers), self.name)}") from None
-        check_closed_shell(atoms.numbers, charge, spin, where, allowed_charges=self.model.charges)
+        try:
+            check_closed_shell(atoms.numbers, charge, spin, where, allowed_charges=self.model.charges)
+        except InputError as err:
+            raise InputError(f"{err} ({self.name}). {EXACT_ANY_STATE}") from None
         return enforce(self.domain, atoms.numbers, atoms.positions, domain, model_name=self.name, where=where,
                        suggest=lambda formula: models_that_fit(formula, self.name))
+
+    def covers_state(self, numbers: Sequence[int], charge: int = 0, spin: int = 0) -> bool:
+        """Whether the model was trained for this charge and spin (2S) of a molecule of ``numbers``."""
+        return int(charge) in self.model.charges and spin == 0 and (int(np.sum(numbers)) - int(charge)) % 2 == 0
 
     def make_mole(self, atoms: Atoms, charge: int = 0, spin: int = 0) -> gto.Mole:
         """The PySCF Mole of ``atoms`` in the model's basis (Bohr inside)."""
@@ -326,20 +340,31 @@ def _solve_orbitals(focks: list[np.ndarray], overlaps: list[np.ndarray], n_elect
     return out
 
 
-def load_model(name_or_path: str | Path, device: str | torch.device = "auto",
+def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "auto",
                dtype: torch.dtype | None = None, compile: bool = False,
-               overlap_subspace: float | None = None) -> HamiltonianPredictor:
+               overlap_subspace: float | None = None, atoms: Atoms | None = None) -> HamiltonianPredictor:
     """Load a model directory or shipped model name.
 
     Args:
-        name_or_path: a model directory or the name of a shipped model.
+        name_or_path: a model directory, the name of a shipped model, or ``"auto"`` (default): the shipped
+            model whose training domain covers ``atoms`` (:mod:`mlwfcalc.choice`; the per-molecule model
+            before the chemical-space one).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         dtype: network dtype (default: the one it was trained in).
         compile: compile the network's forward with ``torch.compile(fullgraph=True, dynamic=True)``
             (fewer, fused kernels; the first call of each new shape pays the compilation, about a
             minute on a CPU, see docs/benchmarks.md). Needs a working C++ compiler on CPUs.
         overlap_subspace: where its orbitals are solved (:class:`HamiltonianPredictor`); None: the model's choice.
+        atoms: the molecule ``"auto"`` chooses for (ASE Atoms); ignored for a named model.
+
+    Raises:
+        InputError: ``"auto"`` without ``atoms``; OutOfDomainError: no shipped model covers ``atoms``.
     """
+    if is_auto(name_or_path):
+        if atoms is None:
+            raise InputError("load_model('auto') chooses the model for a molecule: give it, load_model('auto', "
+                             "atoms=atoms), or name a model (`mlwfcalc models` lists them)")
+        name_or_path = choose_model(atoms.numbers)
     device = resolve_device(device)
     model, path = read_model(name_or_path, device=device, dtype=dtype)
     if compile:

@@ -2,8 +2,12 @@
 
     from mlwfcalc.pyscf import guess_dm, warm_start
     mf = dft.RKS(mol, xc="pbe")
-    warm_start(mf, model="water-pbe-def2svp")   # instance-level get_init_guess
-    mf.kernel()                                 # or: mf.kernel(dm0=guess_dm(mf, model=...))
+    warm_start(mf)         # model="auto": the shipped model covering mol; instance-level get_init_guess
+    mf.kernel()            # or: mf.kernel(dm0=guess_dm(mf))
+
+A state (charge, spin) or, with ``model="auto"``, a molecule that no shipped model covers gets PySCF's own
+minao guess instead, said once per process: the SCF still converges to the exact answer, only without
+the warm start.
 
 The model predicts F in its own basis at the Mole's geometry (read in Bohr, so the Mole's unit does
 not matter). When the Mole's basis differs (another basis set, or Cartesian d functions), the
@@ -27,7 +31,12 @@ from pyscf import gto, lib
 from pyscf.lo.orth import vec_lowdin
 from pyscf.scf import addons
 
+from .basis import BasisLayout
+from .choice import choose_model, is_auto
+from .domain import OutOfDomainError
+from .notices import notice
 from .predictor import HamiltonianPredictor, load_model
+from .theory import LevelOfTheory
 from .validation import InputError
 
 ModelLike = "str | Path | HamiltonianPredictor"
@@ -43,6 +52,55 @@ def resolve_model(model: ModelLike, device: str = "auto") -> HamiltonianPredicto
     if isinstance(model, HamiltonianPredictor):
         return model
     return _cached_model(str(model), str(device))
+
+
+def scf_settings(model: HamiltonianPredictor | None, conv_tol: float = 1e-9) -> LevelOfTheory:
+    """The level of theory of an SCF about ``model``: the model's (functional, basis, grid level), or
+    PBE/def2-SVP (grid level 3) without one; ``make_scf`` gives RKS for a closed shell, UKS for an open one."""
+    return replace(model.theory if model is not None else LevelOfTheory(), conv_tol=conv_tol)
+
+
+def scf_mole(atoms: Atoms, settings: LevelOfTheory, charge: int = 0, spin: int = 0) -> gto.Mole:
+    """The PySCF Mole of ``atoms`` (Angstrom) in ``settings``' basis (spherical AOs, Bohr inside)."""
+    return BasisLayout(settings.basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr, charge=charge,
+                                                                spin=spin)
+
+
+def say_minao_guess(formula: str, charge: int, spin: int, model: HamiltonianPredictor | None,
+                    settings: LevelOfTheory | None = None) -> None:
+    """The one line (once per molecule and state in a process) that says PySCF's own guess is used."""
+    what = (f"{model.name} covers neutral closed shells only" if model is not None else
+            "no shipped model covers it")
+    method = "" if settings is None else f" {'UKS' if spin else 'RKS'} {settings.name}"
+    notice(f"minao {formula} {charge} {spin}", f"{formula} (charge {charge}, 2S = {spin}): {what}; PySCF{method} "
+           "starts from its own minao guess (the exact answer, without the warm start)")
+
+
+def model_for(mol: gto.Mole, model: ModelLike = "auto", device: str = "auto") -> HamiltonianPredictor | None:
+    """The model that gives ``mol``'s guess, or None (said once) where PySCF's own guess must do: no shipped model
+    covers the molecule (``model="auto"``), or the model does not cover its charge and spin."""
+    numbers = [gto.charge(mol.atom_symbol(i)) for i in range(mol.natm)]
+    formula = Atoms(numbers=numbers).get_chemical_formula()
+    if is_auto(model):
+        try:
+            model = choose_model(numbers)
+        except OutOfDomainError:
+            say_minao_guess(formula, mol.charge, mol.spin, None)
+            return None
+    model = resolve_model(model, device)
+    if not model.covers_state(numbers, mol.charge, mol.spin):
+        say_minao_guess(formula, mol.charge, mol.spin, model)
+        return None
+    return model
+
+
+def _minao(mol: gto.Mole, mf):
+    """PySCF's own minao guess in the form ``mf`` takes (a Mole: restricted, ``(nao, nao)``)."""
+    if mf is None:
+        from pyscf import scf
+
+        return scf.RHF(mol).get_init_guess(mol, "minao")
+    return type(mf).get_init_guess(mf, mol, "minao")  # the class's, not an instance's warm start
 
 
 def _split(mol_or_mf) -> tuple[gto.Mole, object | None]:
@@ -96,12 +154,13 @@ def _same_basis(a: gto.Mole, b: gto.Mole) -> bool:
         np.allclose(a._env[a._bas[:, gto.PTR_EXP]], b._env[b._bas[:, gto.PTR_EXP]])
 
 
-def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto", domain: str = "refuse"):
+def guess_dm(mol_or_mf, model: ModelLike = "auto", device: str = "auto", domain: str = "refuse"):
     """The model's density matrix for a PySCF Mole or SCF object, tagged with ``mo_coeff``/``mo_occ``.
 
     Args:
         mol_or_mf: a ``gto.Mole``, or an RHF/RKS/UHF/UKS object (PySCF or gpu4pyscf).
-        model: a loaded model, a model directory, or a shipped model name.
+        model: ``"auto"`` (default): the shipped model covering the molecule (:mod:`mlwfcalc.choice`); or a
+            loaded model, a model directory, or a shipped model name.
         device: where a model given by name runs.
         domain: ``"refuse"`` (default) raises :class:`~mlwfcalc.domain.OutOfDomainError` for a molecule
             outside the model's training domain (its guess could lead the SCF to another state);
@@ -109,10 +168,14 @@ def guess_dm(mol_or_mf, model: ModelLike = "water-pbe-def2svp", device: str = "a
 
     Returns:
         ``(nao, nao)`` for restricted objects and Moles, ``(2, nao, nao)`` (alpha, beta) for
-        unrestricted ones, in the Mole's AO basis; a cupy array for gpu4pyscf objects.
+        unrestricted ones, in the Mole's AO basis; a cupy array for gpu4pyscf objects. For a charge or spin
+        the model does not cover, or (``"auto"``) a molecule no shipped model covers: PySCF's own minao
+        guess, with one warning.
     """
     mol, mf = _split(mol_or_mf)
-    model = resolve_model(model, device)
+    model = model_for(mol, model, device)
+    if model is None:
+        return _minao(mol, mf)
     _check_functional(mf, model)
     occupied, _ = model_orbitals(mol, model, domain)
     return _density_of(occupied, mf)
@@ -137,13 +200,16 @@ def _density_of(occupied: np.ndarray, mf) -> np.ndarray:
     return dm
 
 
-def warm_start(mf, model: ModelLike = "water-pbe-def2svp", device: str = "auto", domain: str = "refuse"):
-    """Make ``mf.kernel()`` start from the model's density; returns ``mf``. ``domain`` as in :func:`guess_dm`.
+def warm_start(mf, model: ModelLike = "auto", device: str = "auto", domain: str = "refuse"):
+    """Make ``mf.kernel()`` start from the model's density; returns ``mf``. ``model`` and ``domain`` as in
+    :func:`guess_dm` (a state or molecule no model covers: ``mf`` is left with PySCF's own guess, said once).
 
     Replaces ``get_init_guess`` on this instance only (an ``init_guess`` string would be silently
     mapped to minao by PySCF). A geometry change of ``mf.mol`` is seen: the guess is recomputed.
     """
-    model = resolve_model(model, device)
+    model = model_for(mf.mol, model, device)
+    if model is None:
+        return mf
     guess_dm(mf, model, domain=domain)  # fail now, not inside kernel(), on what the model does not know
 
     def get_init_guess(mol=None, key="minao", **kwargs):
@@ -166,22 +232,26 @@ class TrajectoryGuess:
     nuclei is corrected: along NVE steps of malondialdehyde this starts closer than either alone
     (docs/benchmarks.md, ``benchmarks/scf_warm_start.py``). The first step, and any step after a change
     of molecule, basis or an unconverged SCF, starts from the model's density (:func:`guess_dm`).
+    A state or molecule no model covers (see :func:`guess_dm`) starts every step from PySCF's minao guess.
     ::
 
-        guesser = TrajectoryGuess("malondialdehyde-pbe-def2svp")
+        guesser = TrajectoryGuess()            # model="auto": chosen for the first molecule guessed
         for mol in trajectory:                 # gto.Mole objects, one per step
             mf = dft.RKS(mol, xc="pbe")
             energy = guesser.run(mf)           # mf.kernel(dm0=guesser.guess(mf)), then guesser.update(mf)
 
     Args:
-        model, device, domain: as in :func:`guess_dm`.
+        model, device, domain: as in :func:`guess_dm`; ``"auto"`` is resolved per molecule.
 
     Attributes:
+        model: the model of the latest guess (None before the first, or where PySCF's guess was used).
         used_history: whether the latest :meth:`guess` used the previous step (False: the model alone).
     """
 
-    def __init__(self, model: ModelLike = "water-pbe-def2svp", device: str = "auto", domain: str = "refuse"):
-        self.model = resolve_model(model, device)
+    def __init__(self, model: ModelLike = "auto", device: str = "auto", domain: str = "refuse"):
+        self._spec = model if is_auto(model) else resolve_model(model, device)
+        self.model = None if is_auto(model) else self._spec
+        self.device = device
         self.domain = domain
         self._last_model = None  # (copy of the Mole, the model's occupied orbitals there) of the latest guess
         self._previous = None  # (copy of the Mole, converged density, model density), closed-shell totals
@@ -197,6 +267,12 @@ class TrajectoryGuess:
         """The starting density for ``mol_or_mf`` (a Mole or an SCF object), in the form :func:`guess_dm`
         returns."""
         mol, mf = _split(mol_or_mf)
+        model = model_for(mol, self._spec, self.device)
+        if model is not self.model:  # another model (auto, a new molecule), or none: the model's history is void
+            self.model, self._last_model, self._previous = model, None, None
+        if model is None:
+            self.used_history = False
+            return _minao(mol, mf)
         _check_functional(mf, self.model)
         occupied = self._model_orbitals(mol)
         previous = self._previous
@@ -215,6 +291,8 @@ class TrajectoryGuess:
             warnings.warn("TrajectoryGuess.update: the SCF did not converge; the next step starts from the "
                           "model's density alone", UserWarning, stacklevel=2)
             self.reset()
+            return
+        if self.model is None:  # PySCF's own guess: nothing to remember
             return
         density = mf.make_rdm1()
         density = np.asarray(density.get() if hasattr(density, "get") else density)  # cupy -> numpy
@@ -246,9 +324,10 @@ def _same_geometry(a: gto.Mole, b: gto.Mole) -> bool:
     return _same_molecule(a, b) and np.array_equal(a.atom_coords(), b.atom_coords())
 
 
-def reference_scf(model: HamiltonianPredictor, mol: gto.Mole, conv_tol: float = 1e-9):
-    """An RKS object at the model's level of theory (functional, grid level of its training labels)."""
-    return replace(model.theory, conv_tol=conv_tol).make_scf(mol)
+def reference_scf(model: HamiltonianPredictor | None, mol: gto.Mole, conv_tol: float = 1e-9):
+    """An SCF object at the model's level of theory (functional, grid level of its training labels; without a
+    model PBE/def2-SVP): RKS for a closed-shell ``mol``, UKS for an open-shell one."""
+    return scf_settings(model, conv_tol).make_scf(mol)
 
 
 def variational_energy(model: HamiltonianPredictor, prediction, mf=None) -> float:

@@ -69,15 +69,15 @@ class LevelOfTheory:
         return f"{self.method if self.correlated else self.xc.upper()}/{self.basis}"
 
     def make_scf(self, mol):
-        """A quiet PySCF SCF object for ``mol`` at these settings: RKS (functional, grid level), or the RHF
-        reference of a correlated method; SCF tolerances as set."""
+        """A quiet PySCF SCF object for ``mol`` at these settings: RKS (functional, grid level; UKS for an
+        open-shell ``mol``, ``mol.spin`` > 0), or the RHF reference of a correlated method; SCF tolerances as set."""
         from pyscf import dft, scf
 
         if self.correlated:
             mf = scf.RHF(mol)
             mf.conv_tol, mf.max_cycle, mf.verbose = self.conv_tol, self.max_cycle, 0
             return mf
-        mf = dft.RKS(mol, xc=self.xc)
+        mf = (dft.UKS if mol.spin else dft.RKS)(mol, xc=self.xc)
         mf.grids.level = self.grid_level
         mf.conv_tol = self.conv_tol
         mf.max_cycle = self.max_cycle

@@ -70,6 +70,17 @@ def check_closed_shell(numbers: Sequence[int], charge: int = 0, spin: int = 0, w
                          "only closed-shell molecules (even electron count, spin 0) are supported")
 
 
+def check_state(numbers: Sequence[int], charge: int = 0, spin: int = 0, where: str | None = None) -> None:
+    """Refuse a charge and spin (2S) that no electron count allows: ``N - spin`` odd or negative, or ``N < 1``."""
+    n_electrons = int(np.sum(numbers)) - int(charge)
+    if n_electrons < 1:
+        raise InputError(f"{_prefix(where)}charge {charge} leaves {n_electrons} electrons; give a smaller charge")
+    if spin < 0 or spin > n_electrons or (n_electrons - spin) % 2:
+        fix = spin - 1 if spin > 0 else 1
+        raise InputError(f"{_prefix(where)}charge {charge} and spin {spin} (2S) leave {n_electrons} electrons, which "
+                         f"cannot have 2S = {spin}: give spin {fix}, or another charge")
+
+
 def check_elements(numbers: Sequence[int], supported: Sequence[int], where: str | None = None,
                    what: str = "the model") -> None:
     """Refuse atomic numbers outside ``supported``."""

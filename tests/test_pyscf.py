@@ -85,13 +85,16 @@ def test_other_functional_warns_but_works(model):
     assert mf.converged
 
 
-def test_unknown_element_and_charged_molecule_are_refused(model):
+def test_unknown_element_is_refused_and_an_uncovered_state_gets_pyscfs_guess(model):
     ammonia = gto.M(atom="N 0 0 0; H 0 0 1.0; H 0 1.0 0; H 1.0 0 0", basis="def2-svp", verbose=0)
     with pytest.raises(InputError, match="element.*N.*not supported"):
         warm_start(dft.RKS(ammonia, xc="pbe"), model)
     cation = gto.M(atom="O 0 0 0; H 0 0 0.97; H 0 0.95 -0.2", basis="def2-svp", charge=1, spin=1, verbose=0)
-    with pytest.raises(InputError, match="charge 1"):
-        guess_dm(dft.UKS(cation, xc="pbe"), model)
+    mf = dft.UKS(cation, xc="pbe")
+    with pytest.warns(UserWarning, match=r"charge 1, 2S = 1\): water-pbe-def2svp covers neutral closed shells only"):
+        dm = guess_dm(mf, model)
+    assert dm.shape == (2, cation.nao, cation.nao)
+    assert np.allclose(dm, dft.UKS(cation, xc="pbe").get_init_guess(key="minao"))
 
 
 def test_scf_command(tmp_path, capsys):

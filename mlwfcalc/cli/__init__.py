@@ -1,6 +1,7 @@
-"""The ``mlwfcalc`` command line: ``mlwfcalc sample | label | ...``.
+"""mlwfcalc: machine-learned Kohn-Sham Hamiltonians from the command line (energies, orbitals, SCF guesses, training).
 
-Bad input ends with one line ``mlwfcalc <command>: error: ...`` and exit status 2.
+Bad input ends with one line ``mlwfcalc <command>: error: ...`` and exit status 2; a warning is one line
+``mlwfcalc <command>: warning: ...``.
 
 One module per group of verbs, each verb's parser (``add_VERB_parser``) beside the function that runs it
 (``run_VERB``): :mod:`~mlwfcalc.cli.data` (molecules, sample, select, label, pack-labels, unpack-labels),
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from ..validation import InputError
 from . import data, training, use
@@ -36,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # one line each, without the source line of the library code
+            warnings.showwarning = lambda message, *_, **__: print(f"mlwfcalc {args.command}: warning: {message}",
+                                                                   file=sys.stderr)
+            args.func(args)
     except InputError as err:
         print(f"mlwfcalc {args.command}: error: {err}", file=sys.stderr)
         return 2

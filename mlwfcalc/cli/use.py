@@ -7,6 +7,31 @@ from ..validation import InputError
 from ._common import _add_domain, _set_threads
 
 
+def _add_model(parser, more: str = "") -> None:
+    parser.add_argument("--model", default="auto",
+                        help="model directory, shipped model name, or auto (default): the shipped model whose "
+                             f"training domain covers the molecule (`mlwfcalc models`){more}")
+
+
+def _model_for(spec: str, atoms, device: str, required: bool = True):
+    """The model ``--model`` names, ``auto``'s choice for ``atoms`` (printed), or (``required`` False) None where
+    no shipped model covers them."""
+    from ..choice import choose_model, is_auto
+    from ..domain import OutOfDomainError
+    from ..pyscf import resolve_model
+
+    if is_auto(spec):
+        try:
+            spec = choose_model(atoms.numbers, say=False)
+        except OutOfDomainError:
+            if required:
+                raise
+            print(f"model: none covers {atoms.get_chemical_formula()}; PySCF's minao guess")
+            return None
+        print(f"model: {spec} (auto, for {atoms.get_chemical_formula()})")
+    return resolve_model(spec, device)
+
+
 def add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a model on label databases (F, orbitals, gap, dipole, energy, "
                                         "forces; --scf: SCF warm start), one column per database")
@@ -85,7 +110,7 @@ def run_evaluate(args) -> None:
 def add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="predict F and orbitals of one molecule; --compare checks against PySCF")
     p.add_argument("structure", help="xyz/extxyz file (last frame) or an ase.build.molecule name such as H2O")
-    p.add_argument("--model", default="water-pbe-def2svp", help="model directory or shipped model name")
+    _add_model(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--compare", action="store_true", help="also run PySCF SCF and report the errors")
     _add_domain(p)
@@ -99,17 +124,16 @@ def run_predict(args) -> None:
     from ase.units import Hartree
 
     from ..data.sampling import load_start_structure
-    from ..predictor import load_model
     from ..pyscf import reference_scf
 
-    model = load_model(args.model, device=args.device)
     atoms = load_start_structure(args.structure)
+    model = _model_for(args.model, atoms, args.device)
     model.predict(atoms, domain=args.domain)  # warm-up: the first call allocates and builds caches
     start = time.perf_counter()
     result = model.predict(atoms, domain=args.domain)
     seconds = time.perf_counter() - start
     n_occ = int((result.mo_occ > 0).sum())
-    print(f"{atoms.get_chemical_formula()} with {args.model}: {result.mol.nao} AOs ({model.basis}), "
+    print(f"{atoms.get_chemical_formula()} with {model.name}: {result.mol.nao} AOs ({model.basis}), "
           f"{n_occ} occupied orbitals, predicted in {1000 * seconds:.1f} ms on {model.device}")
     print(f"HOMO {result.mo_energy[n_occ - 1] * Hartree:.3f} eV, LUMO {result.mo_energy[n_occ] * Hartree:.3f} eV, "
           f"gap {result.homo_lumo_gap * Hartree:.3f} eV")
@@ -142,11 +166,12 @@ def add_scf_parser(sub) -> None:
     p.add_argument("structure", help="xyz/extxyz file (its last frame), or FILE@SLICE for several frames of a "
                                      "trajectory (traj.xyz@:10), each started from the one before plus the model's "
                                      "change of density (mlwfcalc.pyscf.TrajectoryGuess)")
-    p.add_argument("--model", default="water-pbe-def2svp", help="model directory or shipped model name")
-    p.add_argument("--xc", help="functional (default: the model's)")
-    p.add_argument("--basis", help="basis (default: the model's; others get a projected guess)")
-    p.add_argument("--charge", type=int, default=0)
-    p.add_argument("--spin", type=int, default=0, help="2S")
+    _add_model(p, "; a state (--charge, --spin) or molecule no model covers starts from PySCF's minao guess")
+    p.add_argument("--xc", help="functional (default: the model's; PBE without one)")
+    p.add_argument("--basis", help="basis (default: the model's, def2-SVP without one; others get a projected guess)")
+    p.add_argument("--charge", type=int, default=0, help="total charge (default 0)")
+    p.add_argument("--spin", type=int, default=0, help="2S, the number of unpaired electrons (default 0: RKS; "
+                                                       "above 0: UKS)")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF grids.level (default 3)")
     p.add_argument("--conv-tol", type=float, default=1e-9, help="energy tolerance, Hartree (default 1e-9)")
     p.add_argument("--compare", action="store_true", help="also run from PySCF's default (minao) guess")
@@ -164,10 +189,11 @@ def run_scf(args) -> None:
     from ase.io.formats import parse_filename
     from ase.units import Hartree
 
-    from ..pyscf import TrajectoryGuess, resolve_model
-    from ..theory import LevelOfTheory
+    from dataclasses import replace
 
-    model = resolve_model(args.model, args.device)
+    from ..pyscf import TrajectoryGuess, scf_settings
+    from ..validation import check_state
+
     name, index = parse_filename(args.structure)
     try:
         images = read(name, index=-1 if index is None else index)
@@ -180,19 +206,17 @@ def run_scf(args) -> None:
     from pyscf import gto
 
     for k, atoms in enumerate(images):
-        electrons = int(atoms.numbers.sum()) - args.charge
-        if (electrons - args.spin) % 2:
-            where = f"frame {k} of {name}: " if len(images) > 1 else ""
-            raise InputError(f"{where}charge {args.charge} and spin {args.spin} (2S) leave {electrons} electrons, "
-                             f"which cannot have 2S = {args.spin}: give --spin {1 if args.spin == 0 else args.spin - 1} "
-                             "for an odd electron count, or another --charge")
-    guesser = TrajectoryGuess(model, domain=args.domain)  # several frames: each starts from the one before
+        check_state(atoms.numbers, args.charge, args.spin, where=f"frame {k} of {name}" if len(images) > 1 else None)
+    model = _model_for(args.model, images[0], args.device, required=False)
+    settings = scf_settings(model, args.conv_tol)
+    settings = replace(settings, xc=args.xc or settings.xc, basis=args.basis or settings.basis,
+                       grid_level=args.grid_level)
+    method = "UKS" if args.spin else "RKS"
+    guesser = TrajectoryGuess(model or "auto", domain=args.domain)  # several frames: each from the one before
     cycles, reference_cycles, unconverged = [], [], []
     for k, atoms in enumerate(images):
         mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], unit="Angstrom",
-                    basis=args.basis or model.basis, charge=args.charge, spin=args.spin, verbose=0)
-        settings = LevelOfTheory(xc=args.xc or model.functional, basis=mol.basis, grid_level=args.grid_level,
-                                 conv_tol=args.conv_tol)
+                    basis=settings.basis, charge=args.charge, spin=args.spin, verbose=0)
         make = partial(settings.make_scf, mol)
         mf = make()
         start = time.perf_counter()
@@ -200,7 +224,8 @@ def run_scf(args) -> None:
         guess_seconds = time.perf_counter() - start
         mf.kernel(dm0=dm0)
         seconds = time.perf_counter() - start
-        source = "the previous frame's density and the model" if guesser.used_history else f"the {args.model} guess"
+        source = ("the previous frame's density and the model" if guesser.used_history else
+                  f"the {guesser.model.name} guess" if guesser.model is not None else "PySCF's minao guess")
         if mf.converged:  # an unconverged frame is reported below; the next one starts from the model alone
             guesser.update(mf)
         else:
@@ -210,7 +235,7 @@ def run_scf(args) -> None:
         if not mf.converged:
             unconverged.append(k)
         where = f"frame {k}: " if len(images) > 1 else ""
-        print(f"{where}{atoms.get_chemical_formula()} {mf.xc.upper()}/{mol.basis}: E = {mf.e_tot:.10f} Hartree "
+        print(f"{where}{atoms.get_chemical_formula()} {method} {mf.xc.upper()}/{mol.basis}: E = {mf.e_tot:.10f} Hartree "
               f"({mf.e_tot * Hartree:.6f} eV), {status} in {mf.cycles} cycles from {source}, "
               f"{seconds:.2f} s (guess {1000 * guess_seconds:.0f} ms)")
         if args.compare:
