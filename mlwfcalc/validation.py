@@ -78,7 +78,7 @@ def check_state(numbers: Sequence[int], charge: int = 0, spin: int = 0, where: s
     if spin < 0 or spin > n_electrons or (n_electrons - spin) % 2:
         fix = spin - 1 if spin > 0 else 1
         raise InputError(f"{_prefix(where)}charge {charge} and spin {spin} (2S) leave {n_electrons} electrons, which "
-                         f"cannot have 2S = {spin}: give spin {fix}, or another charge")
+                         f"cannot have 2S = {spin}: give spin {fix} (command line: --spin {fix}), or another charge")
 
 
 def check_elements(numbers: Sequence[int], supported: Sequence[int], where: str | None = None,

@@ -37,12 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    formatwarning = warnings.formatwarning  # one line each, without the source line of the library code
+    warnings.formatwarning = lambda message, *_, **__: f"mlwfcalc {args.command}: warning: {message}\n"
     try:
-        with warnings.catch_warnings():  # one line each, without the source line of the library code
-            warnings.showwarning = lambda message, *_, **__: print(f"mlwfcalc {args.command}: warning: {message}",
-                                                                   file=sys.stderr)
-            args.func(args)
+        args.func(args)
     except InputError as err:
         print(f"mlwfcalc {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
     return 0

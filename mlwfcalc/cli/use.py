@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..validation import InputError
 from ._common import _add_domain, _set_threads
 
@@ -255,11 +257,18 @@ def run_scf(args) -> None:
 
 
 def add_models_parser(sub) -> None:
-    p = sub.add_parser("models", help="list the shipped models")
+    description = ("List the shipped models: the molecules each covers (its training domain), what it is fit for "
+                   "(MD, optimisation, SCF guess, orbitals) and its headline held-out errors, read from its "
+                   "recorded evaluation (the same figures as the README's table). --model auto picks the first "
+                   "that covers a molecule.")
+    p = sub.add_parser("models", help="list the shipped models, what each is fit for and its errors",
+                       description=description)
     p.set_defaults(func=run_models)
 
 
 def run_models(args) -> None:
+    from ..catalogue import describe, summarise
+    from ..domain import TrainingDomain
     from ..io import MODELS_DIR, list_models
 
     models = list_models()
@@ -268,12 +277,11 @@ def run_models(args) -> None:
     for m in models:
         if "error" in m:
             print(f"{m['name']}: unusable ({m['error']})")
-        else:
-            from ..domain import TrainingDomain
-
-            status = f"; PRELIMINARY: {m['preliminary']}" if m.get("preliminary") else ""
-            domain = TrainingDomain.from_dict(m["domain"]).summary() if m.get("domain") else "unknown"
-            level = f"F at {m['functional'].upper()}/{m['basis']}"
-            if m.get("energy_level") and m["energy_level"].lower() != f"{m['functional']}/{m['basis']}".lower():
-                level += f", energies and forces at {m['energy_level']}"
-            print(f"{m['name']}: {level}, elements {' '.join(m['elements'])}, domain {domain}, path {m['path']}{status}")
+            continue
+        domain = TrainingDomain.from_dict(m["domain"]).summary() if m.get("domain") else "unknown"
+        level = f"F at {m['functional'].upper()}/{m['basis']}"
+        if m.get("energy_level") and m["energy_level"].lower() != f"{m['functional']}/{m['basis']}".lower():
+            level += f", energies and forces at {m['energy_level']}"
+        print(f"{m['name']}: {level}; domain {domain}")
+        print("  " + describe(summarise(Path(m["path"]))).replace("\n", "\n  "))
+        print(f"  card {Path(m['path']) / 'README.md'}")

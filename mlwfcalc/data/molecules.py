@@ -114,7 +114,8 @@ def _chem():
     try:
         from rdkit import Chem, RDLogger
     except ImportError:
-        raise InputError("molecule enumeration needs RDKit: pip install rdkit") from None
+        raise InputError(f"mlwfcalc molecules needs RDKit: pip install 'mlwfcalc[organic]' (from a clone: "
+                         f"pip install -e \".[organic]\")") from None
     RDLogger.DisableLog("rdApp.*")
     return Chem
 

@@ -68,7 +68,8 @@ def _xtb_calculator():
     try:
         from tblite.ase import TBLite
     except ImportError:  # pragma: no cover - depends on the installation
-        raise InputError("sampling needs tblite: pip install 'mlwfcalc[sample]'") from None
+        raise InputError(f"mlwfcalc sample needs tblite: pip install 'mlwfcalc[sample]' (from a clone: "
+                         f"pip install -e \".[sample]\")") from None
     return TBLite(method="GFN2-xTB", verbosity=0)
 
 
