@@ -303,8 +303,8 @@ def run_pack_labels(args) -> None:
 
 
 def add_unpack_labels_parser(sub) -> None:
-    p = sub.add_parser("unpack-labels", help="write the archived rows a label database lacks (then `mlwfcalc "
-                                             "label` resumes with the rest)")
+    p = sub.add_parser("unpack-labels", help="write the archived rows a label database lacks (then mlwfcalc "
+                                             "label resumes with the rest)")
     p.add_argument("archives", nargs="+", help="archive directories from `mlwfcalc pack-labels`")
     p.add_argument("-o", "--output", required=True, help="ASE SQLite database (created if missing)")
     p.set_defaults(func=run_unpack_labels)

@@ -282,6 +282,6 @@ def run_models(args) -> None:
         level = f"F at {m['functional'].upper()}/{m['basis']}"
         if m.get("energy_level") and m["energy_level"].lower() != f"{m['functional']}/{m['basis']}".lower():
             level += f", energies and forces at {m['energy_level']}"
-        print(f"{m['name']}: {level}; domain {domain}")
+        print(f"{m['name']}: {level}, elements {' '.join(m['elements'])}, domain {domain}")
         print("  " + describe(summarise(Path(m["path"]))).replace("\n", "\n  "))
         print(f"  card {Path(m['path']) / 'README.md'}")
