@@ -27,11 +27,18 @@ def _model(path):
         return mlwfcalc.load_model(json.loads(path.read_text())["model"], device="cpu")
 
 
+#: Scans with a silent large error that no refusal catches yet (issue 40 stays open on them): strict, so a fix shows.
+KNOWN_GAPS = {"uracil-pbe-def2svp": "C-H at 0.90 A (0.02 A below the shortest seen): 267 meV/A off, uncertainty below "
+                                    "the soft threshold"}
+
+
 def _cases():
     for path in SCANS:
         model = _model(path)
-        slow = model.model.energy_route != "ml"  # the functional routes take seconds per point
-        yield pytest.param(path, marks=[pytest.mark.slow] if slow else [], id=path.stem)
+        marks = [pytest.mark.slow] if model.model.energy_route != "ml" else []  # functional routes: seconds a point
+        if path.stem in KNOWN_GAPS:
+            marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[path.stem], strict=True))
+        yield pytest.param(path, marks=marks, id=path.stem)
 
 
 @pytest.mark.parametrize("path", list(_cases()))
