@@ -11,8 +11,9 @@ several frames), forces (meV/A, per component). GFN2-xTB energies after per-elem
 same frames (a generous reading: the offsets see the answers). ``--record`` writes the route with the
 lowest force error (energy error breaking ties within 10 %) into the model's config.json as
 ``energy_route`` (``recommended``, the data it was chosen on and the figures): the calculator's default
-mode. Choose on validation molecules, never on the test set. Frames outside the model's domain are skipped
-and counted. ``--threads`` sets PySCF's and torch's threads (default 1, as a label's timing).
+mode. Choose on validation molecules, never on the test set. Frames the calculator's defaults refuse are
+skipped and counted: outside the model's domain, past its uncertainty's hard limit, or with spurious occupied
+orbitals (which the functional routes refuse). ``--threads`` sets PySCF's and torch's threads (default 1, as a label's timing).
 """
 
 import argparse
@@ -34,6 +35,7 @@ from mlwfcalc.data import LabelledDataset
 from mlwfcalc.domain import OutOfDomainError
 from mlwfcalc.functional import functional_energy
 from mlwfcalc.predictor import load_model
+from mlwfcalc.uncertainty import UncertainPredictionError
 
 MEV = Hartree * 1000
 ROUTES = {"ml": "energy head", "harris": "Harris at the model's density, exact forces",
@@ -99,13 +101,21 @@ def main():
     errors = defaultdict(lambda: {"energy": [], "forces": [], "seconds": []})
     per_molecule = defaultdict(lambda: defaultdict(list))  # route -> molecule -> [(energy error Hartree)]
     xtb_energies, reference_energies, numbers = [], [], []
-    skipped = 0
+    skipped = {"domain": 0, "hard limit": 0, "spurious orbitals": 0}
     for k, sample in enumerate(samples):
         atoms = Atoms(sample.numbers.numpy(), positions=sample.positions.numpy() * Bohr)
         try:
-            model.check_atoms(atoms)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prediction = model.predict(atoms)
+        except UncertainPredictionError:
+            skipped["hard limit"] += 1
+            continue
         except OutOfDomainError:
-            skipped += 1
+            skipped["domain"] += 1
+            continue
+        if prediction.spurious_orbitals:
+            skipped["spurious orbitals"] += 1
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -130,7 +140,7 @@ def main():
     to_kcal = Hartree / (kcal / mol)
     print(f"\n{args.model} on {args.dataset}" + (f" ({args.molecules})" if args.molecules else "")
           + f": {sum(len(v['forces']) for v in errors.values()) and len(errors['harris']['forces'])} frames, "
-          f"{skipped} outside the domain skipped\n")
+          f"skipped as the defaults refuse them: {skipped}\n")
     print("| route | energy MAE (median), meV/atom | conformer differences MAE, kcal/mol (pairs) | "
           "force MAE (median), meV/A | time per call, median s |")
     print("|---|---|---|---|---|")
@@ -158,9 +168,9 @@ def main():
         config = json.loads(path.read_text())
         config["energy_route"] = {"recommended": chosen, "chosen_on": f"{Path(args.dataset).name}"
                                   + (f", molecules of {Path(args.molecules).name}" if args.molecules else ""),
-                                  "frames": len(errors["harris"]["forces"]),
+                                  "frames": len(errors["harris"]["forces"]), "refused": skipped,
                                   "figures": {r: summary[r] for r in candidates}}
-        path.write_text(json.dumps(config, indent=1) + "\n")
+        path.write_text(json.dumps(config, indent=2))  # as io.save_model writes it
         print(f"\nrecorded energy_route.recommended = {chosen!r} in {path}")
 
 
