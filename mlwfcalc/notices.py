@@ -10,6 +10,7 @@ silences it as usual. The command line prints each as one ``mlwfcalc VERB: warni
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -36,7 +37,8 @@ def notice(key: str, message: str, category: type[Warning] = UserWarning) -> boo
     if frame is None:
         warnings.warn(message, category, stacklevel=2)
     else:
-        scripted = "__file__" in frame.f_globals  # a module or script: its source line is shown
+        # a module or script file: its source line is shown (not for stdin or -c, whose loader has no source)
+        scripted = os.path.isfile(str(frame.f_globals.get("__file__", "")))
         warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
                                module=frame.f_globals.get("__name__", "__main__"),
                                module_globals=frame.f_globals if scripted else None)

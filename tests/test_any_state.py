@@ -151,3 +151,14 @@ def test_scf_command_any_charge_and_spin(tmp_path, capsys):
     assert "UKS" in out and abs(energy - _pyscf(molecule("CH3"), spin=1)[0]) < 1e-8
     assert main(["scf", str(path), "--spin", "0"]) == 2
     assert "give spin 1" in capsys.readouterr().err
+
+
+def test_a_notice_from_stdin_or_dash_c_warns_instead_of_crashing():
+    import subprocess
+    import sys
+
+    code = "import mlwfcalc\nprint(mlwfcalc.load_model('organic-pbe-def2svp', device='cpu').name)\n"
+    for args, stdin in (([sys.executable, "-"], code), ([sys.executable, "-c", code], None)):
+        done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "organic-pbe-def2svp" in done.stdout and "preliminary" in done.stderr
