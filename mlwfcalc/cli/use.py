@@ -266,6 +266,17 @@ def add_models_parser(sub) -> None:
     p.set_defaults(func=run_models)
 
 
+def _energy_route(directory: Path) -> str:
+    """The model's recommended energy route (the calculator's default mode) and what it was chosen on."""
+    import json
+
+    config = json.loads((directory / "config.json").read_text())
+    record = config.get("energy_route")
+    if record:
+        return f"mode={record['recommended']!r} (chosen on {record['chosen_on']})"
+    return "mode='ml', the energy head" if "energy" in config else "mode='harris' (no energy head)"
+
+
 def run_models(args) -> None:
     from ..catalogue import describe, summarise
     from ..domain import TrainingDomain
@@ -282,6 +293,8 @@ def run_models(args) -> None:
         level = f"F at {m['functional'].upper()}/{m['basis']}"
         if m.get("energy_level") and m["energy_level"].lower() != f"{m['functional']}/{m['basis']}".lower():
             level += f", energies and forces at {m['energy_level']}"
+        route = _energy_route(Path(m["path"]))
         print(f"{m['name']}: {level}, elements {' '.join(m['elements'])}, domain {domain}")
+        print(f"  energies and forces by default: {route}")
         print("  " + describe(summarise(Path(m["path"]))).replace("\n", "\n  "))
         print(f"  card {Path(m['path']) / 'README.md'}")
