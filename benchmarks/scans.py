@@ -104,11 +104,10 @@ def reference(model, atoms: Atoms) -> tuple[float, np.ndarray]:
         return float(energy), -np.asarray(mf.nuc_grad_method().kernel())
     from mlwfcalc.data.correlated import correlated_labels
 
-    method, basis = level.split("/")
-    settings = LevelOfTheory(method=method.upper(), basis=basis)
+    settings = LevelOfTheory.from_name(level)
     from mlwfcalc.basis import BasisLayout
 
-    mol = BasisLayout(basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr)
+    mol = BasisLayout(settings.basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr)
     energy, forces, _, _ = correlated_labels(mol, settings, dipole=False)
     return float(energy), np.asarray(forces)
 

@@ -296,15 +296,14 @@ class MLWFCalculator(OrbitalAccessors, Calculator):
             from .data.correlated import correlated_labels
             from .theory import LevelOfTheory
 
-            method, basis = level.split("/")
-            settings = LevelOfTheory(method=method.upper(), basis=basis)
+            settings = LevelOfTheory.from_name(level)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], energy=False)
             from .basis import BasisLayout
 
-            mol = BasisLayout(basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr, charge=charge,
-                                                              spin=spin)
+            mol = BasisLayout(settings.basis, atoms.numbers).make_mole(atoms.numbers, atoms.positions / Bohr,
+                                                                       charge=charge, spin=spin)
             energy, forces, dipole, _ = correlated_labels(mol, settings)
             label = dict(energy=energy, forces=forces, fock=None, dipole=np.asarray(dipole))
         if self.fallback_database is not None:

@@ -94,6 +94,15 @@ class LevelOfTheory:
         return np.asarray(mf.nuc_grad_method().set(verbose=0).kernel())
 
     @classmethod
+    def from_name(cls, name: str) -> "LevelOfTheory":
+        """The level a :attr:`name` such as ``"CCSD(T)/cc-pvtz"`` or ``"PBE/def2-svp"`` stands for (other settings
+        at their defaults): a transfer model's energy level, recorded by name."""
+        method, _, basis = name.partition("/")
+        if method.upper() in METHODS[1:]:
+            return cls(method=method.upper(), basis=basis)
+        return cls(xc=method.lower(), basis=basis)
+
+    @classmethod
     def from_metadata(cls, metadata: dict) -> "LevelOfTheory":
         """The settings recorded in a database's or archive's metadata (older records: :data:`LEGACY_DEFAULTS`);
         InputError naming the settings it lacks."""

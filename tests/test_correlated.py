@@ -84,3 +84,11 @@ def test_an_unconverged_reference_is_a_failed_row_with_its_reason(tmp_path, caps
     assert "failed 1" in capsys.readouterr().out
     (row,) = LabelDatabase(database).rows("failed")
     assert "RHF reference not converged within max_cycle=2" in row.reason
+
+
+def test_a_level_of_theory_is_rebuilt_from_its_name():
+    from mlwfcalc.theory import LevelOfTheory
+
+    for level in (LevelOfTheory(method="CCSD(T)", basis="cc-pvtz"), LevelOfTheory(method="MP2", basis="cc-pvdz"),
+                  LevelOfTheory()):
+        assert LevelOfTheory.from_name(level.name) == level
