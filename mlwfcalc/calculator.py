@@ -250,8 +250,6 @@ class MLWFCalculator(OrbitalAccessors, Calculator):
             (prediction,) = self.model.predict_checked([atoms], [(charge, spin)], forces=mode == "ml",
                                                        energy=mode == "ml")
             self._check_hard_limit(prediction, atoms)
-            if mode != "ml" and prediction.spurious_orbitals:  # the functional routes need a sound density
-                self._check_hard_limit(prediction, atoms, spurious=True)
             if mode == "ml":
                 return prediction, prediction.energy, prediction.forces, outside
             from .functional import functional_energy
@@ -259,20 +257,20 @@ class MLWFCalculator(OrbitalAccessors, Calculator):
             route = functional_energy(self.model, atoms, mode, self.parameters.forces, charge, spin)
             return prediction, route.energy, route.forces, outside
 
-    def _check_hard_limit(self, prediction: Prediction, atoms: Atoms, spurious: bool = False) -> None:
+    def _check_hard_limit(self, prediction: Prediction, atoms: Atoms) -> None:
         """Past the model's hard limit: raise (``on_uncertain`` "raise" or "scf"), or warn once and count ("warn").
-        ``spurious``: the prediction's occupied orbitals include spurious ones, which the functional routes
-        (``harris``, ``variational``) treat as past the limit: their energy is only as good as the density
-        (a validation frame of the organic model with three spurious orbitals: Harris forces 19 eV/A off)."""
+        In the functional routes (``harris``, ``variational``) spurious occupied orbitals count as past it: their
+        energy is only as good as the density (a validation frame of the organic model with three spurious
+        orbitals: Harris forces 19 eV/A off)."""
         try:
-            if spurious:
+            check_hard_limit(prediction.uncertainty, self.model.uncertainty, self.model.name,
+                             atoms.get_chemical_formula(), atoms)
+            if self.parameters.mode != "ml" and prediction.spurious_orbitals:
                 raise UncertainPredictionError(
                     f"{atoms.get_chemical_formula()}: {self.model.name} predicts spurious occupied orbitals "
                     f"{list(prediction.spurious_orbitals)}, so its density, and mode {self.parameters.mode!r}'s energy "
                     "and forces from it, are unreliable here. Compute it exactly (on_uncertain='scf', or mode='scf')",
                     float("inf"), self.model.uncertainty_hard_limit or float("inf"), atoms)
-            check_hard_limit(prediction.uncertainty, self.model.uncertainty, self.model.name,
-                             atoms.get_chemical_formula(), atoms)
         except UncertainPredictionError as err:
             self.uncertain_calls += 1
             if self.parameters.on_uncertain != "warn":
