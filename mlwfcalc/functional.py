@@ -68,6 +68,21 @@ class FunctionalResult:
     seconds: dict = field(default_factory=dict)
 
 
+def model_density(model, atoms: Atoms, positions: torch.Tensor, mol) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's F and its density ``P(F_theta(R), S(R))`` for ``atoms`` at ``positions`` ``(n_atoms, 3)``
+    Bohr (float64; differentiable in the positions and the weights where autograd is on): two ``(nao, nao)``
+    float64 tensors on the host. InputError where the predicted F has no HOMO-LUMO gap."""
+    out = model.model(model.graph_batch([atoms], [positions], [mol]), [mol], [positions])
+    fock_model = out.fock[0, :mol.nao, :mol.nao].to("cpu", torch.float64)
+    try:
+        density = subspace_density_matrix(fock_model, overlap_matrix(mol, positions), mol.nelectron,
+                                          model.overlap_subspace)
+    except ValueError as err:  # no HOMO-LUMO gap in the predicted F
+        raise InputError(f"{atoms.get_chemical_formula()}: {err}; the model's density is not defined here, "
+                         "use mode='scf'") from None
+    return fock_model, density
+
+
 def fixed_density_gradient(mf, dm: np.ndarray, grid_response: bool = True) -> np.ndarray:
     """``dE_KS[P]/dR`` at fixed AO density matrix ``dm`` ``(nao, nao)``: ``(n_atoms, 3)`` Hartree/Bohr.
 
@@ -129,14 +144,7 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
     exact = forces == "exact"
     with torch.set_grad_enabled(exact):
         positions = torch.as_tensor(atoms.positions / Bohr, dtype=torch.float64).requires_grad_(exact)
-        out = model.model(model.graph_batch([atoms], [positions], [mol]), [mol], [positions])
-        fock_model = out.fock[0, :mol.nao, :mol.nao].to("cpu", torch.float64)
-        try:
-            density = subspace_density_matrix(fock_model, overlap_matrix(mol, positions), mol.nelectron,
-                                              model.overlap_subspace)
-        except ValueError as err:  # no HOMO-LUMO gap in the predicted F
-            raise InputError(f"{atoms.get_chemical_formula()}: {err}; the model's density is not defined here, "
-                             "use mode='scf'") from None
+        fock_model, density = model_density(model, atoms, positions, mol)
     dm = density.detach().numpy()
     s = mol.intor("int1e_ovlp")
     orbitals = solve_orbitals(fock_model.detach(), torch.as_tensor(s), mol.nelectron, subspace=model.overlap_subspace)
@@ -146,15 +154,8 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
     try:
         start = time.perf_counter()
         mf = reference_scf(model, mol)
-        hcore = mf.get_hcore()
-        veff = mf.get_veff(mol, dm)
-        fock = hcore + veff
-        energy = float(mf.energy_tot(dm=dm, h1e=hcore, vhf=veff))
-        if route == "harris":
-            out_energy, out_coeff = _eig(fock, s)
-            occupied = out_coeff[:, : mol.nelectron // 2]
-            dm_out = 2 * occupied @ occupied.T
-            energy += float(np.einsum("ij,ji->", dm_out - dm, fock))
+        at_density = route_energy(mf, dm, s, route)
+        energy, fock = at_density.energy, at_density.fock
         seconds["fock"] = time.perf_counter() - start
         gradient = None
         if forces == "frozen-density":
@@ -167,15 +168,13 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
             start = time.perf_counter()
             if route == "variational":
                 nuclear = fixed_density_gradient(mf, dm, grid_response)
-                d_energy_d_density = fock
             else:
-                difference = dm_out - dm
+                difference = at_density.dm_out - dm
                 plus = fixed_density_gradient(mf, dm + DENSITY_STEP * difference, grid_response)
                 minus = fixed_density_gradient(mf, dm - DENSITY_STEP * difference, grid_response)
-                weighted = 2 * (occupied * out_energy[: mol.nelectron // 2]) @ occupied.T
-                nuclear = (plus + minus) / 2 + (plus - minus) / (2 * DENSITY_STEP) - overlap_term(mol, weighted)
-                response = mf.gen_response(mo_coeff=mo_coeff, mo_occ=mo_occ, hermi=1)
-                d_energy_d_density = np.asarray(response(difference))
+                nuclear = ((plus + minus) / 2 + (plus - minus) / (2 * DENSITY_STEP)
+                           - overlap_term(mol, at_density.weighted_out))
+            d_energy_d_density = energy_derivative(mf, dm, at_density, route, mo_coeff, mo_occ)
             seconds["nuclear"] = time.perf_counter() - start
             start = time.perf_counter()
             (through_model,) = torch.autograd.grad(density, positions,
@@ -190,6 +189,50 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
     return FunctionalResult(energy=energy, forces=None if gradient is None else -np.asarray(gradient),
                             density_matrix=dm, fock=fock, mo_energy=mo_energy, mo_coeff=mo_coeff, mo_occ=mo_occ,
                             seconds=seconds)
+
+
+@dataclass
+class RouteEnergy:
+    """A route's energy at one AO density matrix ``P`` (atomic units).
+
+    Attributes:
+        energy: Hartree; fock: ``F_KS[P]`` ``(nao, nao)``.
+        dm_out: ``P_out``, the aufbau density of ``F_KS[P]`` in the whole basis (Harris only, else None).
+        weighted_out: ``W_out``, its energy-weighted density (Harris only, else None).
+    """
+
+    energy: float
+    fock: np.ndarray
+    dm_out: np.ndarray | None = None
+    weighted_out: np.ndarray | None = None
+
+
+def route_energy(mf, dm: np.ndarray, overlap: np.ndarray, route: str) -> RouteEnergy:
+    """``E_KS[P]`` (``"variational"``) or ``E_H[P]`` (``"harris"``) of the closed-shell ``mf`` at ``dm``
+    ``(nao, nao)``: one Fock build (and for Harris one diagonalisation in ``overlap``)."""
+    mol = mf.mol
+    hcore = mf.get_hcore()
+    veff = mf.get_veff(mol, dm)
+    fock = hcore + veff
+    energy = float(mf.energy_tot(dm=dm, h1e=hcore, vhf=veff))
+    if route == "variational":
+        return RouteEnergy(energy, fock)
+    out_energy, out_coeff = _eig(fock, overlap)
+    occupied = out_coeff[:, : mol.nelectron // 2]
+    dm_out = 2 * occupied @ occupied.T
+    weighted = 2 * (occupied * out_energy[: mol.nelectron // 2]) @ occupied.T
+    return RouteEnergy(energy + float(np.einsum("ij,ji->", dm_out - dm, fock)), fock, dm_out, weighted)
+
+
+def energy_derivative(mf, dm: np.ndarray, at_density: RouteEnergy, route: str, mo_coeff: np.ndarray,
+                      mo_occ: np.ndarray) -> np.ndarray:
+    """``dE/dP`` ``(nao, nao)`` of the route at ``dm`` (for a symmetric change of ``P``): ``F_KS[P]``
+    (variational) or the Hartree-XC kernel on ``P_out - P`` (Harris), with ``mo_coeff, mo_occ`` orbitals
+    whose density is ``dm`` (the XC kernel is built on their density)."""
+    if route == "variational":
+        return at_density.fock
+    response = mf.gen_response(mo_coeff=mo_coeff, mo_occ=mo_occ, hermi=1)
+    return np.asarray(response(at_density.dm_out - dm))
 
 
 def _eig(fock: np.ndarray, overlap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,6 +47,9 @@ UNCERTAINTY_WEIGHTS = "uncertainty.safetensors"
 MODELS_DIR = Path(os.environ.get("MLWFCALC_MODELS", Path(__file__).resolve().parent.parent / "models"))
 
 
+#: Sections of a model's record kept in config.json as they are (MLWFModel's docstring says what each holds).
+RECORD_SECTIONS = ("transfer", "functional_fit", "orbital_subspace", "energy_route")
+
 def model_config_dict(model: MLWFModel) -> dict:
     """The JSON config of a model: architecture, chemistry, level of theory, domain and provenance.
 
@@ -74,7 +77,7 @@ def model_config_dict(model: MLWFModel) -> dict:
     }
     if model.record.get("preliminary"):
         config["preliminary"] = model.record["preliminary"]
-    for key in ("transfer", "orbital_subspace", "energy_route"):
+    for key in RECORD_SECTIONS:
         if model.record.get(key):
             config[key] = model.record[key]
     if model.energy_head is not None:
@@ -305,7 +308,7 @@ def read_model(name_or_path: str | Path, device: str | torch.device = "cpu",
         record["energy_training"] = config["energy"].get("training", {})
     if config.get("preliminary"):
         record["preliminary"] = config["preliminary"]
-    for key in ("transfer", "orbital_subspace", "energy_route"):
+    for key in RECORD_SECTIONS:
         if config.get(key):
             record[key] = config[key]
     try:

@@ -57,7 +57,9 @@ class MLWFModel(nn.Module):
             ``"energy_training"`` (the head's fit), optionally ``"preliminary"`` (why the model is not
             fit for use), ``"charges"`` (the total charges it answers for, default ``[0]``) and
             ``"transfer"`` (a fine-tuning run on high-level labels, :mod:`mlwfcalc.training.transfer`: the
-            energies, forces and dipoles then follow ``transfer["high_level"]``, F stays at ``theory``)
+            energies, forces and dipoles then follow ``transfer["high_level"]``, F stays at ``theory``),
+            ``"functional_fit"`` (a run that trained a functional route end to end,
+            :mod:`mlwfcalc.training.functional_fit`; all stays at ``theory``)
             and ``"orbital_subspace"`` (``{"overlap_threshold": t, ...}``: its orbitals are solved in the
             overlap eigenvectors with eigenvalue ``>= t``, :func:`~mlwfcalc.electronic.solve_orbitals`;
             the rest of the entry says how ``t`` was chosen).

@@ -43,15 +43,28 @@ def add_train_parser(sub) -> None:
     p.add_argument("--transfer", metavar="HIGH_LEVEL_DB",
                    help="fine-tune --init-from's network and a new energy head through the wavefunction on this "
                         "database's energies, forces and dipoles (`mlwfcalc label --method ccsd(t)`); the TOML "
-                        "takes mlwfcalc.transfer.TransferConfig keys")
+                        "takes mlwfcalc.training.transfer.TransferConfig keys")
+    p.add_argument("--functional", metavar="ROUTE", choices=["harris", "variational"],
+                   help="train --init-from's network end to end so that the energies and forces of this functional "
+                        "route at its density match DATASET's Kohn-Sham labels (the labels' F as regulariser); the "
+                        "TOML takes mlwfcalc.training.functional_fit.FunctionalFitConfig keys")
+    p.add_argument("--validation-molecules", metavar="JSON",
+                   help="with --functional: a JSON list of SMILES whose frames are the validation split (e.g. the "
+                        "starting model's own validation molecules)")
     _add_compositions(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
 
 def run_train(args) -> None:
+    if args.transfer and args.functional:
+        raise InputError("--transfer and --functional are two kinds of fine-tuning; choose one")
     if args.transfer:
         return run_transfer(args)
+    if args.functional:
+        return run_functional_fit(args)
+    if args.validation_molecules:
+        raise InputError("--validation-molecules goes with --functional")
     from ..nn.model import ModelConfig
     from ..training.optimisation import TrainConfig
     from ..training.trainer import Trainer
@@ -126,8 +139,6 @@ def _record_domain(model_dir, device: str, args) -> dict:
 
 def run_transfer(args) -> None:
     """``mlwfcalc train --transfer HIGH_LEVEL_DB --init-from MODEL``: fine-tune through the wavefunction."""
-    import dataclasses
-
     from ..training.transfer import TransferConfig, TransferTrainer
 
     if args.dataset:
@@ -136,7 +147,26 @@ def run_transfer(args) -> None:
                                                "val_every", "dtype", "threads", "n_train", "n_val", "init_from",
                                                "device")}
     overrides["high_level"] = args.transfer
-    known = {f.name for f in dataclasses.fields(TransferConfig)}
+    trainer = TransferTrainer(TransferConfig(**_fine_tuning_settings(args, TransferConfig, overrides)),
+                              progress=not args.quiet)
+    print(f"fine-tuning {trainer.config.init_from} on {trainer.high_level.name} labels: {len(trainer.train_index)} "
+          f"train / {len(trainer.val_index)} validation molecules; starting at step {trainer.step}")
+    summary = trainer.run(stop_at_step=args.stop_at_step)
+    best = min(summary["history"], key=lambda row: row["val_loss"])
+    print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE {best['val_energy_mae_mev']:.2f} meV "
+          f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
+          f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved "
+          f"{best['val_fock_shift_rms_uha']:.0f} micro-Hartree (RMS); best model in {trainer.output}/best"
+          + (f", final weights in {trainer.output}/last" if (trainer.output / "last").exists() else ""))
+    if trainer.step >= trainer.config.max_steps or args.stop_at_step is None:  # as `train` does
+        _refit_uncertainty(trainer, args)
+
+
+def _fine_tuning_settings(args, config_class, overrides: dict) -> dict:
+    """The settings of a fine-tuning run: the TOML's keys (only ``config_class``'s), the flags over them."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(config_class)}
     data = {}
     if args.config:
         from ..training.optimisation import TrainConfig
@@ -149,18 +179,37 @@ def run_transfer(args) -> None:
     data.update({k: v for k, v in overrides.items() if v is not None})
     if not data.get("output"):
         raise InputError("give -o OUTPUT (the run directory) or output in --config")
-    trainer = TransferTrainer(TransferConfig(**data), progress=not args.quiet)
-    print(f"fine-tuning {trainer.config.init_from} on {trainer.high_level.name} labels: {len(trainer.train_index)} "
-          f"train / {len(trainer.val_index)} validation molecules; starting at step {trainer.step}")
+    return data
+
+
+def run_functional_fit(args) -> None:
+    """``mlwfcalc train DATASET --functional ROUTE --init-from MODEL``: the functional route end to end."""
+    from ..predictor import load_model
+    from ..training.domain_fit import fit_and_save_domain
+    from ..training.functional_fit import FunctionalFitConfig, FunctionalTrainer
+
+    overrides = {k: getattr(args, k) for k in ("dataset", "output", "seed", "batch_size", "max_steps", "max_minutes",
+                                               "lr", "val_every", "dtype", "threads", "n_train", "n_val", "init_from",
+                                               "device", "validation_molecules")}
+    overrides["route"] = args.functional
+    trainer = FunctionalTrainer(FunctionalFitConfig(**_fine_tuning_settings(args, FunctionalFitConfig, overrides)),
+                                progress=not args.quiet)
+    print(f"training {trainer.config.init_from}'s {trainer.config.route} route end to end: {len(trainer.train_index)} "
+          f"train / {len(trainer.val_index)} validation frames; starting at step {trainer.step}")
     summary = trainer.run(stop_at_step=args.stop_at_step)
-    best = min(summary["history"], key=lambda row: row["val_loss"])
-    print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE {best['val_energy_mae_mev']:.2f} meV "
-          f"({best['val_energy_mae_offset_free_mev']:.2f} offset-free), forces {best['val_force_mae_mev_per_a']:.1f} "
-          f"meV/A, dipole {best['val_dipole_mae_md']:.1f} mD per component, F moved "
-          f"{best['val_fock_shift_rms_uha']:.0f} micro-Hartree (RMS); best model in {trainer.output}/best"
-          + (f", final weights in {trainer.output}/last" if (trainer.output / "last").exists() else ""))
-    if trainer.step >= trainer.config.max_steps or args.stop_at_step is None:  # as `train` does
-        _refit_uncertainty(trainer, args)
+    first, best = summary["history"][0], min(summary["history"], key=lambda row: row["val_loss"])
+    print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE "
+          f"{best['val_energy_mae_mev_per_atom']:.2f} meV/atom (from {first['val_energy_mae_mev_per_atom']:.2f}), "
+          f"forces {best['val_force_rmse_mev_per_a']:.0f} meV/A RMSE along random directions (from "
+          f"{first['val_force_rmse_mev_per_a']:.0f}), F {best['val_fock_rmse_uha']:.0f} micro-Hartree RMSE (from "
+          f"{first['val_fock_rmse_uha']:.0f}); best model in {trainer.output}/best")
+    if trainer.step >= trainer.config.max_steps or args.stop_at_step is None:  # its features moved: a new uncertainty
+        for name in ("best", "last"):
+            if (trainer.output / name).exists():
+                model = load_model(trainer.output / name, device=trainer.config.device)
+                fitted = fit_and_save_domain(model, trainer.dataset, trainer.train_index, trainer.val_index,
+                                             compositions=args.compositions, progress=not args.quiet)
+                print(f"{name}/: training domain and uncertainty fitted: {_fitted(fitted)}")
 
 
 def _refit_uncertainty(trainer, args) -> None:
