@@ -79,3 +79,17 @@ def test_calculator_modes_report_the_route_and_refuse_what_they_cannot_do(water_
         warnings.simplefilter("ignore")
         with pytest.raises(InputError, match="mode='ml'"):
             MLWFCalculator("water-ccsdt", mode="harris")
+
+
+def test_predict_reports_the_route_against_pyscf(capsys):
+    """``mlwfcalc predict --mode harris --compare``: the route's energy and exact forces against PySCF's."""
+    import re
+
+    from mlwfcalc.cli import main
+
+    assert main(["predict", "H2O", "--model", "water-pbe-def2svp", "--mode", "harris", "--compare"]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"harris: energy error ([-+\d.]+) meV/atom, force MAE ([\d.]+) meV/A", out)
+    assert found, out
+    assert abs(float(found.group(1))) < 1 and float(found.group(2)) < 20  # the card: 0.5 meV/atom, 10 meV/A scale
+    assert main(["predict", "H2O", "--model", "water-ccsdt", "--mode", "harris"]) != 0  # a transfer model

@@ -115,6 +115,10 @@ def add_predict_parser(sub) -> None:
     _add_model(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--compare", action="store_true", help="also run PySCF SCF and report the errors")
+    p.add_argument("--mode", choices=["ml", "harris", "variational"],
+                   help="energy and forces from the energy head (ml) or the Kohn-Sham functional at the model's "
+                        "density (harris, variational; exact forces); default the model's recommended route "
+                        "(`mlwfcalc models`)")
     _add_domain(p)
     p.set_defaults(func=run_predict)
 
@@ -123,7 +127,7 @@ def run_predict(args) -> None:
     import time
 
     import numpy as np
-    from ase.units import Hartree
+    from ase.units import Bohr, Hartree
 
     from ..data.sampling import load_start_structure
     from ..pyscf import reference_scf
@@ -139,8 +143,22 @@ def run_predict(args) -> None:
           f"{n_occ} occupied orbitals, predicted in {1000 * seconds:.1f} ms on {model.device}")
     print(f"HOMO {result.mo_energy[n_occ - 1] * Hartree:.3f} eV, LUMO {result.mo_energy[n_occ] * Hartree:.3f} eV, "
           f"gap {result.homo_lumo_gap * Hartree:.3f} eV")
-    if result.energy is not None:
+    mode = args.mode or model.model.energy_route
+    if mode in ("harris", "variational") and model.model.record.get("transfer"):
+        raise InputError(f"{model.name} is a transfer model (its energies are {model.model.record['transfer']['high_level']}"
+                         "): they come from its energy head, --mode ml")
+    routed = None
+    if mode == "ml" and result.energy is not None:
         print(f"energy (energy head) {result.energy:.8f} Hartree")
+    elif mode in ("harris", "variational") and result.spurious_orbitals:
+        print(f"no {mode} energy: the model's density holds spurious orbitals (below)")
+    elif mode in ("harris", "variational"):
+        from ..functional import functional_energy
+
+        start = time.perf_counter()
+        routed = functional_energy(model, atoms, mode, forces="exact")
+        print(f"energy ({mode} at the model's density) {routed.energy:.8f} Hartree, largest force "
+              f"{np.abs(routed.forces).max() * Hartree / Bohr:.3f} eV/A ({time.perf_counter() - start:.1f} s)")
     if result.uncertainty is not None:
         flag = (" ABOVE the model's threshold: more than twice its validation error expected"
                 if result.uncertainty > model.uncertainty_threshold else " (below the model's threshold)")
@@ -159,8 +177,12 @@ def run_predict(args) -> None:
               f"{1e6 * np.abs(result.fock - fock).mean():.1f} micro-Hartree, occupied orbital energies "
               f"{1e6 * occ_error:.1f} micro-Hartree, gap error "
               f"{1000 * Hartree * abs(result.homo_lumo_gap - (mf.mo_energy[n_occ] - mf.mo_energy[n_occ - 1])):.2f} meV")
-        if result.energy is not None:
+        if mode == "ml" and result.energy is not None:
             print(f"energy error of the energy head {1000 * Hartree * (result.energy - mf.e_tot):+.2f} meV")
+        if routed is not None:
+            forces = -model.theory.nuclear_gradient(mf)
+            print(f"{mode}: energy error {1000 * Hartree * (routed.energy - mf.e_tot) / len(atoms):+.2f} meV/atom, "
+                  f"force MAE {1000 * Hartree / Bohr * np.abs(routed.forces - forces).mean():.1f} meV/A")
 
 
 def add_scf_parser(sub) -> None:
