@@ -123,8 +123,10 @@ def card_force_error(model) -> float:
     return float(model.model.record["energy_training"]["val"]["force_mae_mev_per_a"])
 
 
-def evaluate(record: dict, model) -> list[dict]:
-    """Each point through ``MLWFCalculator(model)`` with its defaults: ``refused`` or ``force_mae_mev_per_a``."""
+def evaluate(record: dict, model, mode: str | None = None) -> list[dict]:
+    """Each point through ``MLWFCalculator(model)`` with its defaults (or in ``mode``): ``refused``, or
+    ``force_mae_mev_per_a`` and the energy relative to the scan's lowest reference point (``energy_ev``, with
+    the reference's as ``reference_energy_ev``)."""
     from mlwfcalc import MLWFCalculator
 
     rows = []
@@ -133,17 +135,26 @@ def evaluate(record: dict, model) -> list[dict]:
             if "forces_ev_per_a" not in point:  # its reference is not computed (yet), or failed
                 continue
             atoms = Atoms(molecule["numbers"], positions=point["positions"])
-            atoms.calc = MLWFCalculator(model)
-            row = {"molecule": molecule["name"], "scan": point["scan"], "value": point["value"]}
+            atoms.calc = MLWFCalculator(model, **({"mode": mode} if mode else {}))
+            row = {"molecule": molecule["name"], "scan": point["scan"], "value": point["value"],
+                   "reference_energy_ev": point["energy_ev"]}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     forces = atoms.get_forces()
                 row["force_mae_mev_per_a"] = float(np.abs(forces - np.array(point["forces_ev_per_a"])).mean() * 1000)
                 row["uncertainty"] = atoms.calc.results.get("uncertainty")
+                row["energy_ev"] = float(atoms.get_potential_energy())
             except OutOfDomainError as err:
                 row["refused"] = type(err).__name__
             rows.append(row)
+    for key in {(r["molecule"], r["scan"]) for r in rows}:  # energies relative to the scan's lowest reference point
+        scan = [r for r in rows if (r["molecule"], r["scan"]) == key]
+        lowest = min(scan, key=lambda r: r["reference_energy_ev"])
+        for r in scan:
+            if "energy_ev" in r:
+                r["energy_ev"] = r["energy_ev"] - lowest["energy_ev"] if "energy_ev" in lowest else None
+            r["reference_energy_ev"] -= lowest["reference_energy_ev"]
     return rows
 
 
@@ -155,6 +166,7 @@ def main():
     parser.add_argument("--n-molecules", type=int, default=10)
     parser.add_argument("-o", "--output", help="JSON of the scans and their references (resumed)")
     parser.add_argument("--evaluate", help="JSON from a previous run: evaluate the model only")
+    parser.add_argument("--mode", help="the calculator's mode (default: the model's recommended route)")
     args = parser.parse_args()
     from mlwfcalc.predictor import load_model
 
@@ -193,17 +205,20 @@ def main():
             molecule["points"] = [p for p in molecule["points"] if "energy_ev" in p]
         path.write_text(json.dumps(record))
     limit = 5 * card_force_error(model)
-    rows = evaluate(record, model)
+    rows = evaluate(record, model, args.mode)
     silent = [r for r in rows if "refused" not in r and r["force_mae_mev_per_a"] > limit]
     print(f"\n{model.name}: {len(rows)} scan points, {sum('refused' in r for r in rows)} refused, "
           f"{len(silent)} silent large errors (force MAE > 5 x {limit / 5:.1f} meV/A, not refused)")
     threshold = model.uncertainty_threshold
     print(f"uncertainty threshold (ASE units): {threshold and threshold * (Hartree if model.uncertainty.config.quantity == 'fock' else Hartree / Bohr):.3g}")
-    print("| molecule | scan | value | result | uncertainty |\n|---|---|---|---|---|")
+    print(f"mode: {args.mode or model.model.energy_route}; energies in eV from the scan's lowest reference point")
+    print("| molecule | scan | value | result | uncertainty | energy, model | energy, reference |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
         result = r.get("refused") or f"{r['force_mae_mev_per_a']:.1f} meV/A" + (" **silent**" if r in silent else "")
-        u = r.get("uncertainty")
-        print(f"| {r['molecule']} | {r['scan']} | {r['value']:.2f} | {result} | {'-' if u is None else f'{u:.3g}'} |")
+        u, e = r.get("uncertainty"), r.get("energy_ev")
+        print(f"| {r['molecule']} | {r['scan']} | {r['value']:.2f} | {result} | {'-' if u is None else f'{u:.3g}'} | "
+              f"{'-' if e is None else f'{e:+.3f}'} | {r['reference_energy_ev']:+.3f} |")
 
 
 if __name__ == "__main__":

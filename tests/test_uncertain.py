@@ -38,7 +38,7 @@ def water_model():
 
 
 def test_past_the_hard_limit_the_calculator_predict_and_guess_refuse(water_model, water_scan):
-    atoms, _ = water_scan[0.8]  # O-H 0.8 A: inside the distance domain, far outside the data
+    atoms, _ = water_scan[1.2]  # O-H 1.2 A: inside the distance domain (seen up to 1.14 A), outside the data
     atoms.calc = MLWFCalculator(water_model)
     with pytest.raises(UncertainPredictionError, match="H2O.*hard limit.*on_uncertain='scf'") as caught:
         atoms.get_potential_energy()
@@ -53,26 +53,26 @@ def test_past_the_hard_limit_the_calculator_predict_and_guess_refuse(water_model
 
 def test_warn_returns_and_counts(water_model, water_scan):
     calc = MLWFCalculator(water_model, on_uncertain="warn")
-    for value in (0.8, 1.0, 1.2):
+    for value in (0.9, 1.0, 1.2):
         atoms, _ = water_scan[value]
         atoms.calc = calc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             atoms.get_potential_energy()
-    assert calc.uncertain_calls == 2 and calc.calls == 3
+    assert calc.uncertain_calls == 1 and calc.calls == 3
 
 
 def test_scf_fallback_is_exact_and_collects_labels(water_model, water_scan, tmp_path):
     database = tmp_path / "fallback.db"
     calc = MLWFCalculator(water_model, on_uncertain="scf", fallback_database=database)
-    for value in (0.8, 1.0):
+    for value in (1.2, 1.0):
         atoms, point = water_scan[value]
         atoms.calc = calc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             forces = atoms.get_forces()
-        assert calc.results["scf_fallback"] is (value == 0.8)
-        if value == 0.8:  # the exact PBE/def2-SVP answer of the scan's reference
+        assert calc.results["scf_fallback"] is (value == 1.2)
+        if value == 1.2:  # the exact PBE/def2-SVP answer of the scan's reference
             assert np.abs(forces - np.array(point["forces_ev_per_a"])).max() < 1e-4  # eV/A
             assert atoms.get_potential_energy() == pytest.approx(point["energy_ev"], abs=1e-5)
     assert calc.scf_fallback_calls == 1
@@ -86,7 +86,7 @@ def test_a_refused_run_keeps_its_last_good_geometry(water_model, water_scan):
     good, _ = water_scan[1.0]
     good.calc = calc
     energy = good.get_potential_energy()
-    bad, _ = water_scan[0.8]
+    bad, _ = water_scan[1.2]
     bad.calc = calc
     with pytest.raises(UncertainPredictionError) as caught:
         bad.get_forces()
