@@ -43,21 +43,23 @@ ROUTES = {"ml": "energy head", "harris": "Harris at the model's density, exact f
           "frozen": "PySCF gradient at the model's orbitals (no response)", "xtb": "GFN2-xTB"}
 
 
-def route_results(model, atoms: Atoms, use_xtb: bool) -> dict[str, tuple[float, np.ndarray, float]]:
-    """``{route: (energy Hartree, forces Hartree/Bohr, seconds)}`` for one molecule."""
+def route_results(model, atoms: Atoms, routes: set[str]) -> dict[str, tuple[float, np.ndarray, float]]:
+    """``{route: (energy Hartree, forces Hartree/Bohr, seconds)}`` for one molecule, each of ``routes`` (of
+    :data:`ROUTES`) the model can give."""
     out = {}
-    if model.energy_head is not None:
+    if "ml" in routes and model.energy_head is not None:
         start = time.perf_counter()
         (p,) = model.predict_checked([atoms], [(0, 0)], forces=True)
         out["ml"] = (p.energy, p.forces, time.perf_counter() - start)
-    for route in ("harris", "variational"):
+    for route in sorted(routes & {"harris", "variational"}):
         start = time.perf_counter()
         r = functional_energy(model, atoms, route, "exact")
         out[route] = (r.energy, r.forces, time.perf_counter() - start)
-    start = time.perf_counter()
-    r = functional_energy(model, atoms, "variational", "frozen-density")
-    out["frozen"] = (np.nan, r.forces, time.perf_counter() - start)
-    if use_xtb:
+    if "frozen" in routes:
+        start = time.perf_counter()
+        r = functional_energy(model, atoms, "variational", "frozen-density")
+        out["frozen"] = (np.nan, r.forces, time.perf_counter() - start)
+    if "xtb" in routes:
         from tblite.ase import TBLite
 
         calc = TBLite(method="GFN2-xTB", verbosity=0)
@@ -86,6 +88,7 @@ def main():
     parser.add_argument("--n", type=int, default=None, help="at most this many frames")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-xtb", action="store_true")
+    parser.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated, of {', '.join(ROUTES)} (default all)")
     parser.add_argument("--record", action="store_true", help="write the recommended route into config.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -119,7 +122,7 @@ def main():
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            results = route_results(model, atoms, not args.no_xtb)
+            results = route_results(model, atoms, set(args.routes.split(",")) - ({"xtb"} if args.no_xtb else set()))
         e_ref, f_ref, n = float(sample.energy), sample.forces.numpy(), len(atoms)
         for route, (energy, forces, seconds) in results.items():
             errors[route]["forces"].append(np.abs(forces - f_ref).mean() * MEV / Bohr)
