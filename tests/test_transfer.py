@@ -1,11 +1,13 @@
 """Transfer learning (issue 18): fine-tuning a Kohn-Sham model through its wavefunction on MP2 labels."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from ase.build import molecule
 from ase.io import write
-from ase.units import Bohr
+from ase.units import Bohr, Hartree
 
 import mlwfcalc
 from mlwfcalc.cli import main
@@ -126,8 +128,30 @@ def test_transfer_command_fits_an_uncertainty_on_the_high_level_force_errors(mp2
         assert atoms.calc.results["uncertainty_unit"] == "eV/A"
         values.append(atoms.calc.results["uncertainty"])
     assert values[0] < values[1]
+    _fallback_is_the_high_level(model, stretched, tmp_path / "fallback.db")
     assert main(["fit-domain", str(run / "best"), str(mp2_db), "-q"]) == 0
     assert mlwfcalc.load_model(run / "best").uncertainty.config.calibration["n_structures"] == 8
     report = evaluate(model, LabelledDataset(water_db), progress=False)
     assert report.energy_mae_mev is None and report.mean_uncertainty_uha is None
     assert 0 < report.fock_mae_uha < 1e4 and report.orbital_cosine_percent > 99
+
+
+def _fallback_is_the_high_level(model, atoms, database):
+    """on_uncertain="scf" with a transfer model: the step is computed at its high level (MP2 here), not PBE,
+    and its label goes into the fallback database at that level."""
+    from pyscf import gto, mp, scf
+
+    from mlwfcalc.data.database import LabelDatabase
+
+    model.uncertainty.config.hard_limit_factor = 1e-9  # every structure is past the hard limit
+    atoms = atoms.copy()
+    atoms.calc = mlwfcalc.MLWFCalculator(model, domain="warn", on_uncertain="scf", fallback_database=database)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        energy = atoms.get_potential_energy()
+    assert atoms.calc.results["scf_fallback"] and atoms.calc.scf_fallback_calls == 1
+    mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], basis="6-31g",
+                verbose=0)
+    reference = mp.MP2(scf.RHF(mol).run(conv_tol=1e-10)).run().e_tot
+    assert energy == pytest.approx(reference * Hartree, abs=1e-4)  # eV
+    assert LabelDatabase(database).settings.name == "MP2/6-31g"
