@@ -100,6 +100,8 @@ def fixed_density_gradient(mf, dm: np.ndarray, grid_response: bool = True) -> np
         de[atom] += 2 * np.einsum("xij,ij->x", vhf[:, p0:p1], dm[p0:p1])
         if grid_response:
             de[atom] += vhf.exc1_grid[atom]
+        if getattr(vhf, "aux", None) is not None:  # RI-J: the auxiliary basis moves with its atoms too
+            de[atom] += vhf.aux[atom]
     return de + grad.grad_nuc()
 
 

@@ -22,7 +22,9 @@ Hartree-XC kernel on ``P_out - P`` for Harris). So the force loss needs no secon
 derivative integrals and no nuclear gradient at all; the energy at ``R`` is the mean of the two (error
 ``h^2 / 2`` times the curvature along ``u``: about 1e-7 Hartree at the default step). Per frame: two Fock builds (and two kernels for Harris)
 and three network passes (the third at ``R`` for the F term). Frames labelled without forces
-(``mlwfcalc label --no-forces``) give the energy and F terms from one Fock build at ``R``.
+(``mlwfcalc label --no-forces``) give the energy and F terms from one Fock build at ``R``. Frames where the
+starting model's density holds spurious occupied orbitals (the calculator refuses the route there) are left out of
+both splits.
 
 A run lives in one directory, like :mod:`mlwfcalc.training.transfer`'s: ``checkpoint.*`` (resumable at any
 moment), ``log.csv`` (one row per validation: the route's energy MAE per atom, the directional force RMSE, F's
@@ -152,14 +154,16 @@ class FunctionalTrainer:
             raise InputError(f"{config.dataset} is labelled in {labels.name}, {config.init_from} in "
                              f"{start.theory.name}: the route's energies must be at the labels' level")
         self.train_index, self.val_index = self._split()
+        torch.manual_seed(config.seed)
+        model = MLWFModel(start.network, start.theory, domain=start.domain, record=start.record)
+        self.model = HamiltonianPredictor(model.to(self.device), self.device)
+        self.left_out = self._unserved(np.concatenate([self.train_index, self.val_index]))
+        self.train_index, self.val_index = (np.setdiff1d(i, self.left_out) for i in (self.train_index, self.val_index))
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
         self.start_record = start.record
         self.seen_molecules = molecules_seen_by(start.record, config.init_from,
                                                 self.dataset.molecules_of(self.val_index))
-        torch.manual_seed(config.seed)
-        model = MLWFModel(start.network, start.theory, domain=start.domain, record=start.record)
-        self.model = HamiltonianPredictor(model.to(self.device), self.device)
         self.ema = HamiltonianPredictor(copy.deepcopy(model).requires_grad_(False), self.device)
         self.optimizer = make_optimizer(list(model.network.parameters()), config)
         self.step, self.best_val, self.history = 0, math.inf, []
@@ -179,6 +183,22 @@ class FunctionalTrainer:
             raise InputError(f"no frame of {self.config.dataset} is of a molecule in "
                              f"{self.config.validation_molecules}")
         return np.flatnonzero(~chosen), np.flatnonzero(chosen)
+
+    def _unserved(self, indices: np.ndarray) -> np.ndarray:
+        """The frames among ``indices`` where the starting model's density holds spurious occupied orbitals:
+        the calculator refuses the functional routes there, and their errors (eV/A) would steer every step."""
+        import warnings
+
+        left_out = []
+        for index in indices:
+            sample = self.dataset[int(index)]
+            atoms = Atoms(sample.numbers.numpy(), positions=sample.positions.numpy() * Bohr)
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                (prediction,) = self.model.predict_checked([atoms], [(0, 0)], energy=False)
+            if prediction.spurious_orbitals:
+                left_out.append(int(index))
+        return np.asarray(left_out, dtype=int)
 
     # --- the loss of one frame -------------------------------------------------------------
     def _direction(self, sample: Sample, index: int, step: int) -> np.ndarray:
@@ -351,6 +371,7 @@ class FunctionalTrainer:
         record["functional_fit"] = {"route": self.config.route, "dataset": str(self.config.dataset),
                                     "init_from": str(self.config.init_from), "n_train": len(self.train_index),
                                     "n_val": len(self.val_index), "step": self.step, "validation": validation,
+                                    "left_out_spurious_orbitals": len(self.left_out),
                                     "dataset_fingerprint": self.dataset.fingerprint, "config": asdict(self.config),
                                     "val_molecules": self.dataset.molecules_of(self.val_index),
                                     "train_molecules": sorted(self.seen_molecules
