@@ -36,6 +36,7 @@ import torch
 from ase import Atoms
 from ase.units import Bohr
 
+from .derivatives import fixed_density_gradient, overlap_term
 from .electronic import overlap_matrix, solve_orbitals, subspace_density_matrix
 from .validation import InputError
 
@@ -81,37 +82,6 @@ def model_density(model, atoms: Atoms, positions: torch.Tensor, mol) -> tuple[to
         raise InputError(f"{atoms.get_chemical_formula()}: {err}; the model's density is not defined here, "
                          "use mode='scf'") from None
     return fock_model, density
-
-
-def fixed_density_gradient(mf, dm: np.ndarray, grid_response: bool = True) -> np.ndarray:
-    """``dE_KS[P]/dR`` at fixed AO density matrix ``dm`` ``(nao, nao)``: ``(n_atoms, 3)`` Hartree/Bohr.
-
-    The basis functions (and, with ``grid_response``, the integration grid) move with their atoms; ``dm``
-    does not. Nuclear repulsion included; no energy-weighted density term.
-    """
-    grad = mf.nuc_grad_method()
-    grad.grid_response = grid_response
-    mol = mf.mol
-    hcore_deriv = grad.hcore_generator(mol)
-    vhf = grad.get_veff(mol, dm)  # (3, nao, nao): nabla on the bra
-    de = np.zeros((mol.natm, 3))
-    for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
-        de[atom] += np.einsum("xij,ij->x", hcore_deriv(atom), dm)
-        de[atom] += 2 * np.einsum("xij,ij->x", vhf[:, p0:p1], dm[p0:p1])
-        if grid_response:
-            de[atom] += vhf.exc1_grid[atom]
-        if getattr(vhf, "aux", None) is not None:  # RI-J: the auxiliary basis moves with its atoms too
-            de[atom] += vhf.aux[atom]
-    return de + grad.grad_nuc()
-
-
-def overlap_term(mol, weighted: np.ndarray) -> np.ndarray:
-    """``tr(W dS/dR_A)`` per atom, ``(n_atoms, 3)``, for a symmetric ``W`` ``(nao, nao)``."""
-    s1 = -mol.intor("int1e_ipovlp", comp=3)  # (3, nao, nao): d/dR on the bra
-    out = np.zeros((mol.natm, 3))
-    for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
-        out[atom] = 2 * np.einsum("xij,ij->x", s1[:, p0:p1], weighted[p0:p1])
-    return out
 
 
 def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | None = "exact",

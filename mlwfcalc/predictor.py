@@ -99,6 +99,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def baselines(config, moles: Sequence[gto.Mole], positions: Sequence[torch.Tensor]) -> list[torch.Tensor] | None:
+    """The exact matrices a delta-learning network's output is added to (``config.target``), one ``(nao, nao)``
+    per molecule, differentiable in ``positions`` (Bohr; forces see their derivative): H_core, H0, or None."""
+    if config.target == "fock-hcore":
+        return [core_hamiltonian(m, p.to(torch.float64)) for m, p in zip(moles, positions)]
+    if config.target == "fock-h0":
+        from .baseline import ZerothStepSettings, zeroth_step_hamiltonian
+
+        settings = ZerothStepSettings(**config.zeroth_step)
+        return [zeroth_step_hamiltonian(m, p.to(torch.float64), settings) for m, p in zip(moles, positions)]
+    return None
+
+
 class HamiltonianPredictor:
     """A loaded model, ready to predict for ASE Atoms: checks the input, builds the batch, runs the
     :class:`~mlwfcalc.model.MLWFModel` once, and turns its output into :class:`Prediction` objects.
@@ -198,11 +211,9 @@ class HamiltonianPredictor:
 
     def graph_batch(self, molecules: Sequence[Atoms], positions: Sequence[torch.Tensor], moles: Sequence[gto.Mole]):
         """The molecules as one graph on the model's device and dtype; ``positions`` (Bohr) may require grad."""
-        hcore = None
-        if self.network.config.target == "fock-hcore":  # differentiable: forces see dH_core/dR
-            hcore = [core_hamiltonian(m, p.to(torch.float64)) for m, p in zip(moles, positions)]
         return make_batch(self.layout, [torch.as_tensor(a.numbers) for a in molecules], positions,
-                          self.network.config.cutoff, hcore).to(self.device, self.dtype)
+                          self.network.config.cutoff, baselines(self.network.config, moles, positions)
+                          ).to(self.device, self.dtype)
 
     def network_pass(self, molecules: Sequence[Atoms], moles: Sequence[gto.Mole], energy: bool = False,
                      forces: bool = False) -> NetworkOutput:

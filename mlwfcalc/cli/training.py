@@ -30,7 +30,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--num-layers", type=int, help="model: message-passing layers")
     p.add_argument("--lmax", type=int, help="model: highest l of features")
     p.add_argument("--cutoff", type=float, help="model: pair cutoff, Bohr")
-    p.add_argument("--target", choices=["fock", "fock-hcore"], help="model: learn F, or F - H_core (delta)")
+    p.add_argument("--target", choices=["fock", "fock-hcore", "fock-h0"],
+                   help="model: learn F, or F - H_core, or F - H0 (the Kohn-Sham matrix of the atoms' minao densities; "
+                        "its grid level and RI-J in the TOML's [model.zeroth_step], default grid 0 with RI-J)")
     p.add_argument("--no-normalisation", action="store_true", help="do not fit per-element output shifts/scales")
     p.add_argument("--orbital-loss-weight", type=float, help="weight of the occupied + LUMO orbital-energy loss")
     p.add_argument("--density-loss-weight", type=float,

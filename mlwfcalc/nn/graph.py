@@ -26,7 +26,8 @@ class Batch:
         block_type: ``(N + E,)`` head of each block: the element index (0..n_el-1) for the on-site
             block of each atom, then ``n_el + n_el * e_i + e_j`` for the block of each edge.
         block_base: ``(N + E,)`` flat index of each block's first entry in the ``(B, nmax, nmax)`` output.
-        hcore: optional ``(B, nmax, nmax)`` exact core Hamiltonians (zero padded), for delta-learning.
+        baseline: optional ``(B, nmax, nmax)`` exact matrices the network's output is added to (zero padded): the
+            core Hamiltonian (target ``"fock-hcore"``) or the zeroth-step H0 (``"fock-h0"``), for delta-learning.
     """
 
     numbers: torch.Tensor
@@ -39,7 +40,7 @@ class Batch:
     nmax: int
     block_type: torch.Tensor
     block_base: torch.Tensor
-    hcore: torch.Tensor | None = None
+    baseline: torch.Tensor | None = None
 
     @property
     def num_molecules(self) -> int:
@@ -74,7 +75,7 @@ def pad_matrices(matrices: Sequence[torch.Tensor], nmax: int | None = None) -> t
 
 
 def make_batch(layout: BasisLayout, numbers_list: Sequence[torch.Tensor], positions_list: Sequence[torch.Tensor],
-               cutoff: float, hcore_list: Sequence[torch.Tensor] | None = None) -> Batch:
+               cutoff: float, baseline_list: Sequence[torch.Tensor] | None = None) -> Batch:
     """Pack molecules into a :class:`Batch`.
 
     Everything but the positions is index bookkeeping, done in numpy on the host (no torch
@@ -85,7 +86,7 @@ def make_batch(layout: BasisLayout, numbers_list: Sequence[torch.Tensor], positi
         numbers_list: per molecule ``(n_k,)`` atomic numbers.
         positions_list: per molecule ``(n_k, 3)`` Bohr (tensors; may require grad).
         cutoff: pairs farther apart than this (Bohr) get no edge and no predicted block.
-        hcore_list: optional per-molecule core Hamiltonians ``(nao_k, nao_k)``.
+        baseline_list: optional per-molecule baselines ``(nao_k, nao_k)`` (H_core or H0; may carry a graph).
     """
     elements = np.asarray(layout.elements)
     nao_of_element = np.asarray([layout.element(z).nao for z in layout.elements])
@@ -114,11 +115,12 @@ def make_batch(layout: BasisLayout, numbers_list: Sequence[torch.Tensor], positi
     block_type = np.concatenate([element, n_el + n_el * element[src] + element[dst]])
     rows, cols = np.concatenate([atoms, src]), np.concatenate([atoms, dst])
     block_base = molecule[rows] * nmax * nmax + ao_offset[rows] * nmax + ao_offset[cols]
-    hcore = pad_matrices([torch.as_tensor(h) for h in hcore_list], nmax) if hcore_list is not None else None
+    baseline = (pad_matrices([torch.as_tensor(h) for h in baseline_list], nmax) if baseline_list is not None
+                else None)
 
     def index(array):
         return torch.as_tensor(array, dtype=torch.long, device=positions.device)
 
     return Batch(numbers=index(np.concatenate(numbers)), positions=positions, molecule=index(molecule),
                  ao_offset=index(ao_offset), nao=index(naos), edge_src=index(src), edge_dst=index(dst), nmax=nmax,
-                 block_type=index(block_type), block_base=index(block_base), hcore=hcore)
+                 block_type=index(block_type), block_base=index(block_base), baseline=baseline)

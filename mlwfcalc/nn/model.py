@@ -32,7 +32,7 @@ from .blocks import BlockHeads
 from .graph import Batch
 from .so2 import EdgeFrames, Gate, LinearPerL, SO2Linear, l_of_rows, m_major_order
 
-TARGETS = ("fock", "fock-hcore")
+TARGETS = ("fock", "fock-hcore", "fock-h0")
 
 
 @dataclass
@@ -50,7 +50,9 @@ class ModelConfig:
         radial_hidden: width of the radial MLP (one MLP gives every layer's per-edge scales).
         cutoff: Bohr; atom pairs beyond it exchange no message and get a zero block.
         avg_neighbors: message normalisation (sum over neighbours / sqrt(avg_neighbors)).
-        target: ``"fock"`` (predict F) or ``"fock-hcore"`` (predict F - H_core, add the exact H_core).
+        target: ``"fock"`` (predict F), ``"fock-hcore"`` (predict F - H_core, add the exact H_core) or
+            ``"fock-h0"`` (predict F - H0, add the zeroth-step Hamiltonian, :mod:`mlwfcalc.baseline`).
+        zeroth_step: H0's settings (:class:`~mlwfcalc.baseline.ZerothStepSettings` keys) for ``"fock-h0"``.
     """
 
     basis: str = "def2-svp"
@@ -63,11 +65,21 @@ class ModelConfig:
     cutoff: float = 15.0
     avg_neighbors: float = 2.0
     target: str = "fock"
+    zeroth_step: dict | None = None
 
     def __post_init__(self):
         self.elements = sorted(int(z) for z in self.elements)
         if self.target not in TARGETS:
             raise InputError(f"unknown target {self.target!r}; choose one of {TARGETS}")
+        if self.target == "fock-h0":
+            from ..baseline import ZerothStepSettings
+
+            try:
+                self.zeroth_step = ZerothStepSettings(**(self.zeroth_step or {})).to_dict()
+            except TypeError as err:
+                raise InputError(f"zeroth_step {self.zeroth_step}: {err}") from None
+        elif self.zeroth_step is not None:
+            raise InputError(f"zeroth_step settings go with target 'fock-h0', not {self.target!r}")
 
     @property
     def width(self) -> int:
@@ -75,7 +87,10 @@ class ModelConfig:
         return 2 * self.channels
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["zeroth_step"] is None:  # as models recorded before H0 existed
+            del out["zeroth_step"]
+        return out
 
 
 class BesselBasis(nn.Module):
@@ -217,10 +232,11 @@ class HamiltonianModel(nn.Module):
         fock = self.heads(torch.cat([nodes, pairs]), batch.block_type, batch.block_base, batch.nmax,
                           batch.num_molecules)
         fock = 0.5 * (fock + fock.transpose(1, 2))
-        if self.config.target == "fock-hcore":
-            if batch.hcore is None:
-                raise ValueError("this model learns F - H_core: the batch needs hcore")
-            fock = fock + batch.hcore.to(fock.dtype)
+        if self.config.target != "fock":
+            if batch.baseline is None:
+                raise ValueError(f"this model learns {self.config.target.replace('fock-', 'F - ')}: the batch needs "
+                                 "its baseline")
+            fock = fock + batch.baseline.to(fock.dtype)
         return fock, nodes
 
     def invariants(self, nodes: torch.Tensor, features: str) -> torch.Tensor:

@@ -29,7 +29,7 @@ from ..io import read_config, resolve_model_path, save_model
 from ..model import MLWFModel
 from ..nn.graph import Batch, make_batch, pad_matrices
 from ..nn.model import HamiltonianModel
-from ..predictor import resolve_device
+from ..predictor import baselines, resolve_device
 from ..validation import InputError
 from . import distributed
 from .checkpoint import (CHECKPOINT_META, check_same_labels, check_same_validation, load_checkpoint, molecules_seen_by,
@@ -38,11 +38,11 @@ from .optimisation import TrainConfig, batch_indices, learning_rate, make_optimi
 
 
 class TrainingData:
-    """The split dataset, with the per-sample references the losses need: core Hamiltonians (when the
-    model learns F - H_core), and the overlap's inverse Cholesky factor with the reference orbital
+    """The split dataset, with the per-sample references the losses need: the baselines (H_core or H0, when the
+    model learns F - H_core or F - H0), and the overlap's inverse Cholesky factor with the reference orbital
     energies (orbital loss) and orbitals (density loss)."""
 
-    def __init__(self, dataset: LabelledDataset, config: TrainConfig, layout):
+    def __init__(self, dataset: LabelledDataset, config: TrainConfig, layout, progress: bool = False):
         self.dataset = dataset
         self.config = config
         self.layout = layout
@@ -51,12 +51,13 @@ class TrainingData:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
         orbital_loss = config.orbital_loss_weight > 0
         density_loss = config.density_loss_weight > 0
-        delta = config.model.target == "fock-hcore"
+        delta = config.model.target != "fock"
         self.orthogonaliser = [] if (orbital_loss or density_loss) else None
         self.reference_energies = [] if orbital_loss else None
         self.reference_orbitals = [] if density_loss else None
-        self.hcore = [] if delta else None
-        for s in dataset.samples if (orbital_loss or density_loss or delta) else []:  # one PySCF Mole per sample
+        self.baseline = [] if delta else None
+        for s in tqdm(dataset.samples if (orbital_loss or density_loss or delta) else [], desc="references",
+                      unit="frame", disable=not progress or not delta):  # one PySCF Mole per sample
             mol = layout.make_mole(s.numbers.tolist(), s.positions.numpy())
             if orbital_loss or density_loss:
                 inverse = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(mol.intor("int1e_ovlp"))))
@@ -69,14 +70,16 @@ class TrainingData:
                 inverse_gaps = 1.0 / (energies[None, n_occ:] - energies[:n_occ, None])  # (occupied, virtual)
                 self.reference_orbitals.append((vectors[:, :n_occ], vectors[:, n_occ:], inverse_gaps))
             if delta:
-                self.hcore.append(torch.as_tensor(mol.intor("int1e_kin") + mol.intor("int1e_nuc")))
+                with torch.no_grad():
+                    (baseline,) = baselines(config.model, [mol], [s.positions])
+                self.baseline.append(baseline.detach())
 
     def batch(self, indices) -> tuple[Batch, torch.Tensor]:
         """``(Batch, target F (B, nmax, nmax))`` in float64."""
         samples = [self.dataset[int(i)] for i in indices]
-        hcore = [self.hcore[int(i)] for i in indices] if self.hcore is not None else None
+        baseline = [self.baseline[int(i)] for i in indices] if self.baseline is not None else None
         batch = make_batch(self.layout, [s.numbers for s in samples], [s.positions for s in samples],
-                           self.config.model.cutoff, hcore)
+                           self.config.model.cutoff, baseline)
         return batch, pad_matrices([s.fock for s in samples])
 
     def orbital_energy_error(self, indices, fock: torch.Tensor) -> torch.Tensor:
@@ -147,9 +150,11 @@ class Trainer:
                              f"{config.model.basis}; set model.basis = \"{dataset.settings.basis}\"")
         # the model covers at least every element of its training set
         config.model.elements = sorted(set(config.model.elements) | set(dataset.elements))
+        if config.model.target == "fock-h0":  # H0 is the Kohn-Sham matrix of the labels' functional
+            config.model.zeroth_step = {**config.model.zeroth_step, "xc": dataset.settings.xc}
         torch.manual_seed(config.seed)
         self.model = HamiltonianModel(config.model, dtype=self.dtype)
-        self.data = TrainingData(dataset, config, self.model.layout)
+        self.data = TrainingData(dataset, config, self.model.layout, progress)
         self.ema = HamiltonianModel(config.model, dtype=self.dtype)  # weights copied from the model below
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process
@@ -181,8 +186,8 @@ class Trainer:
     def _fit_normalisation(self) -> None:
         """Fit the heads' shifts and scales on the whole training split (one float64 pass, no network)."""
         batch, target = self.data.batch(self.data.train_index)
-        if batch.hcore is not None:
-            target = target - batch.hcore
+        if batch.baseline is not None:
+            target = target - batch.baseline
         self.model.fit_normalisation(batch, target)
         self.ema.load_state_dict(self.model.state_dict())
 
