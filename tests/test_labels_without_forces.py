@@ -66,3 +66,24 @@ def test_energy_head_fit_refuses_frames_without_forces_and_evaluation_skips_them
         precompute(tiny, dataset.samples, "none", "invariants", progress=False)
     report = evaluate(tiny, dataset, progress=False)
     assert report.force_mae_mev_per_a is None and report.energy_mae_mev is not None
+
+
+def test_scf_only_labels_merge_with_labels_whose_forces_were_computed_another_way(water_frames, tmp_path):
+    """An SCF-only archive (its gradient setting unused) unpacks beside one with exact forces into one
+    database at the latter's settings; two archives whose forces were computed differently stay refused."""
+    from mlwfcalc.validation import InputError
+
+    exact, bare, ri = tmp_path / "exact.db", tmp_path / "bare.db", tmp_path / "ri.db"
+    assert main(["label", f"{water_frames}@0:1", "-o", str(exact), "--workers", "1", "-q"]) == 0
+    assert main(["label", f"{water_frames}@1:2", "-o", str(bare), "--workers", "1", "--no-forces",
+                 "--gradient", "ri-j", "-q"]) == 0
+    assert main(["label", f"{water_frames}@1:2", "-o", str(ri), "--workers", "1", "--gradient", "ri-j", "-q"]) == 0
+    archives = {name: tmp_path / name for name in ("exact", "bare", "ri")}
+    for name, db in (("exact", exact), ("bare", bare), ("ri", ri)):
+        pack_labels(db, archives[name])
+    merged = tmp_path / "merged.db"
+    assert unpack_labels([archives["bare"], archives["exact"]], merged) == (2, 0)
+    assert LabelDatabase(merged).settings.gradient == "exact"
+    assert sorted(s.forces is None for s in LabelledDataset(merged)) == [False, True]
+    with pytest.raises(InputError, match="mix levels of theory"):
+        unpack_labels([archives["exact"], archives["ri"]], tmp_path / "refused.db")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -206,6 +207,23 @@ def read_part(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return header, tensors
 
 
+def _merged_settings(loaded: list, directories: Sequence[str | Path]) -> LevelOfTheory:
+    """The one level of theory of the parts ``loaded`` (``(path, header, tensors)`` each). Parts that differ
+    only in how forces are computed (``gradient``) merge when only one of those ways labelled any forces:
+    the energy, F and dipole do not depend on it (e.g. SCF-only labels, ``--no-forces``, beside labels with
+    exact forces); the database then records the way its forces were computed. Anything else: InputError."""
+    settings = {LevelOfTheory.from_metadata(header["settings"]) for _, header, _ in loaded}
+    if len(settings) == 1:
+        return settings.pop()
+    with_forces = {LevelOfTheory.from_metadata(header["settings"]) for _, header, _ in loaded
+                   if any(header["rows"].get("forces_labelled", [True] * len(header["rows"]["status"])))}
+    without_gradient = {replace(level, gradient="exact") for level in settings}
+    if len(without_gradient) == 1 and len(with_forces) <= 1:
+        return with_forces.pop() if with_forces else min(settings, key=str)
+    raise InputError(f"the archives {', '.join(map(str, directories))} mix levels of theory "
+                     f"({', '.join(map(str, settings))}); unpack each into its own database")
+
+
 def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tuple[int, int]:
     """Write every archived row that ``database`` lacks (created if missing, at the archive's settings).
 
@@ -220,10 +238,7 @@ def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tu
         raise InputError(f"no part-NNN.safetensors in {', '.join(map(str, directories))}; pack a label database "
                          "with `mlwfcalc pack-labels DB -o DIRECTORY` first")
     loaded = [(part, *read_part(part)) for part in parts]
-    settings = {LevelOfTheory.from_metadata(header["settings"]) for _, header, _ in loaded}
-    if len(settings) > 1:
-        raise InputError(f"the archives {', '.join(map(str, directories))} mix levels of theory "
-                         f"({', '.join(map(str, settings))}); unpack each into its own database")
+    settings = _merged_settings(loaded, directories)
     results = {}
     for part, header, t in loaded:
         table = header["rows"]
@@ -253,7 +268,7 @@ def unpack_labels(directories: Sequence[str | Path], database: str | Path) -> tu
                                        energy=float(t["energy"][i]), fock=fock,
                                        forces=t["forces"][a:b].copy() if has_forces else None,
                                        dipole=t["dipole"][i].copy(), guess=guess)
-    db = LabelDatabase(database, settings.pop())
+    db = LabelDatabase(database, settings)
     have = db.keys()
     todo = [result for key, result in results.items() if key not in have]
     for result in todo:
