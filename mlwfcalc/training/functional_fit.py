@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,18 +46,17 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.units import Bohr, Hartree
-from tqdm.auto import tqdm
 
 from ..data.dataset import LabelledDataset, Sample
 from ..electronic import solve_orbitals
 from ..functional import ROUTES, energy_derivative, model_density, route_energy
 from ..io import read_model, save_model
 from ..model import MLWFModel
-from ..predictor import HamiltonianPredictor, resolve_device
+from ..predictor import HamiltonianPredictor
 from ..pyscf import reference_scf
 from ..validation import InputError
-from .checkpoint import (CHECKPOINT_META, check_same_labels, check_same_validation, load_checkpoint, molecules_seen_by,
-                         read_checkpoint_meta, read_log, write_checkpoint, write_log)
+from .checkpoint import molecules_seen_by
+from .fine_tuning import FineTuningRun
 from .optimisation import OptimisationSettings, batch_indices, learning_rate, make_optimizer, update_ema
 
 MEV = 1000 * Hartree  # meV per Hartree
@@ -127,19 +125,19 @@ class FrameTerms:
     fock: float
 
 
-class FunctionalTrainer:
+class FunctionalTrainer(FineTuningRun):
     """Runs (or resumes) one end-to-end run of a functional route; the module docstring says what it trains."""
 
+    config_class = FunctionalFitConfig
+    resume_keys = ("dataset", "init_from", "route", "seed", "n_train", "n_val", "validation_molecules",
+                   "batch_size", "max_steps")
+    logged_train_keys = ("loss", "energy_mae_mev_per_atom", "force_rmse_mev_per_a", "fock_rmse_uha")
+    progress_label = "functional fit"
+
     def __init__(self, config: FunctionalFitConfig, progress: bool = True):
-        self.config = config
-        self.progress = progress
-        self.output = Path(config.output)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
+        self._open(config, progress)
         self.dataset = LabelledDataset(config.dataset, kohn_sham=True)
-        if (self.output / CHECKPOINT_META).exists():
-            check_same_labels(read_checkpoint_meta(self.output), self.dataset, self.output)
+        self._check_labels()
         if not config.init_from:
             raise InputError("give the Kohn-Sham model to start from: --init-from MODEL")
         start = read_model(config.init_from, dtype=torch.float64)[0]
@@ -166,8 +164,7 @@ class FunctionalTrainer:
                                                 self.dataset.molecules_of(self.val_index))
         self.ema = HamiltonianPredictor(copy.deepcopy(model).requires_grad_(False), self.device)
         self.optimizer = make_optimizer(list(model.network.parameters()), config)
-        self.step, self.best_val, self.history = 0, math.inf, []
-        if (self.output / CHECKPOINT_META).exists():
+        if self.resuming:
             self._resume()
 
     def _split(self) -> tuple[np.ndarray, np.ndarray]:
@@ -283,28 +280,6 @@ class FunctionalTrainer:
             values.append(value + (c.fock_weight * t.fock if regulariser else 0.0))
         return float(np.mean(values))
 
-    # --- state -------------------------------------------------------------------------------
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model.model, "ema": self.ema.model}
-
-    def save_checkpoint(self) -> None:
-        write_checkpoint(self.output, self._modules(), self.optimizer,
-                         {"step": self.step, "best_val_loss": self.best_val, "config": asdict(self.config),
-                          "dataset_fingerprint": self.dataset.fingerprint, "dataset_size": len(self.dataset),
-                          "val_molecules": self.dataset.molecules_of(self.val_index)})
-
-    def _resume(self) -> None:
-        meta = load_checkpoint(self.output, self._modules(), self.optimizer)
-        saved = FunctionalFitConfig(**meta["config"])
-        for key in ("dataset", "init_from", "route", "seed", "n_train", "n_val", "validation_molecules",
-                    "batch_size", "max_steps"):
-            if getattr(saved, key) != getattr(self.config, key):
-                raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
-                                 f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
-        check_same_validation(meta, self.dataset.molecules_of(self.val_index), self.output)
-        self.step, self.best_val = int(meta["step"]), float(meta["best_val_loss"])
-        self.history = read_log(self.output, self.step)
-
     # --- loop --------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         for group in self.optimizer.param_groups:
@@ -324,45 +299,6 @@ class FunctionalTrainer:
         loss without the F term."""
         terms = [self.frame_terms(self.ema, int(i), -1, train=False) for i in self.val_index]
         return _summary(terms) | {"loss": self.weighted(terms, regulariser=False)}
-
-    def run(self, stop_at_step: int | None = None) -> dict:
-        """Fine-tune until ``max_steps`` (or ``stop_at_step`` or ``max_minutes``); returns a summary."""
-        config = self.config
-        end = min(config.max_steps, stop_at_step or config.max_steps)
-        started, first_step, running = time.perf_counter(), self.step, []
-        if not self.history:  # step 0: the starting model, the baseline the run must beat
-            self._validate_and_save([], 0.0)
-        with tqdm(total=config.max_steps, initial=self.step, desc="functional fit", unit="step",
-                  disable=not self.progress) as bar:
-            while self.step < end:
-                running.append(self.train_step())
-                bar.update()
-                timed_out = config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes
-                if self.step % config.val_every == 0 or self.step == end or timed_out:
-                    seconds = (time.perf_counter() - started) / max(1, self.step - first_step)
-                    self._validate_and_save(running, seconds)
-                    bar.set_postfix(val_loss=f"{self.history[-1]['val_loss']:.3g}")
-                    running = []
-                if timed_out:
-                    break
-        if self.step >= config.max_steps:
-            last = self.history[-1]
-            self.export(self.output / "last", {k[4:]: v for k, v in last.items() if k.startswith("val_")})
-        return {"step": self.step, "best_val_loss": self.best_val, "seconds": time.perf_counter() - started,
-                "history": self.history}
-
-    def _validate_and_save(self, running: list[dict], seconds_per_step: float) -> None:
-        val = self.validate()
-        keys = ("loss", "energy_mae_mev_per_atom", "force_rmse_mev_per_a", "fock_rmse_uha")
-        row = {"step": self.step, "lr": learning_rate(self.config, max(self.step - 1, 0)),
-               **{f"train_{k}": float(np.nanmean([r[k] for r in running])) if running else math.nan for k in keys},
-               **{f"val_{k}": v for k, v in val.items()}, "seconds_per_step": seconds_per_step}
-        self.history.append(row)
-        if val["loss"] < self.best_val:
-            self.best_val = val["loss"]
-            self.export(self.output / "best", val)
-        self.save_checkpoint()
-        write_log(self.output, self.history)
 
     def export(self, directory: Path, validation: dict[str, float]) -> Path:
         """Write the EMA network with the starting model's record (less its energy route's figures, which

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,17 +40,16 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.units import Bohr, Debye, Hartree
-from tqdm.auto import tqdm
 
 from ..data.dataset import LabelledDataset, Sample
 from ..electronic import density_matrix, dipole_moment, overlap_matrix
 from ..energy import EnergyConfig, EnergyHead
 from ..io import read_model, save_model
 from ..model import MLWFModel
-from ..predictor import HamiltonianPredictor, resolve_device
+from ..predictor import HamiltonianPredictor
 from ..validation import InputError
-from .checkpoint import (CHECKPOINT_META, check_same_labels, check_same_validation, load_checkpoint, molecules_seen_by,
-                         read_checkpoint_meta, read_log, write_checkpoint, write_log)
+from .checkpoint import molecules_seen_by
+from .fine_tuning import FineTuningRun
 from .optimisation import OptimisationSettings, batch_indices, learning_rate, make_optimizer, update_ema
 
 MEV = 1000 * Hartree  # meV per Hartree
@@ -155,20 +153,19 @@ def errors(observables: Observables, samples: list[Sample]) -> dict[str, np.ndar
             "dipole": ((observables.dipole.detach() - dipole) * MILLIDEBYE).reshape(-1).numpy()}
 
 
-class TransferTrainer:
+class TransferTrainer(FineTuningRun):
     """Runs (or resumes) one fine-tuning run; see the module docstring for what it trains and writes."""
 
+    config_class = TransferConfig
+    resume_keys = ("high_level", "init_from", "seed", "n_train", "n_val", "batch_size", "max_steps", "term",
+                   "hidden", "dtype")
+    logged_train_keys = ("loss", "energy", "forces", "dipole", "fock")
+
     def __init__(self, config: TransferConfig, progress: bool = True):
-        self.config = config
-        self.progress = progress
-        self.output = Path(config.output)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
+        self._open(config, progress)
         dtype = getattr(torch, config.dtype)
         self.dataset = LabelledDataset(config.high_level, kohn_sham=False)
-        if (self.output / CHECKPOINT_META).exists():  # before the split: the labels must be the run's own
-            check_same_labels(read_checkpoint_meta(self.output), self.dataset, self.output)
+        self._check_labels()
         self.high_level = self.dataset.settings
         if not config.init_from:
             raise InputError("give the Kohn-Sham model to start from: --init-from MODEL")
@@ -185,13 +182,12 @@ class TransferTrainer:
         self.reference_network = copy.deepcopy(start.network).to(self.device).eval().requires_grad_(False)
         torch.manual_seed(config.seed)
         model = MLWFModel(start.network, start.theory, domain=start.domain)
-        resuming = (self.output / CHECKPOINT_META).exists()
+        resuming = self.resuming
         model.energy_head = self._blank_head(model) if resuming else self._initial_head(model)
         self.model = HamiltonianPredictor(model.to(self.device), self.device)
         self.ema = HamiltonianPredictor(copy.deepcopy(model).requires_grad_(False), self.device)
         self.optimizer = make_optimizer(list(model.network.parameters()) + list(model.energy_head.parameters()),
                                         config)
-        self.step, self.best_val, self.history = 0, math.inf, []
         if resuming:
             self._resume()
 
@@ -215,28 +211,6 @@ class TransferTrainer:
                               epochs=self.config.head_epochs, seed=self.config.seed)
         head, self.head_history = fit_energy_head(train, val, model.elements, fit, progress=self.progress)
         return head.to(self.device)
-
-    # --- state -------------------------------------------------------------------------------
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model.model, "ema": self.ema.model}
-
-    def save_checkpoint(self) -> None:
-        write_checkpoint(self.output, self._modules(), self.optimizer,
-                         {"step": self.step, "best_val_loss": self.best_val, "config": asdict(self.config),
-                          "dataset_fingerprint": self.dataset.fingerprint, "dataset_size": len(self.dataset),
-                          "val_molecules": self.dataset.molecules_of(self.val_index)})
-
-    def _resume(self) -> None:
-        meta = load_checkpoint(self.output, self._modules(), self.optimizer)
-        saved = TransferConfig(**meta["config"])
-        for key in ("high_level", "init_from", "seed", "n_train", "n_val", "batch_size", "max_steps", "term",
-                    "hidden", "dtype"):
-            if getattr(saved, key) != getattr(self.config, key):
-                raise InputError(f"{self.output} holds a run with {key}={getattr(saved, key)!r}, not "
-                                 f"{getattr(self.config, key)!r}; resume with the same settings or use a new output")
-        check_same_validation(meta, self.dataset.molecules_of(self.val_index), self.output)
-        self.step, self.best_val = int(meta["step"]), float(meta["best_val_loss"])
-        self.history = read_log(self.output, self.step)
 
     # --- loop --------------------------------------------------------------------------------
     def losses(self, observables: Observables, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -293,45 +267,6 @@ class TransferTrainer:
                 "force_mae_mev_per_a": float(np.abs(f).mean()), "dipole_mae_md": float(np.abs(d).mean()),
                 "fock_shift_rms_uha": float(math.sqrt(mean["fock"])),
                 "loss": float(self.weighted(mean, regulariser=False))}
-
-    def run(self, stop_at_step: int | None = None) -> dict:
-        """Fine-tune until ``max_steps`` (or ``stop_at_step`` or ``max_minutes``); returns a summary."""
-        config = self.config
-        end = min(config.max_steps, stop_at_step or config.max_steps)
-        started, first_step, running = time.perf_counter(), self.step, []
-        if not self.history:  # step 0: the head-only transfer (stage 1), the baseline stage 2 must beat
-            self._validate_and_save([], 0.0)
-        with tqdm(total=config.max_steps, initial=self.step, desc="fine-tuning", unit="step",
-                  disable=not self.progress) as bar:
-            while self.step < end:
-                running.append(self.train_step())
-                bar.update()
-                timed_out = config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes
-                if self.step % config.val_every == 0 or self.step == end or timed_out:
-                    seconds = (time.perf_counter() - started) / max(1, self.step - first_step)
-                    self._validate_and_save(running, seconds)
-                    bar.set_postfix(val_loss=f"{self.history[-1]['val_loss']:.3g}")
-                    running = []
-                if timed_out:
-                    break
-        if self.step >= config.max_steps:  # the end of the schedule: the last EMA weights too
-            last = self.history[-1]
-            self.export(self.output / "last", {k[4:]: v for k, v in last.items() if k.startswith("val_")})
-        return {"step": self.step, "best_val_loss": self.best_val, "seconds": time.perf_counter() - started,
-                "history": self.history}
-
-    def _validate_and_save(self, running: list[dict], seconds_per_step: float) -> None:
-        val = self.validate()
-        row = {"step": self.step, "lr": learning_rate(self.config, max(self.step - 1, 0)),
-               **{f"train_{k}": float(np.mean([r[k] for r in running])) if running else math.nan
-                  for k in ("loss", "energy", "forces", "dipole", "fock")},
-               **{f"val_{k}": v for k, v in val.items()}, "seconds_per_step": seconds_per_step}
-        self.history.append(row)
-        if val["loss"] < self.best_val:
-            self.best_val = val["loss"]
-            self.export(self.output / "best", val)
-        self.save_checkpoint()
-        write_log(self.output, self.history)
 
     def export(self, directory: Path, validation: dict[str, float]) -> Path:
         """Write the EMA model, with the starting model's record and this run's under ``"transfer"``.
