@@ -18,15 +18,12 @@ import time
 import numpy as np
 import torch
 from ase.build import molecule
-from ase.calculators.calculator import Calculator, all_changes
-from ase.units import Bohr, Hartree
 from pyscf import lib
 
 from mlwfcalc import MLWFCalculator
 from mlwfcalc.predictor import load_model
-from mlwfcalc.pyscf import reference_scf
 from mlwfcalc.validation import InputError
-from systems import random_model, uracil
+from systems import PySCFCalculator, random_model, uracil
 
 
 def time_calls(atoms, calc, repeats: int) -> float:
@@ -96,22 +93,6 @@ def main():
             compiled_cells = f" {ms:.1f} | {ms / xtb:.0f}x |"
         print(f"| {name} | {f32:.1f} | {f64:.1f} | {variational:.0f} | {xtb:.1f} | {pyscf:.0f} | "
               f"{pyscf / f32:.0f}x | {f32 / xtb:.0f}x |" + compiled_cells, flush=True)
-
-
-class PySCFCalculator(Calculator):
-    """PySCF SCF from minao + analytic gradient at the model's level of theory, through ASE."""
-
-    implemented_properties = ["energy", "forces"]
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        mf = reference_scf(self.model, self.model.make_mole(self.atoms))
-        mf.kernel()
-        self.results = {"energy": mf.e_tot * Hartree, "forces": -mf.nuc_grad_method().kernel() * Hartree / Bohr}
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def main():
     samples = samples[: args.n]
     errors = defaultdict(lambda: {"energy": [], "forces": [], "seconds": []})
     per_molecule = defaultdict(lambda: defaultdict(list))  # route -> molecule -> [(energy error Hartree)]
-    xtb_energies, reference_energies, numbers = [], [], []
+    xtb_energies, numbers = [], []
     skipped = {"domain": 0, "hard limit": 0, "spurious orbitals": 0}
     for k, sample in enumerate(samples):
         atoms = Atoms(sample.numbers.numpy(), positions=sample.positions.numpy() * Bohr)

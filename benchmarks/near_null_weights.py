@@ -14,7 +14,6 @@ behind ``SPURIOUS_WEIGHT``.
 import argparse
 import warnings
 
-import numpy as np
 import torch
 from ase import Atoms
 from ase.units import Bohr

@@ -22,34 +22,14 @@ from pathlib import Path
 import numpy as np
 from ase.build import molecule
 from ase.build.rotate import minimize_rotation_and_translation
-from ase.calculators.calculator import Calculator, all_changes
 from ase.optimize import BFGS
-from ase.units import Bohr, Hartree
 
 from mlwfcalc import MLWFCalculator
 from mlwfcalc.domain import OutOfDomainError
 from mlwfcalc.predictor import load_model
+from systems import PySCFCalculator
 
 DEFAULT_MOLECULES = "CH3OH,CH3CHO,HCOOH,CH3CONH2,CH3COOH,C4H4O,C5H5N,CH3CH2OH,H2CCO"
-
-
-class PySCFReference(Calculator):
-    """Energy and forces at the model's level of theory (eV, eV/A), for the reference optimisation."""
-
-    implemented_properties = ["energy", "forces"]
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        mf = self.model.theory.make_scf(self.model.make_mole(self.atoms))
-        energy = mf.kernel()
-        if not mf.converged:
-            raise RuntimeError("reference SCF did not converge")
-        self.results = {"energy": energy * Hartree,
-                        "forces": -self.model.theory.nuclear_gradient(mf) * Hartree / Bohr}
 
 
 def relax(atoms, calc, fmax: float, steps: int) -> tuple[object, int, str]:
@@ -81,7 +61,7 @@ def main():
     mode = args.mode or model.model.energy_route
     path = Path(args.output)
     cache = json.loads(path.read_text()) if path.exists() else {}
-    reference = PySCFReference(model)
+    reference = PySCFCalculator(model)
     for name in args.molecules.split(","):
         key = f"{model.name} {mode} {name}"
         if key in cache:

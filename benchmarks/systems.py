@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: test molecules and random-weight models of the shipped architecture.
+"""Shared pieces of the benchmark scripts: test molecules, random-weight models of the shipped architecture, and
+PySCF itself as an ASE calculator (the reference that timings and optimisations are compared with).
 
 Timing does not depend on the weights, so molecules without a trained model are timed with a randomly
 initialised network (and random energy head) of the same size as a given trained model.
@@ -10,11 +11,13 @@ import time
 import torch
 from ase import Atoms
 from ase.build import molecule
-from ase.units import Bohr
+from ase.calculators.calculator import Calculator, all_changes
+from ase.units import Bohr, Hartree
 
 from mlwfcalc.energy import EnergyConfig, EnergyHead
 from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
 from mlwfcalc.predictor import HamiltonianPredictor
+from mlwfcalc.pyscf import reference_scf
 
 
 def uracil() -> Atoms:
@@ -88,3 +91,23 @@ def median_ms(function, repeats: int, warmup: int = 1) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+class PySCFCalculator(Calculator):
+    """PySCF at the model's level of theory through ASE (eV, eV/A): SCF from PySCF's default (minao) guess, then
+    the nuclear gradient computed the way the model's labels were (``theory.nuclear_gradient``: exact or RI-J)."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, model: HamiltonianPredictor):
+        super().__init__()
+        self.model = model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        mf = reference_scf(self.model, self.model.make_mole(self.atoms))
+        energy = mf.kernel()
+        if not mf.converged:
+            raise RuntimeError(f"PySCF's SCF of {self.atoms.get_chemical_formula()} did not converge")
+        self.results = {"energy": energy * Hartree,
+                        "forces": -self.model.theory.nuclear_gradient(mf) * Hartree / Bohr}
