@@ -1,42 +1,35 @@
 #!/usr/bin/env bash
-# The organic CHNOF model (issue 19) from its labels, every measurement its card reports, resumable: each
-# step is skipped when its output exists (training resumes from its checkpoint), so the script can be
-# killed and rerun. Needs the archived labels in datasets/organic-pbe-def2svp and the test set of
-# examples/make_organic.sh (work/organic/organic-test.db: the 60 held-out molecules at 300 and 600 K). Outputs:
-# work/organic/organic-pbe-def2svp-v3/ (model files, energy head, evaluation JSON and plots; MODEL=DIR to
-# write elsewhere) and work/organic/report/*.txt (the tables for the card).
-# This builds the third version, measured and not shipped (the card of models/organic-pbe-def2svp measures its
-# schedules; its weights did not survive the session's workspace, so this rebuilds them). The shipped second version was built by this script as of commit bc97e14, with the split rule
-# of that time (git show bc97e14:examples/make_organic_model.sh).
+# The organic CHNOF model from its labels, every measurement its card reports, resumable: each step is skipped
+# when its output exists (training resumes from its checkpoint), so the script can be killed and rerun. Needs the
+# archived labels in datasets/organic-pbe-def2svp (train/: the first set, with forces; train2/: round two, SCF-only)
+# and the test set of examples/make_organic.sh (work/organic/organic-test.db: the 60 held-out molecules at 300 and
+# 600 K). Outputs: work/organic/organic-pbe-def2svp-v3/ (model files, energy head, evaluation JSON and plots;
+# MODEL=DIR to write elsewhere) and work/organic/report/*.txt (the tables for the card).
+# Version 3 (issue 42): the network learns F - H0 (examples/train_organic_h0.toml), one cosine schedule from
+# scratch on both label sets. Version 2 was built by this script as of commit bc97e14 (git show
+# bc97e14:examples/make_organic_model.sh).
 #   bash examples/make_organic_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-work/organic}; M=${MODEL:-work/organic/organic-pbe-def2svp-v3}; A=${ARCHIVE:-datasets/organic-pbe-def2svp}; OUT=$D/report; mkdir -p $OUT
-R=work/runs/organic-v3   # four cosine schedules: 30,000 steps from scratch, then from the last one's EMA weights
-                         # 12,000 at 1e-3, 12,000 at 5e-4 and 5,000 at 3e-4 with the orbital loss weight at 0.5
-                         # (the third version's spurious occupied orbitals: 9.2 % of the test set -> 3.3 %)
+R=work/runs/organic-v3h0   # the run directory of examples/train_organic_h0.toml
 to() { local f=$1; shift; [ -s $f ] || { "$@" > $f.part 2>&1 && mv $f.part $f; }; }  # a killed step leaves no $f
 finished() { [ -s $1/best/uncertainty.safetensors ] && python -c "import json, sys; m = json.load(open('$1/checkpoint.json'))
 sys.exit(m['step'] < m['config']['max_steps'])"; }   # a run that reached its last step and fitted its domain
 [ -s $D/organic-test.db ] || { echo "missing $D/organic-test.db: run examples/make_organic.sh" >&2; exit 2; }
-# a copy of the labels the model is trained on (training refuses a database that grows under it): all seven
-# parts, the 60 validation molecules and the 480 training molecules with both their frames
-V=$D/organic-train-v3.db
+# a copy of the labels the model is trained on (training refuses a database that grows under it): the parts of
+# both archives, numbered in one directory (the SCF-only parts merge with the first set's, which carry the forces)
+V=$D/organic-train-v3h0.db
 if [ ! -s $V ]; then
-  mkdir -p $V.parts && ln -sf "$PWD"/$A/train/part-00[0-6].safetensors $V.parts/ && mlwfcalc unpack-labels $V.parts -o $V
+  rm -rf $V.parts && mkdir -p $V.parts && k=0
+  for part in $A/train/part-*.safetensors $A/train2/part-*.safetensors; do
+    ln -s "$PWD/$part" $(printf "%s/part-%03d.safetensors" $V.parts $k); k=$((k + 1))
+  done
+  mlwfcalc unpack-labels $V.parts -o $V
 fi
 if [ ! -s $M/model.safetensors ]; then  # training also fits the domain (elements, sizes, distances) and the uncertainty
-  finished $R || mlwfcalc train $V --config examples/train_organic.toml --compositions elements 2>&1 | tee $OUT/train.txt
-  finished $R-stage2 || mlwfcalc train $V --config examples/train_organic.toml --compositions elements \
-    --init-from $R/best --lr 1e-3 --max-steps 12000 -o $R-stage2 2>&1 | tee $OUT/train-stage2.txt
-  finished $R-stage3 || mlwfcalc train $V --config examples/train_organic.toml --compositions elements \
-    --init-from $R-stage2/best --lr 5e-4 --max-steps 12000 -o $R-stage3 2>&1 | tee $OUT/train-stage3.txt
-  finished $R-orbital || mlwfcalc train $V --config examples/train_organic.toml --compositions elements \
-    --init-from $R-stage3/best --lr 3e-4 --max-steps 5000 --orbital-loss-weight 0.5 -o $R-orbital 2>&1 \
-    | tee $OUT/train-orbital.txt
-  mkdir -p $M && cp $R-orbital/best/* $M/ && cp $R-orbital/learning_curve.png $M/
-  cp $R/log.csv $M/training_log_stage1.csv && cp $R-stage2/log.csv $M/training_log_stage2.csv
-  cp $R-stage3/log.csv $M/training_log_stage3.csv && cp $R-orbital/log.csv $M/training_log.csv
+  finished $R || mlwfcalc train --config examples/train_organic_h0.toml --compositions elements 2>&1 | tee $OUT/train.txt
+  mkdir -p $M && cp $R/best/* $M/ && cp $R/learning_curve.png $M/ && cp $R/log.csv $M/training_log.csv
 fi
 # the overlap subspace its orbitals are solved in, chosen on its own validation molecules (recorded in config.json)
 [ -s $D/v3-val-molecules.json ] || python -c "import json, sys

@@ -262,6 +262,8 @@ def run_train_energy(args) -> None:
     from ..data.dataset import LabelledDataset
     from ..io import save_model
     from ..predictor import load_model
+    import numpy as np
+
     from ..training.energy_fit import EnergyFitConfig, errors, fit_energy_head, model_errors, precompute
 
     _set_threads(args.threads)
@@ -269,6 +271,17 @@ def run_train_energy(args) -> None:
     dataset = LabelledDataset(args.dataset)
     _check_labels(model, dataset)
     train_index, val_index, seed = _model_split(model, dataset, args.seed, args.n_train, args.n_val)
+    # SCF-only frames (`label --no-forces`) carry no force for the head's loss: the head is fitted on the others
+    # of the same split, so validation molecules stay the network's own
+    without_forces = {int(i) for i in np.concatenate([train_index, val_index]) if dataset.samples[int(i)].forces is None}
+    if without_forces:
+        train_index, val_index = ([i for i in index if int(i) not in without_forces] for index in (train_index, val_index))
+        if not train_index or not val_index:
+            raise InputError(f"{args.dataset}: the model's split has no {'training' if not train_index else 'validation'} "
+                             "frame with forces (labelled without them, `mlwfcalc label --no-forces`); the energy head's "
+                             "force loss needs some: label a few with forces")
+        print(f"{len(without_forces)} frames labelled without forces left out; the head is fitted on "
+              f"{len(train_index)} training and {len(val_index)} validation frames")
     config = EnergyFitConfig(term=args.term, features=args.features, hidden=[int(w) for w in args.hidden.split(",")],
                              energy_weight=args.energy_weight, force_weight=args.force_weight, epochs=args.epochs,
                              lr=args.lr, seed=seed)
@@ -280,6 +293,7 @@ def run_train_energy(args) -> None:
     seconds_features = time.perf_counter() - start
     head, history = fit_energy_head(train, val, model.elements, config, progress=not args.quiet)
     summary = {"dataset": str(args.dataset), "n_train": len(train_index), "n_val": len(val_index), "seed": seed,
+               "left_out_without_forces": len(without_forces),
                "fit": vars(config), "train": errors(head, train), "val": errors(head, val),
                "seconds": round(time.perf_counter() - start, 1), "seconds_features": round(seconds_features, 1)}
     if args.test:
