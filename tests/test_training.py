@@ -162,7 +162,7 @@ def test_train_evaluate_predict_from_the_command_line(water_db, tmp_path, capsys
     assert "step 2:" in capsys.readouterr().out
     assert main(["train", "--config", str(config), "--max-steps", "4", "-q"]) == 0  # resumes at step 2
     out = capsys.readouterr().out
-    assert "6 train / 2 validation molecules" in out and "starting at step 2" in out and "step 4:" in out
+    assert "6 frames train / 2 frames validation" in out and "starting at step 2" in out and "step 4:" in out
     saved = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     assert saved["step"] == 4 and saved["config"]["max_steps"] == 4 and saved["config"]["model"]["channels"] == 4
 

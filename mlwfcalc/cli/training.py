@@ -104,8 +104,9 @@ def run_train(args) -> None:
         finished = (output / CHECKPOINT_META).exists() and read_checkpoint_meta(output)["step"] >= config.max_steps
     else:
         trainer = Trainer(config, progress=not args.quiet)
-        print(f"model: {trainer.model.num_parameters():,} parameters; {len(trainer.data.train_index)} train / "
-              f"{len(trainer.data.val_index)} validation molecules; starting at step {trainer.step}")
+        print(f"model: {trainer.model.num_parameters():,} parameters; "
+              f"{_frames(trainer.data.dataset, trainer.data.train_index)} train / "
+              f"{_frames(trainer.data.dataset, trainer.data.val_index)} validation; starting at step {trainer.step}")
         summary = trainer.run(stop_at_step=args.stop_at_step)
         print(f"step {summary['step']}: best validation MAE of F {summary['best_val_mae_uha']:.1f} micro-Hartree; "
               f"{summary['seconds_per_step'] * 1000:.0f} ms/step; best model in {config.output}/best")
@@ -151,8 +152,9 @@ def run_transfer(args) -> None:
     overrides["high_level"] = args.transfer
     trainer = TransferTrainer(TransferConfig(**_fine_tuning_settings(args, TransferConfig, overrides)),
                               progress=not args.quiet)
-    print(f"fine-tuning {trainer.config.init_from} on {trainer.high_level.name} labels: {len(trainer.train_index)} "
-          f"train / {len(trainer.val_index)} validation molecules; starting at step {trainer.step}")
+    print(f"fine-tuning {trainer.config.init_from} on {trainer.high_level.name} labels: "
+          f"{_frames(trainer.dataset, trainer.train_index)} train / {_frames(trainer.dataset, trainer.val_index)} "
+          f"validation; starting at step {trainer.step}")
     summary = trainer.run(stop_at_step=args.stop_at_step)
     best = min(summary["history"], key=lambda row: row["val_loss"])
     print(f"step {summary['step']}: best at step {best['step']:.0f}: energy MAE {best['val_energy_mae_mev']:.2f} meV "
@@ -362,6 +364,12 @@ def run_fit_domain(args) -> None:
                                   margin_ang=args.margin, threshold_factor=args.threshold_factor,
                                   quantity="forces" if transfer else "fock", progress=not args.quiet)
     print(f"domain of {model.name}: {_fitted(summary)}; written to {model.path}")
+
+
+def _frames(dataset, indices) -> str:
+    """``"N frames"``, with ``" of M molecules"`` when the labels name their molecules."""
+    molecules = dataset.molecules_of(indices)
+    return f"{len(indices)} frames" + (f" of {len(molecules)} molecules" if molecules else "")
 
 
 def _model_split(model, dataset, seed: int | None = None, n_train: float | None = None,
