@@ -4,8 +4,10 @@
 
 For water, ethanol, uracil and larger molecules built with ase.build, a randomly initialised model
 of the given size (same architecture as the shipped ones) is timed for: building the PySCF Mole and
-its overlap S, the network forward pass (F), and the generalized eigensolve (orbitals and P). Prints a
-Markdown table of median milliseconds over the repeats, after one warm-up call.
+its overlap S, the network forward pass (F), the generalized eigensolve (orbitals and P), and the zeroth-step
+Hamiltonian H0 that a ``target = "fock-h0"`` model adds to its network's output (the Kohn-Sham matrix of the atoms'
+minao densities at grid level 0 with RI-J, the shipped setting; ``--h0-grid`` for another). Prints a Markdown table
+of median milliseconds over the repeats, after one warm-up call.
 """
 
 import argparse
@@ -14,6 +16,7 @@ import torch
 from ase.build import molecule
 from ase.units import Bohr
 
+from mlwfcalc.baseline import ZerothStepSettings, zeroth_step_hamiltonian
 from mlwfcalc.electronic import solve_orbitals
 from mlwfcalc.nn import HamiltonianModel, ModelConfig, make_batch
 from mlwfcalc.basis import BasisLayout
@@ -29,6 +32,7 @@ def main():
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--h0-grid", type=int, default=0, help="H0's grid level (RI-J at 0, exact J above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -41,8 +45,11 @@ def main():
     layout = BasisLayout("def2-svp", elements)
     print(f"random-weight model: channels {args.channels}, layers {args.layers}, {model.num_parameters():,} "
           f"parameters, {args.dtype}, {args.threads} threads, cutoff {model.config.cutoff} Bohr\n")
-    print("| molecule | atoms | AOs | PySCF Mole + S (ms) | network F (ms) | eigensolve + P (ms) | total (ms) |")
-    print("|---|---|---|---|---|---|---|")
+    h0 = ZerothStepSettings(grid_level=args.h0_grid, ri_j=args.h0_grid == 0)
+    print("| molecule | atoms | AOs | PySCF Mole + S (ms) | network F (ms) | eigensolve + P (ms) | total (ms) | "
+          f"H0, grid {args.h0_grid}{' RI-J' if h0.ri_j else ''} (ms, a fock-h0 model adds it) | "
+          "H0 with its derivative (ms, what forces through it add) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, atoms in systems:
         positions = atoms.positions / Bohr
 
@@ -61,8 +68,16 @@ def main():
         t_int = median_ms(integrals, args.repeats)
         t_net = median_ms(network, args.repeats)
         t_eig = median_ms(lambda: solve_orbitals(fock, overlap, mol.nelectron).density_matrix(), args.repeats)
+        t_h0 = median_ms(lambda: zeroth_step_hamiltonian(mol, torch.as_tensor(positions), h0), args.repeats)
+
+        def h0_and_derivative():
+            at = torch.tensor(positions, requires_grad=True)
+            zeroth_step_hamiltonian(mol, at, h0).backward(fock)  # any (nao, nao) direction costs the same
+            return at.grad
+
+        t_h0_grad = median_ms(h0_and_derivative, args.repeats)
         print(f"| {name} | {len(atoms)} | {mol.nao} | {t_int:.1f} | {t_net:.1f} | {t_eig:.1f} | "
-              f"{t_int + t_net + t_eig:.1f} |")
+              f"{t_int + t_net + t_eig:.1f} | {t_h0:.0f} | {t_h0_grad:.0f} |")
 
 
 if __name__ == "__main__":
