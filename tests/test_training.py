@@ -267,7 +267,7 @@ def test_evaluate_is_rotation_invariant_and_tabulates_several_sets(water_db, tmp
     out = capsys.readouterr().out
     assert "| energy head: force MAE (per component) |" in out and "| SCF cycles from the model's density" in out
     scf = sets["300"]
-    assert scf["scf_molecules"] == 2 and scf["scf_unconverged"] == 0
+    assert scf["scf_molecules"] == 2 and scf["scf_unconverged"] == 0 and scf["scf_worse_than_minao"] in (0, 1, 2)
     assert scf["scf_cycle_ratio"] == pytest.approx(scf["scf_cycles_model"] / scf["scf_cycles_minao"])
     assert scf["scf_cycle_ratio"] < 0.8 and scf["scf_max_energy_difference_hartree"] < 1e-8
     assert main(["evaluate", "water-pbe-def2svp", str(water_db), "--group-by", "size", "--json", str(report),

@@ -59,6 +59,7 @@ class EvaluationReport:
     scf_cycle_ratio: float | None = None  # scf_cycles_model / scf_cycles_minao
     scf_max_energy_difference_hartree: float | None = None  # largest |E(from the model) - E(from minao)|
     scf_unconverged: int | None = None  # runs (either guess) that did not converge
+    scf_worse_than_minao: int | None = None  # molecules whose SCF from the model's density took more cycles
 
     def rows(self) -> list[tuple[str, str]]:
         """``(metric, value with unit)`` pairs, the table's rows."""
@@ -87,7 +88,7 @@ class EvaluationReport:
         if self.scf_molecules:
             rows += [("SCF cycles from the model's density / from minao",
                       f"{self.scf_cycle_ratio:.2f} ({self.scf_cycles_model:.2f} / {self.scf_cycles_minao:.2f}, "
-                      f"{self.scf_molecules} molecules)"),
+                      f"{self.scf_molecules} molecules; {self.scf_worse_than_minao} took more cycles than from minao)"),
                      ("SCF: largest |E(model guess) - E(minao)|",
                       f"{self.scf_max_energy_difference_hartree:.1e} Hartree"
                       + (f", {self.scf_unconverged} runs NOT converged" if self.scf_unconverged else ""))]
@@ -214,7 +215,8 @@ def evaluate(model: HamiltonianPredictor, dataset: LabelledDataset, batch_size: 
         report = replace(report, scf_molecules=len(scf_model), scf_cycles_model=float(np.mean(scf_model)),
                          scf_cycles_minao=float(np.mean(scf_minao)),
                          scf_cycle_ratio=float(np.mean(scf_model) / np.mean(scf_minao)),
-                         scf_max_energy_difference_hartree=scf_worst, scf_unconverged=scf_unconverged)
+                         scf_max_energy_difference_hartree=scf_worst, scf_unconverged=scf_unconverged,
+                         scf_worse_than_minao=int(np.sum(np.array(scf_model) > np.array(scf_minao))))
     if parity_plot:
         _parity_plot(np.concatenate(ref_sample), np.concatenate(pred_sample), report, parity_plot)
     return report
