@@ -151,10 +151,11 @@ def evaluate(record: dict, model, mode: str | None = None) -> list[dict]:
     for key in {(r["molecule"], r["scan"]) for r in rows}:  # energies relative to the scan's lowest reference point
         scan = [r for r in rows if (r["molecule"], r["scan"]) == key]
         lowest = min(scan, key=lambda r: r["reference_energy_ev"])
+        model_zero, reference_zero = lowest.get("energy_ev"), lowest["reference_energy_ev"]  # before any is shifted
         for r in scan:
             if "energy_ev" in r:
-                r["energy_ev"] = r["energy_ev"] - lowest["energy_ev"] if "energy_ev" in lowest else None
-            r["reference_energy_ev"] -= lowest["reference_energy_ev"]
+                r["energy_ev"] = r["energy_ev"] - model_zero if model_zero is not None else None
+            r["reference_energy_ev"] -= reference_zero
     return rows
 
 
