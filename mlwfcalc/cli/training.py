@@ -261,11 +261,11 @@ def run_train_energy(args) -> None:
     import json
     import time
 
+    import numpy as np
+
     from ..data.dataset import LabelledDataset
     from ..io import save_model
     from ..predictor import load_model
-    import numpy as np
-
     from ..training.energy_fit import EnergyFitConfig, errors, fit_energy_head, model_errors, precompute
 
     _set_threads(args.threads)
