@@ -138,6 +138,13 @@ def test_molecules_command_then_md_from_every_molecule(tmp_path, capsys):
     swapped = next(seed for seed in range(1, 20) if dataset.molecules_of(dataset.split([1, 1], seed)[1]) == record["train_molecules"])
     with pytest.raises(InputError, match="trained on by that model"):
         Trainer(config("second", swapped, init_from=str(tmp_path / "first" / "best")), progress=False)
+    # ... unless it names its start's validation molecules: a fine-tune on more labels is validated as its start was
+    names = tmp_path / "val_molecules.json"
+    names.write_text(json.dumps(record["val_molecules"]))
+    kept = Trainer(config("kept", swapped, init_from=str(tmp_path / "first" / "best"), validation_molecules=str(names)),
+                   progress=False)
+    assert kept.data.dataset.molecules_of(kept.data.val_index) == record["val_molecules"]
+    assert kept.data.dataset.molecules_of(kept.data.train_index) == record["train_molecules"]
     # so does a transfer fine-tune (its labels here: the same PBE energies, forces and dipoles), and its model
     # records what its weights have seen for the next run
     from mlwfcalc.training.transfer import TransferConfig, TransferTrainer

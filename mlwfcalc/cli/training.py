@@ -51,8 +51,9 @@ def add_train_parser(sub) -> None:
                         "route at its density match DATASET's Kohn-Sham labels (the labels' F as regulariser); the "
                         "TOML takes mlwfcalc.training.functional_fit.FunctionalFitConfig keys")
     p.add_argument("--validation-molecules", metavar="JSON",
-                   help="with --functional: a JSON list of SMILES whose frames are the validation split (e.g. the "
-                        "starting model's own validation molecules)")
+                   help="a JSON list of SMILES whose frames are the validation split (e.g. the --init-from "
+                        "model's own val_molecules, so a fine-tune on more labels is validated as it was); "
+                        "default: the seeded split of --n-train/--n-val")
     _add_compositions(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
@@ -65,8 +66,6 @@ def run_train(args) -> None:
         return run_transfer(args)
     if args.functional:
         return run_functional_fit(args)
-    if args.validation_molecules:
-        raise InputError("--validation-molecules goes with --functional")
     from ..nn.model import ModelConfig
     from ..training.optimisation import TrainConfig
     from ..training.trainer import Trainer
@@ -74,7 +73,7 @@ def run_train(args) -> None:
     overrides = {k: getattr(args, k) for k in ("dataset", "output", "seed", "batch_size", "max_steps", "max_minutes",
                                                "lr", "val_every", "dtype", "threads", "n_train", "n_val",
                                                "orbital_loss_weight", "density_loss_weight", "init_from",
-                                               "device")}
+                                               "device", "validation_molecules")}
     model_overrides = {k: getattr(args, k) for k in ("channels", "num_layers", "lmax", "cutoff", "target")
                        if getattr(args, k) is not None}
     basis_given = False
@@ -146,6 +145,9 @@ def run_transfer(args) -> None:
 
     if args.dataset:
         raise InputError("with --transfer the labels are the --transfer database; drop the DATASET argument")
+    if args.validation_molecules:
+        raise InputError("--validation-molecules does not go with --transfer (its split is of the --transfer "
+                         "database, seeded by --seed, --n-train and --n-val)")
     overrides = {k: getattr(args, k) for k in ("output", "seed", "batch_size", "max_steps", "max_minutes", "lr",
                                                "val_every", "dtype", "threads", "n_train", "n_val", "init_from",
                                                "device")}

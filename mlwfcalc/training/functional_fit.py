@@ -37,7 +37,6 @@ uncertainty are left out (their inputs, the network's features, have moved): fit
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -170,16 +169,7 @@ class FunctionalTrainer(FineTuningRun):
     def _split(self) -> tuple[np.ndarray, np.ndarray]:
         if self.config.validation_molecules is None:
             return tuple(self.dataset.split([self.config.n_train, self.config.n_val], self.config.seed))
-        try:
-            names = set(json.loads(Path(self.config.validation_molecules).read_text()))
-        except (OSError, ValueError) as err:
-            raise InputError(f"cannot read validation_molecules {self.config.validation_molecules} ({err}): "
-                             "give a JSON list of SMILES") from None
-        chosen = np.array([s.molecule in names for s in self.dataset.samples])
-        if not chosen.any():
-            raise InputError(f"no frame of {self.config.dataset} is of a molecule in "
-                             f"{self.config.validation_molecules}")
-        return np.flatnonzero(~chosen), np.flatnonzero(chosen)
+        return self.dataset.split_by_molecules(self.config.validation_molecules)
 
     def _unserved(self, indices: np.ndarray) -> np.ndarray:
         """The frames among ``indices`` where the starting model's density holds spurious occupied orbitals:

@@ -83,6 +83,8 @@ class TrainConfig(OptimisationSettings):
             :meth:`~mlwfcalc.training.trainer.TrainingData.density_error`). It is what an SCF guess from F
             gets wrong, linear in F (no eigenvector derivatives).
         init_from: a model directory whose weights (and normalisation) start this run (fine-tuning).
+        validation_molecules: a JSON list of SMILES whose frames are the validation split (a fine-tune on more
+            labels keeps its starting model's ``val_molecules``); otherwise the seeded split of ``n_train, n_val``.
         normalise_outputs: fit per-element (pair) shifts and scales of the heads to the training set.
     """
 
@@ -93,6 +95,7 @@ class TrainConfig(OptimisationSettings):
     orbital_loss_weight: float = 0.0
     density_loss_weight: float = 0.0
     init_from: str | None = None
+    validation_molecules: str | None = None
     normalise_outputs: bool = True
 
     def __post_init__(self):

@@ -46,7 +46,10 @@ class TrainingData:
         self.dataset = dataset
         self.config = config
         self.layout = layout
-        self.train_index, self.val_index = dataset.split([config.n_train, config.n_val], config.seed)
+        if config.validation_molecules:
+            self.train_index, self.val_index = dataset.split_by_molecules(config.validation_molecules)
+        else:
+            self.train_index, self.val_index = dataset.split([config.n_train, config.n_val], config.seed)
         if len(self.train_index) < config.batch_size:
             raise InputError(f"{len(self.train_index)} training samples is fewer than batch_size {config.batch_size}")
         orbital_loss = config.orbital_loss_weight > 0
