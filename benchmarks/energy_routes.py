@@ -3,7 +3,8 @@
 
     python benchmarks/energy_routes.py --model organic-pbe-def2svp --dataset work/organic/organic-train.db \
         --molecules models/organic-pbe-def2svp/subspace_validation_molecules.json [--record] [--n 30]
-    python benchmarks/energy_routes.py --model organic-pbe-def2svp --dataset work/organic/organic-test.db
+    python benchmarks/energy_routes.py --model organic-pbe-def2svp --dataset work/organic/organic-test.db \
+        [--json models/organic-pbe-def2svp/evaluation_routes.json]
 
 Errors against the database's PySCF energies and forces: energy per atom (absolute, meV/atom), conformer
 energy differences within each molecule (every pair of its frames, kcal/mol; only where a molecule has
@@ -11,7 +12,8 @@ several frames), forces (meV/A, per component). GFN2-xTB energies after per-elem
 same frames (a generous reading: the offsets see the answers). ``--record`` writes the route with the
 lowest force error (energy error breaking ties within 10 %) into the model's config.json as
 ``energy_route`` (``recommended``, the data it was chosen on and the figures): the calculator's default
-mode. Choose on validation molecules, never on the test set. Frames the calculator's defaults refuse are
+mode. Choose on validation molecules, never on the test set; ``--json`` on the test set records the figures that
+``mlwfcalc models`` and the card show for the recommended route. Frames the calculator's defaults refuse are
 skipped and counted: outside the model's domain, past its uncertainty's hard limit, or with spurious occupied
 orbitals (which the functional routes refuse). ``--threads`` sets PySCF's and torch's threads (default 1, as a label's timing).
 """
@@ -90,6 +92,8 @@ def main():
     parser.add_argument("--no-xtb", action="store_true")
     parser.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated, of {', '.join(ROUTES)} (default all)")
     parser.add_argument("--record", action="store_true", help="write the recommended route into config.json")
+    parser.add_argument("--json", help="write the table's figures to this file (a model's evaluation_routes.json: "
+                                       "what `mlwfcalc models` and the cards show for its recommended route)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lib.num_threads(args.threads)
@@ -162,6 +166,10 @@ def main():
         conformers = f"{np.mean(pairs):.2f} ({len(pairs)})" if pairs else "-"
         print(f"| {label} | {energy} | {conformers} | {np.mean(f):.0f} ({np.median(f):.0f}) | "
               f"{statistics.median(t):.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "dataset": Path(args.dataset).name, "molecules": Path(args.molecules).name if args.molecules else None,
+            "frames": len(errors["harris"]["forces"]), "refused": skipped, "figures": summary}, indent=2))
     if args.record:
         candidates = [r for r in ("ml", "harris", "variational") if r in summary]
         best = min(summary[r]["forces_mev_per_a"] for r in candidates)

@@ -66,6 +66,10 @@ class MLWFCalculator(OrbitalAccessors, Calculator):
         forces: for ``"harris"`` and ``"variational"``: ``"exact"`` (default) or ``"frozen-density"``
             (PySCF's nuclear gradient at the predicted orbitals, no response term: not the derivative of
             the energy reported, so neither NVE nor an optimiser's line search can trust it).
+        functional_settings: for ``"harris"`` and ``"variational"``: the Fock build's ``{"grid_level": 0-9,
+            "ri_j": bool}`` (:class:`~mlwfcalc.functional.FunctionalSettings`); None: the model's recorded choice
+            (``config.json`` ``functional_settings``, its error against the labels' grid with exact J and its cost
+            in the card), else the labels' grid with exact J.
         charge, spin: total charge and 2S (PySCF's ``spin``); when None, ``atoms.info["charge"]`` and
             ``atoms.info["spin"]`` are read, else 0. The model-based modes refuse states it was not trained for
             (the shipped models: neutral closed shells); mode ``"scf"`` computes any state exactly, RKS for a
@@ -108,14 +112,14 @@ class MLWFCalculator(OrbitalAccessors, Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "dipole", "charges", "uncertainty"]
     default_parameters = {"mode": None, "forces": "exact", "charge": None, "spin": None, "scf_conv_tol": 1e-9,
-                          "domain": "refuse", "on_uncertain": None}
+                          "domain": "refuse", "on_uncertain": None, "functional_settings": None}
 
     def __init__(self, model: str | Path | HamiltonianPredictor = AUTO, device: str = "auto",
                  dtype: torch.dtype | None = None, mode: str | None = None, charge: int | None = None,
                  spin: int | None = None, scf_conv_tol: float = 1e-9, domain: str = "refuse",
                  forces: str = "exact", on_uncertain: str | None = None, fallback_database: str | Path | None = None,
-                 **kwargs):
-        from .functional import FORCE_METHODS
+                 functional_settings: dict | None = None, **kwargs):
+        from .functional import FORCE_METHODS, FunctionalSettings
 
         if mode is not None and mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; choose one of {MODES}")
@@ -128,8 +132,14 @@ class MLWFCalculator(OrbitalAccessors, Calculator):
             raise InputError(f"on_uncertain={on_uncertain!r}: choose one of {UNCERTAIN_POLICIES}")
         if fallback_database is not None and on_uncertain != "scf":
             raise InputError("fallback_database collects the steps of on_uncertain='scf': set it, or drop the database")
+        if functional_settings is not None:
+            try:
+                FunctionalSettings(**functional_settings)
+            except TypeError:
+                raise InputError(f"functional_settings={functional_settings!r}: give a dict with keys grid_level "
+                                 "and ri_j") from None
         super().__init__(mode=mode, forces=forces, charge=charge, spin=spin, scf_conv_tol=scf_conv_tol,
-                         domain=domain, on_uncertain=on_uncertain, **kwargs)
+                         domain=domain, on_uncertain=on_uncertain, functional_settings=functional_settings, **kwargs)
         self.fallback_database = None if fallback_database is None else Path(fallback_database)
         self.uncertain_calls = 0
         self.scf_fallback_calls = 0
@@ -252,9 +262,11 @@ class MLWFCalculator(OrbitalAccessors, Calculator):
             self._check_hard_limit(prediction, atoms)
             if mode == "ml":
                 return prediction, prediction.energy, prediction.forces, outside
-            from .functional import functional_energy
+            from .functional import FunctionalSettings, functional_energy
 
-            route = functional_energy(self.model, atoms, mode, self.parameters.forces, charge, spin)
+            given = self.parameters.functional_settings
+            route = functional_energy(self.model, atoms, mode, self.parameters.forces, charge, spin,
+                                      settings=FunctionalSettings(**given) if given is not None else None)
             return prediction, route.energy, route.forces, outside
 
     def _check_hard_limit(self, prediction: Prediction, atoms: Atoms) -> None:

@@ -46,13 +46,21 @@ class Summary:
     molecules: str
     evaluated_on: str
     fock_mae_uha: float | None
-    energy_mae_mev: float | None
+    energy_mae_mev: float | None  # per molecule, or per atom where energy_per_atom
     force_mae_mev_per_a: float | None
     orbital_energy_mae_uha: float | None
     dipole_mae_debye: float | None
     scf_cycle_ratio: float | None
     energy_level: str
     preliminary: bool
+    energy_route: str = "ml"
+    energy_per_atom: bool = False
+    energy_frames: int | None = None  # where the route's figures are on fewer frames than the rest
+
+    @property
+    def energy_figure(self) -> str:
+        """The energy error with its unit: ``"3.17 meV"`` or ``"13.0 meV/atom"``."""
+        return f"{_figure(self.energy_mae_mev)} meV{'/atom' if self.energy_per_atom else ''}"
 
     @property
     def fit_for(self) -> list[str]:
@@ -96,11 +104,17 @@ def summarise(directory: Path) -> Summary:
         evaluated_on = (f"{evaluated_on} (F, orbitals against {config['functional'].upper()}/{config['basis']}; "
                         f"energies, forces, dipole against {energy_level}: {config['transfer']['n_val']} validation "
                         "frames)")
+    route = config.get("energy_route", {}).get("recommended", "ml")
+    routes = _read(directory, "evaluation_routes.json")  # a functional route's figures on the held-out frames
+    if route != "ml" and routes and route in routes["figures"]:
+        energy, forces = routes["figures"][route]["energy_mev_per_atom"], routes["figures"][route]["forces_mev_per_a"]
     scf = report.get("scf_cycle_ratio") or (_read(directory, "evaluation_scf.json") or {}).get("scf_cycle_ratio")
     return Summary(name=directory.name, molecules=molecules, evaluated_on=f"{evaluated_on}, {n}",
                    fock_mae_uha=report["fock_mae_uha"], energy_mae_mev=energy, force_mae_mev_per_a=forces,
                    orbital_energy_mae_uha=report["orbital_energy_mae_uha"], dipole_mae_debye=dipole,
-                   scf_cycle_ratio=scf, energy_level=energy_level, preliminary=bool(config.get("preliminary")))
+                   scf_cycle_ratio=scf, energy_level=energy_level, preliminary=bool(config.get("preliminary")),
+                   energy_route=route, energy_per_atom=route != "ml" and routes is not None,
+                   energy_frames=routes["frames"] if route != "ml" and routes else None)
 
 
 def _symbols(formula: str) -> list[str]:
@@ -133,17 +147,25 @@ def table(models: list[Summary]) -> str:
         name = f"`{s.name}`" + (" (preliminary)" if s.preliminary else "")
         level = "" if s.energy_level.startswith("PBE/") else f" against {s.energy_level}"
         rows.append(f"| {name} | {s.molecules} | {', '.join(s.fit_for) or '-'} | {_figure(s.fock_mae_uha)} | "
-                    f"{_figure(s.energy_mae_mev)}, {_figure(s.force_mae_mev_per_a)}{level} | "
+                    f"{_figure(s.energy_mae_mev)}{'/atom' if s.energy_per_atom else ''}, "
+                    f"{_figure(s.force_mae_mev_per_a)}{level}{_route_note(s)} | "
                     f"{_figure(s.orbital_energy_mae_uha)}, {_figure(s.dipole_mae_debye)} | "
                     f"{_figure(s.scf_cycle_ratio)} | {s.evaluated_on} |")
     return "\n".join(rows)
 
 
+def _route_note(s: Summary) -> str:
+    """`` (mode 'variational', 30 frames)`` where the energies come from a functional route, else nothing."""
+    if s.energy_route == "ml":
+        return ""
+    return f" (mode {s.energy_route!r}" + (f", {s.energy_frames} frames)" if s.energy_frames else ")")
+
+
 def describe(s: Summary) -> str:
     """Two lines for ``mlwfcalc models``: what it is fit for, and its headline errors."""
     return (f"fit for: {', '.join(s.fit_for) or 'nothing yet'}{' (preliminary)' if s.preliminary else ''}\n"
-            f"errors ({s.evaluated_on}): F {_figure(s.fock_mae_uha)} micro-Hartree, energy "
-            f"{_figure(s.energy_mae_mev)} meV, forces {_figure(s.force_mae_mev_per_a)} meV/A, orbital energies "
+            f"errors ({s.evaluated_on}): F {_figure(s.fock_mae_uha)} micro-Hartree, energy{_route_note(s)} "
+            f"{s.energy_figure}, forces {_figure(s.force_mae_mev_per_a)} meV/A, orbital energies "
             f"{_figure(s.orbital_energy_mae_uha)} micro-Hartree, dipole {_figure(s.dipole_mae_debye)} D, SCF cycles "
             f"{_figure(s.scf_cycle_ratio)} of minao's")
 

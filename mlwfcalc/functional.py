@@ -24,6 +24,11 @@ Their exact derivatives have two parts (``forces="exact"``, the default):
 
 ``forces="frozen-density"`` gives PySCF's nuclear gradient at the predicted orbitals instead (no response
 term; what QHFlow2's calculator serves): not the derivative of either energy.
+
+The Fock build and its derivatives run at :class:`FunctionalSettings`: the grid level and whether the Coulomb
+term is density-fitted (RI-J), by default the model's recorded choice (``config.json`` ``functional_settings``,
+chosen by ``benchmarks/functional_cost.py`` on its validation molecules), else its labels' grid and exact J.
+The forces are the exact derivative of the energy at whichever settings.
 """
 
 from __future__ import annotations
@@ -44,6 +49,45 @@ ROUTES = ("variational", "harris")
 FORCE_METHODS = ("exact", "frozen-density")
 #: Step in units of ``D = P_out - P`` of the central difference that gives Harris's ``d/de g(P + e D)``.
 DENSITY_STEP = 1e-2
+
+
+@dataclass(frozen=True)
+class FunctionalSettings:
+    """How a functional route builds its Fock matrix and derivatives.
+
+    Attributes:
+        grid_level: PySCF's DFT grid level (0-9); None: the model's labels' (``model.theory.grid_level``).
+        ri_j: density-fit the Coulomb term (PySCF's default auxiliary basis for the orbital basis; the auxiliary
+            basis's derivative is in the forces).
+    """
+
+    grid_level: int | None = None
+    ri_j: bool = False
+
+    def __post_init__(self):
+        if self.grid_level is not None and not (isinstance(self.grid_level, int) and 0 <= self.grid_level <= 9):
+            raise InputError(f"functional grid_level {self.grid_level!r}: give PySCF's grid level, 0-9")
+
+    @classmethod
+    def of(cls, model) -> "FunctionalSettings":
+        """A model's recorded settings (``record["functional_settings"]``), else its labels' grid and exact J."""
+        recorded = model.model.record.get("functional_settings", {})
+        return cls(grid_level=recorded.get("grid_level"), ri_j=bool(recorded.get("ri_j", False)))
+
+    @property
+    def name(self) -> str:
+        """``"grid 3, exact J"`` or ``"grid 1, RI-J"`` (``grid labels'`` where the level is the model's)."""
+        grid = "labels' grid" if self.grid_level is None else f"grid {self.grid_level}"
+        return f"{grid}, {'RI-J' if self.ri_j else 'exact J'}"
+
+    def make_scf(self, model, mol):
+        """A closed-shell PySCF RKS object of ``mol`` at the model's functional and these settings."""
+        from .pyscf import reference_scf
+
+        mf = reference_scf(model, mol)
+        if self.grid_level is not None:
+            mf.grids.level = self.grid_level
+        return mf.density_fit() if self.ri_j else mf
 
 
 @dataclass
@@ -85,7 +129,8 @@ def model_density(model, atoms: Atoms, positions: torch.Tensor, mol) -> tuple[to
 
 
 def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | None = "exact",
-                      charge: int = 0, spin: int = 0, grid_response: bool = True) -> FunctionalResult:
+                      charge: int = 0, spin: int = 0, grid_response: bool = True,
+                      settings: FunctionalSettings | None = None) -> FunctionalResult:
     """Energy (and forces) of ``atoms`` by ``route`` (:data:`ROUTES`) at ``model``'s density.
 
     Args:
@@ -97,6 +142,7 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
         charge, spin: the state (closed shell only: the model's density is a closed-shell aufbau density).
         grid_response: include the motion of the DFT grid in the forces (exact derivative of the energy
             on the grid that moves with the atoms; about 1e-5 Hartree/Bohr without).
+        settings: grid level and RI-J of the Fock build (:class:`FunctionalSettings`); None: the model's.
 
     Raises InputError for an unknown route or force method, an open shell, or a Fock build or gradient
     that PySCF cannot do for this molecule (the error names it).
@@ -108,8 +154,7 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
     if spin:
         raise InputError(f"{atoms.get_chemical_formula()}: the functional routes take closed shells (spin 0), "
                          f"not 2S = {spin}; use mode='scf'")
-    from .pyscf import reference_scf
-
+    settings = settings or FunctionalSettings.of(model)
     seconds = {}
     start = time.perf_counter()
     mol = model.make_mole(atoms, charge, spin)
@@ -125,7 +170,7 @@ def functional_energy(model, atoms: Atoms, route: str = "harris", forces: str | 
     where = f"{atoms.get_chemical_formula()} ({model.theory.name})"
     try:
         start = time.perf_counter()
-        mf = reference_scf(model, mol)
+        mf = settings.make_scf(model, mol)
         at_density = route_energy(mf, dm, s, route)
         energy, fock = at_density.energy, at_density.fock
         seconds["fock"] = time.perf_counter() - start

@@ -11,13 +11,13 @@ from ase.build import molecule
 from ase.units import Bohr, Hartree
 
 from mlwfcalc import InputError, MLWFCalculator
-from mlwfcalc.functional import functional_energy
+from mlwfcalc.functional import FunctionalSettings, functional_energy
 from mlwfcalc.predictor import load_model
 
 STEP = 1e-3  # Bohr
 
 
-def _finite_difference_forces(model, atoms, route, atoms_to_check):
+def _finite_difference_forces(model, atoms, route, atoms_to_check, settings=None):
     """``-dE/dR`` (Hartree/Bohr) by central differences of the route's energy, for some atoms."""
     forces = np.zeros((len(atoms_to_check), 3))
     for row, a in enumerate(atoms_to_check):
@@ -26,7 +26,7 @@ def _finite_difference_forces(model, atoms, route, atoms_to_check):
             for sign in (1, -1):
                 moved = atoms.copy()
                 moved.positions[a, x] += sign * STEP * Bohr
-                energies.append(functional_energy(model, moved, route, forces=None).energy)
+                energies.append(functional_energy(model, moved, route, forces=None, settings=settings).energy)
             forces[row, x] = -(energies[0] - energies[1]) / (2 * STEP)
     return forces
 
@@ -48,6 +48,27 @@ def test_forces_are_the_exact_gradient_of_the_energy_water(water_model, route):
     frozen = functional_energy(water_model, atoms, route, forces="frozen-density")
     assert frozen.energy == pytest.approx(exact.energy, abs=1e-10)
     assert np.abs(frozen.forces - exact.forces).max() > 1e-6  # the response term is not zero
+
+
+@pytest.mark.parametrize("route", ["variational", "harris"])
+def test_cheaper_fock_builds_keep_the_forces_exact(water_model, route):
+    """RI-J on a coarse grid (what benchmarks/functional_cost.py weighs against its cost) is another energy, and
+    the forces are still its exact gradient; the calculator takes the settings and refuses bad ones."""
+    atoms = molecule("H2O")
+    atoms.rattle(0.05, seed=4)
+    cheap = FunctionalSettings(grid_level=1, ri_j=True)
+    result = functional_energy(water_model, atoms, route, forces="exact", settings=cheap)
+    reference = _finite_difference_forces(water_model, atoms, route, range(len(atoms)), settings=cheap)
+    assert np.abs(result.forces - reference).max() < 1e-5  # Hartree/Bohr
+    default = functional_energy(water_model, atoms, route, forces=None)
+    assert 1e-7 < abs(result.energy - default.energy) < 1e-3  # another grid and J, close to the labels'
+    calc = MLWFCalculator(water_model, mode=route, functional_settings={"grid_level": 1, "ri_j": True})
+    atoms.calc = calc
+    assert atoms.get_potential_energy() == pytest.approx(result.energy * Hartree, abs=1e-8)
+    with pytest.raises(InputError, match="grid_level"):
+        MLWFCalculator(water_model, mode=route, functional_settings={"grid": 1})
+    with pytest.raises(InputError, match="0-9"):
+        MLWFCalculator(water_model, mode=route, functional_settings={"grid_level": 12})
 
 
 @pytest.mark.slow
