@@ -34,10 +34,9 @@ from ase.units import Bohr, Hartree, kcal, mol
 from pyscf import lib
 
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.domain import OutOfDomainError
 from mlwfcalc.functional import functional_energy
 from mlwfcalc.predictor import load_model
-from mlwfcalc.uncertainty import UncertainPredictionError
+from systems import REFUSALS, refusal
 
 MEV = Hartree * 1000
 ROUTES = {"ml": "energy head", "harris": "Harris at the model's density, exact forces",
@@ -108,21 +107,12 @@ def main():
     errors = defaultdict(lambda: {"energy": [], "forces": [], "seconds": []})
     per_molecule = defaultdict(lambda: defaultdict(list))  # route -> molecule -> [(energy error Hartree)]
     xtb_energies, numbers = [], []
-    skipped = {"domain": 0, "hard limit": 0, "spurious orbitals": 0}
+    skipped = dict.fromkeys(REFUSALS, 0)
     for k, sample in enumerate(samples):
         atoms = Atoms(sample.numbers.numpy(), positions=sample.positions.numpy() * Bohr)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                prediction = model.predict(atoms)
-        except UncertainPredictionError:
-            skipped["hard limit"] += 1
-            continue
-        except OutOfDomainError:
-            skipped["domain"] += 1
-            continue
-        if prediction.spurious_orbitals:
-            skipped["spurious orbitals"] += 1
+        why = refusal(model, atoms)
+        if why:
+            skipped[why] += 1
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -33,11 +33,10 @@ from ase.units import Bohr, Hartree
 from pyscf import lib
 
 from mlwfcalc.data import LabelledDataset
-from mlwfcalc.domain import OutOfDomainError
 from mlwfcalc.functional import FunctionalSettings, functional_energy
 from mlwfcalc.predictor import load_model
 from mlwfcalc.pyscf import reference_scf
-from mlwfcalc.uncertainty import UncertainPredictionError
+from systems import REFUSALS, refusal
 
 MEV = Hartree * 1000
 
@@ -106,24 +105,15 @@ def main():
         wanted = set(json.loads(Path(args.molecules).read_text()))
         samples = [s for s in samples if s.molecule in wanted]
     rows = defaultdict(lambda: defaultdict(list))  # setting name -> quantity -> per frame
-    skipped = {"domain": 0, "hard limit": 0, "spurious orbitals": 0}
+    skipped = dict.fromkeys(REFUSALS, 0)
     used = 0
     for sample in samples:
         if used == args.n:
             break
         atoms = Atoms(sample.numbers.numpy(), positions=sample.positions.numpy() * Bohr)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                prediction = model.predict(atoms)
-        except UncertainPredictionError:
-            skipped["hard limit"] += 1
-            continue
-        except OutOfDomainError:
-            skipped["domain"] += 1
-            continue
-        if prediction.spurious_orbitals:
-            skipped["spurious orbitals"] += 1
+        why = refusal(model, atoms)
+        if why:
+            skipped[why] += 1
             continue
         used += 1
         n, e_ref, f_ref = len(atoms), float(sample.energy), sample.forces.numpy()

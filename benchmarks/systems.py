@@ -7,6 +7,7 @@ initialised network (and random energy head) of the same size as a given trained
 
 import statistics
 import time
+import warnings
 
 import torch
 from ase import Atoms
@@ -14,10 +15,29 @@ from ase.build import molecule
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Bohr, Hartree
 
+from mlwfcalc.domain import OutOfDomainError
 from mlwfcalc.energy import EnergyConfig, EnergyHead
 from mlwfcalc.nn.model import HamiltonianModel, ModelConfig
 from mlwfcalc.predictor import HamiltonianPredictor
 from mlwfcalc.pyscf import reference_scf
+from mlwfcalc.uncertainty import UncertainPredictionError
+
+#: The reasons :func:`refusal` gives, in the order benchmarks count them.
+REFUSALS = ("domain", "hard limit", "spurious orbitals")
+
+
+def refusal(model: HamiltonianPredictor, atoms: Atoms) -> str | None:
+    """Why the calculator's defaults refuse ``atoms`` in a functional route (one of :data:`REFUSALS`: outside the
+    domain, past the uncertainty's hard limit, spurious occupied orbitals), or None when they serve it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prediction = model.predict(atoms)
+    except UncertainPredictionError:
+        return "hard limit"
+    except OutOfDomainError:
+        return "domain"
+    return "spurious orbitals" if prediction.spurious_orbitals else None
 
 
 def uracil() -> Atoms:
