@@ -65,18 +65,22 @@ def test_h0_is_close_to_the_converged_fock_matrix():
     assert np.abs(h0 - fock).mean() < 5e-3  # Hartree: a few milli-Hartree, as SPHNet's minao H0
 
 
-def test_an_h0_model_trains_saves_its_settings_and_keeps_exact_forces(water_db, tmp_path):
+@pytest.mark.parametrize("as_input", [False, True])
+def test_an_h0_model_trains_saves_its_settings_and_keeps_exact_forces(water_db, tmp_path, as_input):
+    """With H0 also the network's input (zeroth_step_input), the forces through it stay exact too."""
     from mlwfcalc.functional import functional_energy
     from mlwfcalc.predictor import load_model
 
     toml = tmp_path / "h0.toml"
-    toml.write_text('[model]\ntarget = "fock-h0"\nchannels = 4\nnum_layers = 1\nzeroth_step = {grid_level = 1}\n')
+    toml.write_text('[model]\ntarget = "fock-h0"\nchannels = 4\nnum_layers = 1\nzeroth_step = {grid_level = 1}\n'
+                    + ("zeroth_step_input = true\n" if as_input else ""))
     run = tmp_path / "run"
     assert main(["train", str(water_db), "-o", str(run), "--config", str(toml), "--max-steps", "3", "--val-every", "3",
                  "--batch-size", "2", "--n-train", "6", "--n-val", "2", "--dtype", "float64", "-q"]) == 0
     config = read_config(run / "best")["model"]
     assert config["target"] == "fock-h0"
     assert config["zeroth_step"] == {"xc": "pbe", "grid_level": 1, "ri_j": True}
+    assert config.get("zeroth_step_input", False) == as_input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(run / "best", "cpu", torch.float64)

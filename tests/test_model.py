@@ -124,3 +124,48 @@ def test_compiled_network_matches_eager(tiny_model_dir):
     a, b = eager.predict(atoms, forces=True), compiled.predict(atoms, forces=True)
     assert np.abs(a.fock - b.fock).max() < 1e-10
     assert abs(a.energy - b.energy) < 1e-10 and np.abs(a.forces - b.forces).max() < 1e-8
+
+
+def _hcore(model, atoms, positions):
+    mol = model.layout.make_mole(atoms.numbers, positions)
+    return torch.as_tensor(mol.intor("int1e_kin") + mol.intor("int1e_nuc"))
+
+
+def test_a_known_matrix_as_input_keeps_the_network_equivariant():
+    """H0 as input (zeroth_step_input): its blocks enter as irreps through the heads' maps run backwards, which
+    recover every block exactly; fed an exactly equivariant matrix (H_core here), F stays equivariant."""
+    torch.manual_seed(0)
+    model = HamiltonianModel(ModelConfig(**TINY, target="fock-h0", zeroth_step_input=True), dtype=torch.float64)
+    plain = HamiltonianModel(ModelConfig(**TINY, target="fock-h0"), dtype=torch.float64)
+    assert "zeroth_step_input" not in plain.config.to_dict() and model.config.to_dict()["zeroth_step_input"]
+    atoms = molecule("CH3CH2OH")
+
+    def fock(positions):
+        batch = make_batch(model.layout, [torch.as_tensor(atoms.numbers)], [torch.as_tensor(positions)],
+                           model.config.cutoff, [_hcore(model, atoms, positions)])
+        with torch.no_grad():
+            return model(batch)[0].numpy(), batch
+
+    positions = atoms.positions / Bohr
+    f0, batch = fock(positions)
+    heads = model.heads
+    coefficients = heads.irreps_of(batch.baseline, batch.block_type, batch.block_base, batch.nmax)
+    where = batch.block_base[:, None] + heads.entry_row[batch.block_type] * batch.nmax + heads.entry_col[batch.block_type]
+    values = coefficients.gather(1, heads.source[batch.block_type]) * heads.value[batch.block_type]
+    rebuilt = torch.zeros(batch.baseline.numel(), dtype=torch.float64).index_add_(0, where.reshape(-1), values.reshape(-1))
+    mask = torch.zeros_like(rebuilt).index_add_(0, where.reshape(-1), torch.ones_like(values.reshape(-1))) > 0
+    assert mask.sum() == batch.baseline.numel()  # every entry is in some block, once per ordered pair
+    assert torch.allclose(rebuilt, batch.baseline.reshape(-1), atol=1e-12)
+    model.zeroth_input.fit_normalisation(heads, batch.baseline, batch.block_type, batch.block_base, batch.nmax)
+    f0, _ = fock(positions)
+    scale = np.abs(f0 - batch.baseline[0].numpy()).max()
+    with torch.no_grad():  # the input matters: without it the prediction moves
+        weight = model.zeroth_input.weight.clone()
+        model.zeroth_input.weight.zero_()
+        assert np.abs(fock(positions)[0] - f0).max() > 1e-3 * scale
+        model.zeroth_input.weight.copy_(weight)
+    for seed, improper in [(1, False), (2, True)]:
+        rotation = random_rotation(seed, improper)
+        f1, _ = fock(positions @ rotation.T + np.array([0.7, -1.3, 2.1]))
+        d = model.layout.wigner_D(atoms.numbers, rotation)
+        assert np.abs(f1 - d @ f0 @ d.T).max() / scale < 1e-8  # the integrals' own precision, amplified by the input scales

@@ -155,10 +155,20 @@ class BlockHeads(nn.Module):
         rows = torch.arange(a.nao, device=base.device)[:, None] * nmax + torch.arange(b.nao, device=base.device)
         return base[:, None] + rows.reshape(-1)
 
+    def irreps_of(self, matrices: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int) -> torch.Tensor:
+        """The transpose of :meth:`forward`'s Clebsch-Gordan maps (their inverse: each is orthonormal): the padded
+        irreps coefficients ``(R, (lmax+1) * 2 * (2 lmax + 1) * M)`` of the blocks of ``matrices``
+        ``(B, nmax, nmax)`` at ``types`` and ``base`` ``(R,)``, no weights. Differentiable in ``matrices``."""
+        where = base[:, None] + self.entry_row[types] * nmax + self.entry_col[types]
+        values = matrices.reshape(-1)[where] * self.value[types].to(matrices.dtype)
+        return values.new_zeros(len(types), self.shift.shape[1]).scatter_add_(1, self.source[types], values)
+
     @torch.no_grad()
-    def fit_normalisation(self, targets: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int) -> None:
-        """Set ``shift`` (0e means) and ``scale`` (per-irrep RMS) from target matrices ``(B, nmax, nmax)``."""
-        flat, types, base = targets.reshape(-1).cpu(), types.cpu(), base.cpu()  # statistics on the host, float64
+    def irrep_statistics(self, matrices: torch.Tensor, types: torch.Tensor, base: torch.Tensor,
+                         nmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per type, the 0e means (``shift``'s shape) and per-irrep RMS about them (``scale``'s shape) of the
+        blocks of ``matrices`` ``(B, nmax, nmax)``; float64, on the host."""
+        flat, types, base = matrices.reshape(-1).cpu(), types.cpu(), base.cpu()
         shift = torch.zeros(self.shift.shape, dtype=torch.float64)
         scale = torch.ones(self.scale.shape, dtype=torch.float64)
         for t, (spec, cg, slots) in enumerate(zip(self.specs, self.maps, self.slots)):
@@ -176,5 +186,50 @@ class BlockHeads(nn.Module):
                 shift[t, slot] = mean
                 scale[t, big_l, kind, 0, mu] = ((part - mean) ** 2).mean().sqrt().clamp_min(MIN_SCALE)
                 start += 2 * big_l + 1
+        return shift, scale
+
+    @torch.no_grad()
+    def fit_normalisation(self, targets: torch.Tensor, types: torch.Tensor, base: torch.Tensor, nmax: int) -> None:
+        """Set ``shift`` (0e means) and ``scale`` (per-irrep RMS) from target matrices ``(B, nmax, nmax)``."""
+        shift, scale = self.irrep_statistics(targets, types, base, nmax)
+        self.shift.copy_(shift)
+        self.scale.copy_(scale)
+
+
+class BlockInput(nn.Module):
+    """Matrix blocks ``(B, nmax, nmax)`` of atoms and atom pairs -> features ``(R, K, C)``: the heads' maps run
+    backwards (:meth:`BlockHeads.irreps_of`), each irrep normalised by its fitted 0e mean and RMS, then a learned
+    linear map per block type and irrep from its multiplicity to the channels of its parity. Equivariant, as the
+    heads are; how a known matrix (H0) enters the network as node and pair features.
+
+    Args:
+        heads: the network's :class:`BlockHeads` (their layout; their buffers are used at call time).
+    """
+
+    def __init__(self, heads: BlockHeads):
+        super().__init__()
+        n_types, half = len(heads.types), heads.channels // 2
+        self.lmax, self.channels, self.components = heads.lmax, heads.channels, heads.components
+        self.weight = nn.Parameter(torch.randn(n_types, heads.lmax + 1, 2, heads.multiplicity, half)
+                                   / math.sqrt(heads.multiplicity))
+        self.register_buffer("shift", torch.zeros_like(heads.shift))
+        self.register_buffer("scale", torch.ones_like(heads.scale))
+
+    def forward(self, heads: BlockHeads, matrices: torch.Tensor, types: torch.Tensor, base: torch.Tensor,
+                nmax: int) -> torch.Tensor:
+        """Features ``(R, (lmax+1)^2, C)`` of the blocks of ``matrices`` at ``types``, ``base`` ``(R,)``."""
+        n, half = len(types), self.channels // 2
+        coefficients = heads.irreps_of(matrices, types, base, nmax) - self.shift.index_select(0, types)
+        x = coefficients.reshape(n, self.lmax + 1, 2, self.components, -1) / self.scale.index_select(0, types)
+        y = torch.matmul(x, self.weight.index_select(0, types))  # (R, L, kind, m, c)
+        y = y.transpose(2, 3).reshape(n, (self.lmax + 1) * self.components, 2 * half)
+        k = (self.lmax + 1) ** 2
+        return y.new_zeros(n, k + 1, self.channels).index_add_(1, heads.pad_index, y)[:, :k]
+
+    @torch.no_grad()
+    def fit_normalisation(self, heads: BlockHeads, matrices: torch.Tensor, types: torch.Tensor, base: torch.Tensor,
+                          nmax: int) -> None:
+        """Set the per-irrep shift and scale from the input matrices ``(B, nmax, nmax)`` of a (large) batch."""
+        shift, scale = heads.irrep_statistics(matrices, types, base, nmax)
         self.shift.copy_(shift)
         self.scale.copy_(scale)

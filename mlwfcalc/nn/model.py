@@ -4,11 +4,11 @@ Data flow (atomic units; positions turned to the model frame (y, z, x) first; fe
 as described in :mod:`mlwfcalc.nn.so2`):
 
     EdgeFrames: one Wigner matrix D_e (K x K) per edge, shared by every layer below
-    one-hot(Z) -> 0e channels -> num_layers x Interaction:
+    one-hot(Z) -> 0e channels (+ H0's on-site blocks as irreps, BlockInput, when H0 is an input) -> num_layers x Interaction:
         message_ij = D_e^T SO2Linear(D_e (A x_i + B x_j), radial(r_ij)), summed over j
         x_i <- Gate(Linear(sum) + Linear(x_i)) (+ x_i)
     node features x_i ------------------------------------------> on-site blocks F_ii
-    PairFeatures: D_e^T SO2 . Gate . SO2(D_e (A x_i + B x_j), radial) --> pair blocks F_ij
+    PairFeatures: D_e^T SO2 . Gate . SO2(D_e (A x_i + B x_j), radial) (+ H0's pair blocks) --> pair blocks F_ij
     BlockHeads (one gather, one batched matmul for all types) -> F <- (F + F^T) / 2 (+ H_core)
 
 Equivariance under rotations and inversion: every map is equivariant (per-l linear maps between
@@ -28,7 +28,7 @@ from torch import nn
 from ..basis import BasisLayout, float64_default, to_model_frame
 from ..energy import FEATURES
 from ..validation import InputError
-from .blocks import BlockHeads
+from .blocks import BlockHeads, BlockInput
 from .graph import Batch
 from .so2 import EdgeFrames, Gate, LinearPerL, SO2Linear, l_of_rows, m_major_order
 
@@ -53,6 +53,9 @@ class ModelConfig:
         target: ``"fock"`` (predict F), ``"fock-hcore"`` (predict F - H_core, add the exact H_core) or
             ``"fock-h0"`` (predict F - H0, add the zeroth-step Hamiltonian, :mod:`mlwfcalc.baseline`).
         zeroth_step: H0's settings (:class:`~mlwfcalc.baseline.ZerothStepSettings` keys) for ``"fock-h0"``.
+        zeroth_step_input: with ``"fock-h0"``, H0 is also the network's input: its on-site and pair blocks, as
+            irreps (:class:`~mlwfcalc.nn.blocks.BlockInput`), are added to the first node features and to the
+            pair features (as SPHNet and QHFlow2 feed their initial Hamiltonian).
     """
 
     basis: str = "def2-svp"
@@ -66,6 +69,7 @@ class ModelConfig:
     avg_neighbors: float = 2.0
     target: str = "fock"
     zeroth_step: dict | None = None
+    zeroth_step_input: bool = False
 
     def __post_init__(self):
         self.elements = sorted(int(z) for z in self.elements)
@@ -80,6 +84,9 @@ class ModelConfig:
                 raise InputError(f"zeroth_step {self.zeroth_step}: {err}") from None
         elif self.zeroth_step is not None:
             raise InputError(f"zeroth_step settings go with target 'fock-h0', not {self.target!r}")
+        if self.zeroth_step_input and self.target != "fock-h0":
+            raise InputError(f"zeroth_step_input feeds H0 to the network: it goes with target 'fock-h0', not "
+                             f"{self.target!r}")
 
     @property
     def width(self) -> int:
@@ -90,6 +97,8 @@ class ModelConfig:
         out = asdict(self)
         if out["zeroth_step"] is None:  # as models recorded before H0 existed
             del out["zeroth_step"]
+        if not out["zeroth_step_input"]:  # as models recorded before H0 could be an input
+            del out["zeroth_step_input"]
         return out
 
 
@@ -198,6 +207,7 @@ class HamiltonianModel(nn.Module):
                                         nn.Linear(config.radial_hidden, sum(self.scale_widths)))
         self.embedding = nn.Linear(len(config.elements), config.channels)
         self.heads = BlockHeads(self.layout, lmax, width)
+        self.zeroth_input = BlockInput(self.heads) if config.zeroth_step_input else None
         self.register_buffer("element_index", torch.full((max(config.elements) + 1,), -1, dtype=torch.long),
                              persistent=False)
         self.element_index[config.elements] = torch.arange(len(config.elements))
@@ -215,9 +225,21 @@ class HamiltonianModel(nn.Module):
         scalars = self.embedding(onehot.to(positions.dtype))
         k, half = (self.config.lmax + 1) ** 2, self.config.channels
         x = torch.nn.functional.pad(scalars[:, None, :], (0, half, 0, k - 1))
+        known = self._zeroth_step_features(batch, x.dtype)
+        if known is not None:  # H0's on-site blocks join the first node features, its pair blocks the pairs'
+            x = x + known[: len(x)]
         for layer, scale in zip(self.layers, scales):
             x = layer(x, wigner, scale, src, dst)
-        return x, self.pair(x, wigner, scales[-1], src, dst)
+        pairs = self.pair(x, wigner, scales[-1], src, dst)
+        return x, pairs if known is None else pairs + known[len(x):]
+
+    def _zeroth_step_features(self, batch: Batch, dtype: torch.dtype) -> torch.Tensor | None:
+        """H0's blocks as features ``(N + E, K, C)`` (nodes, then edges), or None when H0 is not an input."""
+        if self.zeroth_input is None:
+            return None
+        if batch.baseline is None:
+            raise ValueError("this model takes H0 as input: the batch needs its baseline")
+        return self.zeroth_input(self.heads, batch.baseline.to(dtype), batch.block_type, batch.block_base, batch.nmax)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Kohn-Sham matrices ``(B, nmax, nmax)``, Hartree, PySCF AO order, zero padded, symmetric."""
@@ -265,6 +287,9 @@ class HamiltonianModel(nn.Module):
         ``targets`` is what the heads predict: F, or F - H_core for a delta-learning model.
         """
         self.heads.fit_normalisation(targets, batch.block_type, batch.block_base, batch.nmax)
+        if self.zeroth_input is not None:  # and H0's, where it is an input
+            self.zeroth_input.fit_normalisation(self.heads, batch.baseline, batch.block_type, batch.block_base,
+                                                batch.nmax)
 
     def num_parameters(self) -> int:
         """Trainable numbers. ``LinearPerL`` stores a full matrix per l of which the parity mask uses
