@@ -15,8 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-work/organic}; A=${ARCHIVE:-datasets/organic-pbe-def2svp}
 to() { local f=$1; shift; [ -s $f ] || { "$@" > $f.part 2>&1 && mv $f.part $f; }; }  # a killed step leaves no $f
-finished() { [ -s $1/best/uncertainty.safetensors ] && python -c "import json, sys; m = json.load(open('$1/checkpoint.json'))
-sys.exit(m['step'] < m['config']['max_steps'])"; }   # a run that reached its last step and fitted its domain
+trained() { [ -s $1/checkpoint.json ] && python -c "import json, sys; m = json.load(open('$1/checkpoint.json'))
+sys.exit(m['step'] < m['config']['max_steps'])"; }   # a run that reached its last step
+finished() { [ -s $1/best/uncertainty.safetensors ] && trained $1; }   # ... and fitted its domain
 [ -s $D/organic-test.db ] || { echo "missing $D/organic-test.db: run examples/make_organic.sh" >&2; exit 2; }
 # a copy of the labels a model is trained on (training refuses a database that grows under it): the parts of both
 # archives, numbered in one directory (the SCF-only parts merge with the first set's, which carry the forces)
@@ -97,13 +98,14 @@ V4=$D/organic-train-v4.db; M4=$D/organic-pbe-def2svp-v4
 labels $V4 $(for k in 000 001 002 003 004 005 006 007 008 009; do echo $A/train2/part-$k.safetensors; done)
 for arm in "organic-v4 0.5" "organic-v4-orb01 0.1"; do
   set -- $arm
-  finished work/runs/$1 || mlwfcalc train --config examples/train_organic_v4.toml -o work/runs/$1 \
+  trained work/runs/$1 || mlwfcalc train --config examples/train_organic_v4.toml -o work/runs/$1 \
     --orbital-loss-weight $2 --compositions elements
 done
 if [ ! -s $M4/model.safetensors ]; then
   best=$(python -c "import json
 runs = ['work/runs/organic-v4', 'work/runs/organic-v4-orb01']
 print(min(runs, key=lambda r: json.load(open(r + '/checkpoint.json'))['best_val_mae']))")
+  [ -s $best/best/uncertainty.safetensors ] || mlwfcalc fit-domain $best/best $V4 --compositions elements -q
   export_run $best $M4
 fi
 measure $M4 $V4 $D/v3-val-molecules.json $D/report-v4

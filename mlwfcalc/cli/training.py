@@ -397,7 +397,10 @@ def _model_split(model, dataset, seed: int | None = None, n_train: float | None 
                          "of the labels as they were, or choose a split with --seed/--n-train/--n-val")
     import warnings
 
-    train_index, val_index = dataset.split([n_train, n_val], seed)
+    if config.get("validation_molecules") and given == (None, None, None) and not on_transfer_split:
+        train_index, val_index = dataset.split_by_molecules(training["val_molecules"], f"{model.name}'s record")
+    else:
+        train_index, val_index = dataset.split([n_train, n_val], seed)
     molecules = dataset.molecules_of(val_index)
     seen = set(training.get("train_molecules", [])) & set(molecules)
     if molecules and given != (None, None, None) and seen:

@@ -108,25 +108,33 @@ class LabelledDataset(torch.utils.data.Dataset):
                 for part in split_indices(len(names), sizes, seed)]
 
 
-    def split_by_molecules(self, names_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
-        """``(training, validation)`` sample indices, validation = every frame of a molecule named in
-        ``names_file`` (a JSON list of SMILES, e.g. a model's recorded ``val_molecules``), training = the rest:
-        a fine-tune on more labels keeps its starting model's validation molecules."""
-        import json
-
-        try:
-            names = set(json.loads(Path(names_file).read_text()))
-        except (OSError, ValueError, TypeError) as err:
-            raise InputError(f"cannot read validation molecules {names_file} ({err}): give a JSON list of SMILES") \
-                from None
+    def split_by_molecules(self, names, where: str = "the list") -> tuple[np.ndarray, np.ndarray]:
+        """``(training, validation)`` sample indices, validation = every frame of a molecule in ``names`` (SMILES,
+        e.g. a model's recorded ``val_molecules``; :func:`read_molecule_names` reads a file of them), training = the
+        rest: a fine-tune on more labels keeps its starting model's validation molecules. ``where`` names the list
+        in the error when no frame is of one of them."""
+        names = set(names)
         chosen = np.array([s.molecule in names for s in self.samples])
         if not chosen.any():
-            raise InputError(f"no labelled frame is of a molecule in {names_file}: are they the same labels' SMILES?")
+            raise InputError(f"no labelled frame is of a molecule in {where}: are they the same labels' SMILES?")
         return np.flatnonzero(~chosen), np.flatnonzero(chosen)
 
     def molecules_of(self, indices: Sequence[int]) -> list[str]:
         """The sorted molecules (SMILES) of the samples ``indices``; empty when the labels name none."""
         return sorted({self.samples[int(i)].molecule for i in indices} - {""})
+
+
+def read_molecule_names(path: str | Path) -> list[str]:
+    """The SMILES of a JSON list file (``--validation-molecules``); InputError naming the file when it is not one."""
+    import json
+
+    try:
+        names = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read validation molecules {path} ({err}): give a JSON list of SMILES") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"validation molecules {path}: give a JSON list of SMILES strings")
+    return names
 
 
 def split_indices(n: int, sizes: Sequence[float | int], seed: int = 0) -> list[np.ndarray]:

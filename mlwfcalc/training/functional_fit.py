@@ -46,7 +46,7 @@ import torch
 from ase import Atoms
 from ase.units import Bohr, Hartree
 
-from ..data.dataset import LabelledDataset, Sample
+from ..data.dataset import LabelledDataset, Sample, read_molecule_names
 from ..electronic import solve_orbitals
 from ..functional import ROUTES, energy_derivative, model_density, route_energy
 from ..io import read_model, save_model
@@ -169,7 +169,8 @@ class FunctionalTrainer(FineTuningRun):
     def _split(self) -> tuple[np.ndarray, np.ndarray]:
         if self.config.validation_molecules is None:
             return tuple(self.dataset.split([self.config.n_train, self.config.n_val], self.config.seed))
-        return self.dataset.split_by_molecules(self.config.validation_molecules)
+        return self.dataset.split_by_molecules(read_molecule_names(self.config.validation_molecules),
+                                               self.config.validation_molecules)
 
     def _unserved(self, indices: np.ndarray) -> np.ndarray:
         """The frames among ``indices`` where the starting model's density holds spurious occupied orbitals:

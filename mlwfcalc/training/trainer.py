@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import LabelledDataset
+from ..data.dataset import LabelledDataset, read_molecule_names
 from ..io import read_config, resolve_model_path, save_model
 from ..model import MLWFModel
 from ..nn.graph import Batch, make_batch, pad_matrices
@@ -47,7 +47,8 @@ class TrainingData:
         self.config = config
         self.layout = layout
         if config.validation_molecules:
-            self.train_index, self.val_index = dataset.split_by_molecules(config.validation_molecules)
+            self.train_index, self.val_index = dataset.split_by_molecules(
+                read_molecule_names(config.validation_molecules), config.validation_molecules)
         else:
             self.train_index, self.val_index = dataset.split([config.n_train, config.n_val], config.seed)
         if len(self.train_index) < config.batch_size:
