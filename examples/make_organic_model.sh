@@ -10,7 +10,7 @@
 # every label archived by then (round two's parts 000-009, 932 labels; examples/train_organic_v4.toml), validated on version 3's validation molecules; two arms
 # (orbital-energy loss 0.5 and 0.1), the one with the lower validation F MAE kept. Version 2 was built by this
 # script as of commit bc97e14 (git show bc97e14:examples/make_organic_model.sh).
-#   bash examples/make_organic_model.sh
+#   bash examples/make_organic_model.sh          # ONLY=v4 bash ...: skip version 3's measurements
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-work/organic}; A=${ARCHIVE:-datasets/organic-pbe-def2svp}
@@ -91,7 +91,7 @@ if [ ! -s $M3/model.safetensors ]; then  # training also fits the domain (elemen
 fi
 [ -s $D/v3-val-molecules.json ] || python -c "import json, sys
 json.dump(json.load(open('$M3/config.json'))['training']['val_molecules'], sys.stdout)" > $D/v3-val-molecules.json
-measure $M3 $V3 $D/v3-val-molecules.json $D/report-v3
+[ "${ONLY:-}" = v4 ] || measure $M3 $V3 $D/v3-val-molecules.json $D/report-v3   # ONLY=v4: version 4's steps alone
 
 # version 4: two arms from version 3's weights on every archived label, the lower validation F kept
 V4=$D/organic-train-v4.db; M4=$D/organic-pbe-def2svp-v4
