@@ -61,6 +61,22 @@ def relax(atoms, calc, fmax: float, steps: int) -> tuple[object, int, str]:
     return atoms, optimiser.nsteps, "converged" if converged else "not converged"
 
 
+def reference_relaxation(cache: dict, key: str, start, reference, args, path: Path) -> dict:
+    """PySCF's own BFGS from ``start`` (the model's minimum is judged by it), cached in ``cache[key]`` and ``path``:
+    start and minimum energies (eV), minimum positions (A), steps."""
+    if key not in cache:
+        pbe_start = start.copy()
+        pbe_start.calc = reference
+        e_ref_start = pbe_start.get_potential_energy()
+        ref_min, ref_steps, _ = relax(start, reference, args.fmax, args.steps)
+        cache[key] = {"start_energy_ev": e_ref_start, "minimum_energy_ev": ref_min.get_potential_energy(),
+                      "minimum_positions": ref_min.positions.tolist(), "steps": ref_steps}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=1))
+        print(f"{key}: PySCF relaxed in {ref_steps} steps", flush=True)
+    return cache[key]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="organic-pbe-def2svp")
@@ -70,6 +86,8 @@ def main():
     parser.add_argument("--fmax", type=float, default=0.05, help="eV/A")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("-o", "--output", default="work/optimise.json", help="JSON cache of the results")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only PySCF's relaxations (cached; they do not depend on the model's weights)")
     args = parser.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -82,6 +100,10 @@ def main():
     for item in args.molecules.split(","):
         name, start, smiles = starting_geometry(item)
         key = f"{model.name} {mode} {name}"
+        ref_key = f"PySCF {model.theory.name} gradient {model.theory.gradient} {name}"
+        if args.reference_only:
+            reference_relaxation(cache, ref_key, start, reference, args, path)
+            continue
         if key in cache:
             continue
         begun = time.perf_counter()
@@ -101,17 +123,7 @@ def main():
             found.calc = calc
             e_model_min = found.get_potential_energy()
         seconds = time.perf_counter() - begun
-        ref_key = f"PySCF {model.theory.name} gradient {model.theory.gradient} {name}"
-        if ref_key not in cache:  # PySCF's own relaxation from the same start: the model's minimum is judged by it
-            pbe_start = start.copy()
-            pbe_start.calc = reference
-            e_ref_start = pbe_start.get_potential_energy()
-            ref_min, ref_steps, _ = relax(start, reference, args.fmax, args.steps)
-            cache[ref_key] = {"start_energy_ev": e_ref_start, "minimum_energy_ev": ref_min.get_potential_energy(),
-                              "minimum_positions": ref_min.positions.tolist(), "steps": ref_steps}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(cache, indent=1))
-        ref = cache[ref_key]
+        ref = reference_relaxation(cache, ref_key, start, reference, args, path)
         ref_min = start.copy()
         ref_min.positions = np.array(ref["minimum_positions"])
         at_model_min = found.copy()
