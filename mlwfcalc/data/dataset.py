@@ -116,7 +116,7 @@ class LabelledDataset(torch.utils.data.Dataset):
         names = set(names)
         chosen = np.array([s.molecule in names for s in self.samples])
         if not chosen.any():
-            raise InputError(f"no labelled frame is of a molecule in {where}: are they the same labels' SMILES?")
+            raise InputError(f"no frame of these labels is of a molecule in {where}: are they the same labels' SMILES?")
         return np.flatnonzero(~chosen), np.flatnonzero(chosen)
 
     def molecules_of(self, indices: Sequence[int]) -> list[str]:
