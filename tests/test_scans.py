@@ -28,7 +28,11 @@ def _model(path):
 
 
 #: Scans with a silent large error that no refusal catches yet (issue 40 stays open on them): strict, so a fix shows.
-KNOWN_GAPS: dict[str, str] = {}
+KNOWN_GAPS: dict[str, str] = {
+    "organic-pbe-def2svp": "CO2's C=O stretch (1.08-1.53 A): 4 silent large errors, 760-1,007 meV/A, uncertainty 1.0-1.6x "
+                           "the soft threshold and under the hard limit (4x); 83 of 237 points refused, the other 150 "
+                           "within 5x the card's force error (2026-12-08, organic v4)",
+}
 
 
 def _cases():
