@@ -106,15 +106,15 @@ def summarise(directory: Path) -> Summary:
                         "frames)")
     route = config.get("energy_route", {}).get("recommended", "ml")
     routes = _read(directory, "evaluation_routes.json")  # a functional route's figures on the held-out frames
-    if route != "ml" and routes and route in routes["figures"]:
+    from_route = route != "ml" and routes is not None and route in routes["figures"]
+    if from_route:
         energy, forces = routes["figures"][route]["energy_mev_per_atom"], routes["figures"][route]["forces_mev_per_a"]
     scf = report.get("scf_cycle_ratio") or (_read(directory, "evaluation_scf.json") or {}).get("scf_cycle_ratio")
     return Summary(name=directory.name, molecules=molecules, evaluated_on=f"{evaluated_on}, {n}",
                    fock_mae_uha=report["fock_mae_uha"], energy_mae_mev=energy, force_mae_mev_per_a=forces,
                    orbital_energy_mae_uha=report["orbital_energy_mae_uha"], dipole_mae_debye=dipole,
                    scf_cycle_ratio=scf, energy_level=energy_level, preliminary=bool(config.get("preliminary")),
-                   energy_route=route, energy_per_atom=route != "ml" and routes is not None,
-                   energy_frames=routes["frames"] if route != "ml" and routes else None)
+                   energy_route=route, energy_per_atom=from_route, energy_frames=routes["frames"] if from_route else None)
 
 
 def _symbols(formula: str) -> list[str]:
